@@ -1,0 +1,455 @@
+//! The one public error type of `promote`.
+//!
+//! Every backend maps its own failures into [`Error`]. Each variant means something a caller can act on,
+//! and carries the context (stage, artifact, file and line) that says where. No variant ever carries a
+//! secret value: backends put names (keys, repositories, references) in errors, never values.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::digest::Digest;
+
+/// Result alias used throughout `promote`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed source error from a backend, kept for `std::error::Error::source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of thing was not found, already existed, or was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Resource {
+    /// An artifact reference (tag or digest) in a store.
+    Artifact,
+    /// A repository in a registry.
+    Repository,
+    /// A build registered in the ledger.
+    Build,
+    /// A stage of the pipeline.
+    Stage,
+    /// A promotion record.
+    Promotion,
+    /// A configuration key.
+    ConfigKey,
+    /// A secret in a secret store.
+    Secret,
+    /// A hold on a stage.
+    Hold,
+    /// A template file.
+    Template,
+    /// A deployed object.
+    Object,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Artifact => "artifact",
+            Resource::Repository => "repository",
+            Resource::Build => "build",
+            Resource::Stage => "stage",
+            Resource::Promotion => "promotion",
+            Resource::ConfigKey => "config key",
+            Resource::Secret => "secret",
+            Resource::Hold => "hold",
+            Resource::Template => "template",
+            Resource::Object => "object",
+        })
+    }
+}
+
+/// How a backend failure behaves if the same call is made again.
+///
+/// Retry layers trust only this: they retry [`ErrorClass::Temporary`] and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The same call may succeed later (throttling, a 5xx, a reset connection).
+    Temporary,
+    /// The call will fail again until something outside changes (permissions, a missing resource).
+    Persistent,
+}
+
+/// Why an approval was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalRefusal {
+    /// The identity is not on the stage's allow-list.
+    NotAllowed,
+    /// The same identity already approved this build for this stage.
+    Duplicate,
+    /// The approver requested the promotion or authored the build.
+    SelfApproval,
+    /// The approval arrived after its validity window.
+    Expired,
+    /// The stage has no manual approval gate, so there is nothing to approve.
+    NoApprovalGate,
+}
+
+impl fmt::Display for ApprovalRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ApprovalRefusal::NotAllowed => "the identity is not an allowed promoter",
+            ApprovalRefusal::Duplicate => "the identity has already approved this build",
+            ApprovalRefusal::SelfApproval => "self-approval is not allowed",
+            ApprovalRefusal::Expired => "the approval has expired",
+            ApprovalRefusal::NoApprovalGate => "the stage has no approval gate",
+        })
+    }
+}
+
+/// A place in a user's file: the file, and the 1-based line and column when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as the user named it.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error type of every `promote` API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input that does not parse: a digest, a reference, a stage name, a version.
+    #[error("invalid {what} `{input}`: {reason}")]
+    InvalidInput {
+        /// What was being parsed ("digest", "reference", …).
+        what: &'static str,
+        /// The offending input.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A spec file (`promote.yaml`) is malformed: unknown key, unknown kind, wrong type.
+    #[error("{location}: {key}: {message}")]
+    Spec {
+        /// Where in the file.
+        location: Location,
+        /// The key path that was wrong (`stages[1].gates[0].kind`).
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// Something named does not exist.
+    #[error("{resource} not found: {name}")]
+    NotFound {
+        /// What kind of thing.
+        resource: Resource,
+        /// Its name, reference or key (never a value).
+        name: String,
+    },
+
+    /// Something that must be unique already exists, with different content.
+    #[error("{resource} already exists: {name}: {detail}")]
+    AlreadyExists {
+        /// What kind of thing.
+        resource: Resource,
+        /// Its name.
+        name: String,
+        /// What differs.
+        detail: String,
+    },
+
+    /// An immutable tag is held by another digest.
+    #[error("tag {reference} is immutable and holds {existing}, not {wanted}")]
+    TagConflict {
+        /// The tag reference.
+        reference: String,
+        /// The digest the tag already holds.
+        existing: Digest,
+        /// The digest we tried to put there.
+        wanted: Digest,
+    },
+
+    /// After a write, the target does not resolve to the digest that was written.
+    #[error("digest moved at {reference}: expected {expected}, found {actual}")]
+    DigestMismatch {
+        /// The reference that was checked.
+        reference: String,
+        /// The digest we promoted.
+        expected: Digest,
+        /// The digest the target resolves to.
+        actual: Digest,
+    },
+
+    /// An image declares a source revision different from the build's commit.
+    #[error("artifact {artifact} was built from revision {found}, but the build claims commit {expected}")]
+    RevisionMismatch {
+        /// The artifact name in the build.
+        artifact: String,
+        /// The build's commit.
+        expected: String,
+        /// The revision annotation on the image.
+        found: String,
+    },
+
+    /// The build may not enter the stage: it has not passed the stage(s) before it.
+    #[error("build {build} is not eligible for stage {stage}: {reason}")]
+    NotEligible {
+        /// The build id.
+        build: String,
+        /// The target stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A hold blocks promotion into the stage.
+    #[error("stage {stage} is held: {reason} (placed by {placed_by})")]
+    Held {
+        /// The stage.
+        stage: String,
+        /// The hold's reason.
+        reason: String,
+        /// Who placed it.
+        placed_by: String,
+    },
+
+    /// At least one entry gate is pending; the promotion stopped before touching anything.
+    #[error("promotion of {build} to {stage} is pending: {}", reasons.join("; "))]
+    GatePending {
+        /// The build id.
+        build: String,
+        /// The stage.
+        stage: String,
+        /// One reason per pending gate, prefixed with the gate's name.
+        reasons: Vec<String>,
+    },
+
+    /// A gate failed.
+    #[error("gate {gate} failed for {build} in stage {stage}: {reason}")]
+    GateFailed {
+        /// The build id.
+        build: String,
+        /// The stage.
+        stage: String,
+        /// The gate's name.
+        gate: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// An approval was refused; nothing was recorded.
+    #[error("approval by {approver} of {build} for stage {stage} refused: {reason}")]
+    ApprovalRefused {
+        /// The build id.
+        build: String,
+        /// The stage.
+        stage: String,
+        /// The identity that tried to approve.
+        approver: String,
+        /// Why it was refused.
+        reason: ApprovalRefusal,
+    },
+
+    /// Another promotion holds the stage's lock.
+    #[error("stage {stage} is locked by {holder}")]
+    Locked {
+        /// The stage.
+        stage: String,
+        /// Who holds the lock.
+        holder: String,
+    },
+
+    /// A write carried a fencing token older than one the ledger has already seen for the stage.
+    #[error("stale fencing token {token} for stage {stage}: the ledger has seen {newest}")]
+    Fenced {
+        /// The stage.
+        stage: String,
+        /// The token that was refused.
+        token: u64,
+        /// The newest token seen.
+        newest: u64,
+    },
+
+    /// A configuration key a template or stage needs is missing from every source.
+    #[error("stage {stage}: config key {key} is missing (sources: {source_names})")]
+    MissingConfig {
+        /// The stage.
+        stage: String,
+        /// The key.
+        key: String,
+        /// The sources that were consulted, comma-separated.
+        source_names: String,
+    },
+
+    /// A config source could not be read.
+    #[error("stage {stage}: config source {source_name}: {message}")]
+    ConfigSource {
+        /// The stage.
+        stage: String,
+        /// The source that failed.
+        source_name: String,
+        /// What went wrong (never a value).
+        message: String,
+        /// Whether a retry may help.
+        class: ErrorClass,
+    },
+
+    /// A template failed to render (missing variable, bad helper call, invalid output).
+    #[error("{location}: {message}")]
+    Template {
+        /// The template file and line.
+        location: Location,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A deployment did not become healthy, or was rejected.
+    #[error("deploy to stage {stage} failed: {reason}")]
+    DeployFailed {
+        /// The stage.
+        stage: String,
+        /// Why (a pod's reason, a timeout).
+        reason: String,
+    },
+
+    /// The ledger's content is damaged: a torn last record, a broken hash chain, unparsable data.
+    #[error("ledger {path} is corrupt at line {line}: {reason}")]
+    LedgerCorrupt {
+        /// The ledger's file or name.
+        path: String,
+        /// The 1-based line (or record number) where it breaks.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The backend refused the caller's credentials or permissions.
+    #[error("{backend}: permission denied: {message}")]
+    PermissionDenied {
+        /// Which backend.
+        backend: &'static str,
+        /// What was refused.
+        message: String,
+    },
+
+    /// The backend cannot do this operation. See its `capabilities()`.
+    #[error("{backend} does not support {operation}")]
+    NotSupported {
+        /// Which backend.
+        backend: &'static str,
+        /// The operation.
+        operation: String,
+    },
+
+    /// An operation took longer than allowed.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What timed out.
+        what: String,
+        /// The limit.
+        after: Duration,
+    },
+
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Any other backend failure, classified for retry.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What went wrong.
+        message: String,
+        /// Whether a retry may help.
+        class: ErrorClass,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// Whether making the same call again may succeed without anything else changing.
+    ///
+    /// Lock contention, pending gates, timeouts and temporary backend failures are retryable;
+    /// bad input, missing things, refusals and corruption are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } => true,
+            Error::Backend { class, .. } | Error::ConfigSource { class, .. } => {
+                *class == ErrorClass::Temporary
+            }
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(resource: Resource, name: impl Into<String>) -> Self {
+        Error::NotFound { resource, name: name.into() }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(what: &'static str, input: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what, input: input.into(), reason: reason.into() }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Shorthand for a [`Error::Backend`] failure without a source.
+    pub fn backend(backend: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
+        Error::Backend { backend, message: message.into(), class, source: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_follows_the_class() {
+        assert!(Error::backend("x", ErrorClass::Temporary, "503").is_retryable());
+        assert!(!Error::backend("x", ErrorClass::Persistent, "403").is_retryable());
+        assert!(Error::Locked { stage: "prd".into(), holder: "ci".into() }.is_retryable());
+        assert!(!Error::not_found(Resource::Stage, "qa").is_retryable());
+    }
+
+    #[test]
+    fn spec_errors_name_file_line_and_key() {
+        let error = Error::Spec {
+            location: Location { file: "promote.yaml".into(), line: Some(12), column: Some(5) },
+            key: "stages[1].gates[0].kind".into(),
+            message: "unknown gate kind `aproval`".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "promote.yaml:12:5: stages[1].gates[0].kind: unknown gate kind `aproval`"
+        );
+    }
+}
