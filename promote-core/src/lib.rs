@@ -1,17 +1,42 @@
 #![doc = include_str!("../README.md")]
 
+pub mod build;
+pub mod clock;
 pub mod config;
+pub mod deploy;
 pub mod digest;
+mod duration_serde;
+pub mod engine;
 pub mod error;
+pub mod gate;
+pub mod ledger;
+pub mod lock;
 pub mod manifest;
 pub mod reference;
+pub mod render;
+pub mod spec;
 pub mod store;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use config::{ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret};
+pub use build::{Build, BuildId, BuildRequest, RevisionPolicy};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret,
+};
+pub use deploy::{Bundle, Deployer, MemoryDeployer};
 pub use digest::Digest;
+pub use engine::{
+    Event, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status, Upstream,
+};
 pub use error::{Error, ErrorClass, Resource, Result};
+pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
+pub use ledger::{FileLedger, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
+pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
-pub use store::{Artifact, ArtifactStore, ArtifactStoreExt, MemoryArtifactStore, StoreCapabilities};
+pub use render::Templates;
+pub use spec::SpecRegistry;
+pub use store::{
+    Artifact, ArtifactStore, ArtifactStoreExt, MemoryArtifactStore, StoreCapabilities,
+};

@@ -21,7 +21,10 @@ pub struct MemoryConfigSource {
 impl MemoryConfigSource {
     /// An empty source called `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        MemoryConfigSource { name: name.into(), values: Arc::default() }
+        MemoryConfigSource {
+            name: name.into(),
+            values: Arc::default(),
+        }
     }
 
     /// Sets a plain value for a stage, making a new version.
@@ -36,7 +39,12 @@ impl MemoryConfigSource {
 
     fn put(&self, stage: &str, key: &str, value: ConfigValue) -> &Self {
         let mut values = self.values.lock().expect("config source poisoned");
-        values.entry(stage.to_owned()).or_default().entry(key.to_owned()).or_default().push(value);
+        values
+            .entry(stage.to_owned())
+            .or_default()
+            .entry(key.to_owned())
+            .or_default()
+            .push(value);
         self
     }
 }
@@ -48,7 +56,10 @@ impl ConfigSource for MemoryConfigSource {
     }
 
     fn capabilities(&self) -> SourceCapabilities {
-        SourceCapabilities { versioned: true, secrets: true }
+        SourceCapabilities {
+            versioned: true,
+            secrets: true,
+        }
     }
 
     async fn load(&self, request: &ConfigRequest) -> Result<ConfigSet> {
@@ -63,7 +74,9 @@ impl ConfigSource for MemoryConfigSource {
                     let wanted: usize = pin.parse().map_err(|_| Error::ConfigSource {
                         stage: request.stage.clone(),
                         source_name: self.name.clone(),
-                        message: format!("key {key}: version `{pin}` is not a version of this source"),
+                        message: format!(
+                            "key {key}: version `{pin}` is not a version of this source"
+                        ),
                         class: ErrorClass::Persistent,
                     })?;
                     if wanted == 0 || wanted > versions.len() {

@@ -1,0 +1,511 @@
+//! The engine: one [`Pipeline`] handle that registers builds and promotes them through stages.
+
+mod event;
+mod report;
+mod run;
+mod stage;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+use tokio::sync::{Mutex, broadcast};
+use tracing::{Instrument, info, info_span};
+
+pub use event::Event;
+pub use report::{ArtifactAction, Plan, PlannedArtifact, StageStatus, Status};
+pub use stage::{OnFailure, Placement, Stage, Upstream};
+
+use crate::build::{Build, BuildId, BuildRequest, RevisionPolicy};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ApprovalRefusal, Error, Resource, Result};
+use crate::gate::Identity;
+use crate::ledger::{
+    Approval, Hold, HoldScope, Ledger, LedgerEvent, LedgerExt, LedgerView, NewEntry,
+    PromotionRecord,
+};
+use crate::lock::{EnvironmentLock, MemoryLock};
+use crate::store::ArtifactStore;
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BUFFER: usize = 1024;
+
+/// A promotion pipeline: ordered stages over one artifact store, ledger and lock.
+///
+/// Cheap to clone; clones share everything.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use promote_core::{BuildRequest, MemoryArtifactStore, MemoryLedger, Pipeline, Stage};
+/// use promote_core::manifest::OCI_MANIFEST;
+///
+/// let store = MemoryArtifactStore::new();
+/// store.push("memory.local/web:3f2c1a9".parse()?, OCI_MANIFEST, br#"{"schemaVersion":2}"#.to_vec())?;
+/// let pipeline = Pipeline::builder("shop")
+///     .store(Arc::new(store))
+///     .ledger(Arc::new(MemoryLedger::new()))
+///     .stage(Stage::new("dev"))
+///     .stage(Stage::new("prd"))
+///     .build()?;
+/// let build = pipeline
+///     .register(BuildRequest::new("3f2c1a9").artifact("web", "memory.local/web:3f2c1a9".parse()?), "ci")
+///     .await?;
+/// pipeline.promote(&build.id, "dev", "ci").await?;
+/// pipeline.promote(&build.id, "prd", "ci").await?;
+/// assert_eq!(pipeline.status().await?.stage("prd").unwrap().current.as_ref(), Some(&build.id));
+/// # Ok::<(), promote_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    stages: Vec<Stage>,
+    store: Arc<dyn ArtifactStore>,
+    ledger: Arc<dyn Ledger>,
+    lock: Arc<dyn EnvironmentLock>,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<Event>,
+    view: Mutex<LedgerView>,
+}
+
+/// Builds a [`Pipeline`].
+#[derive(Debug)]
+pub struct PipelineBuilder {
+    name: String,
+    stages: Vec<Stage>,
+    store: Option<Arc<dyn ArtifactStore>>,
+    ledger: Option<Arc<dyn Ledger>>,
+    lock: Option<Arc<dyn EnvironmentLock>>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl PipelineBuilder {
+    /// Adds the next stage, in promotion order.
+    pub fn stage(mut self, stage: Stage) -> Self {
+        self.stages.push(stage);
+        self
+    }
+
+    /// Sets the artifact store.
+    pub fn store(mut self, store: Arc<dyn ArtifactStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets the ledger.
+    pub fn ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Sets the per-stage lock (default: an in-process [`MemoryLock`]).
+    pub fn lock(mut self, lock: Arc<dyn EnvironmentLock>) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// Sets the clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the pipeline and builds it.
+    pub fn build(self) -> Result<Pipeline> {
+        let missing = |what: &str| {
+            Error::invalid("pipeline", self.name.clone(), format!("no {what} was set"))
+        };
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| missing("artifact store"))?;
+        let ledger = self.ledger.clone().ok_or_else(|| missing("ledger"))?;
+        if self.stages.is_empty() {
+            return Err(missing("stage"));
+        }
+        for (index, stage) in self.stages.iter().enumerate() {
+            Stage::validate_name(&stage.name)?;
+            let earlier: Vec<&str> = self.stages[..index]
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            if earlier.contains(&stage.name.as_str()) {
+                return Err(Error::invalid(
+                    "pipeline",
+                    &self.name,
+                    format!("stage {} appears twice", stage.name),
+                ));
+            }
+            if let Upstream::AllOf(names) | Upstream::AnyOf(names) = &stage.upstream {
+                for name in names {
+                    if !earlier.contains(&name.as_str()) {
+                        return Err(Error::invalid(
+                            "pipeline",
+                            &self.name,
+                            format!(
+                                "stage {} draws from {name}, which is not an earlier stage",
+                                stage.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                name: self.name,
+                stages: self.stages,
+                store,
+                ledger,
+                lock: self.lock.unwrap_or_else(|| Arc::new(MemoryLock::new())),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                events,
+                view: Mutex::new(LedgerView::new()),
+            }),
+        })
+    }
+}
+
+impl Pipeline {
+    /// Starts building a pipeline called `name`.
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder {
+        PipelineBuilder {
+            name: name.into(),
+            stages: Vec::new(),
+            store: None,
+            ledger: None,
+            lock: None,
+            clock: None,
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.inner.stages
+    }
+
+    /// The stage called `name`, or [`Error::NotFound`].
+    pub fn stage(&self, name: &str) -> Result<&Stage> {
+        self.inner
+            .stages
+            .iter()
+            .find(|stage| stage.name == name)
+            .ok_or_else(|| {
+                Error::not_found(
+                    Resource::Stage,
+                    format!(
+                        "{name} (pipeline {} has: {})",
+                        self.inner.name,
+                        self.stage_names()
+                    ),
+                )
+            })
+    }
+
+    fn stage_names(&self) -> String {
+        self.inner
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.inner.ledger
+    }
+
+    /// The artifact store.
+    pub fn store(&self) -> &Arc<dyn ArtifactStore> {
+        &self.inner.store
+    }
+
+    /// Subscribes to the engine's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is fine: events are for whoever listens.
+        let _ = self.inner.events.send(event);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The ledger's state, brought up to date.
+    pub async fn view(&self) -> Result<LedgerView> {
+        let mut view = self.inner.view.lock().await;
+        self.inner.ledger.refresh(&mut view).await?;
+        Ok(view.clone())
+    }
+
+    async fn append(
+        &self,
+        actor: &str,
+        fence: Option<crate::ledger::Fence>,
+        events: Vec<LedgerEvent>,
+    ) -> Result<()> {
+        let at = self.now();
+        let entries = events
+            .into_iter()
+            .map(|event| NewEntry {
+                at,
+                actor: actor.to_owned(),
+                fence: fence.clone(),
+                event,
+            })
+            .collect();
+        self.inner.ledger.append(entries).await?;
+        Ok(())
+    }
+
+    /// Registers a build: resolves each artifact's reference once to its digest and records the build.
+    ///
+    /// Registering the same digests again returns the same build and records nothing new. A tag that
+    /// does not exist is [`Error::NotFound`]; an image that declares another revision than the commit is
+    /// [`Error::RevisionMismatch`] unless the request's policy is [`RevisionPolicy::Warn`].
+    pub async fn register(&self, request: BuildRequest, actor: &str) -> Result<Build> {
+        let span = info_span!("register", pipeline = %self.inner.name, commit = %request.commit);
+        async {
+            if request.artifacts.is_empty() {
+                return Err(Error::invalid(
+                    "build",
+                    &request.commit,
+                    "a build needs at least one artifact",
+                ));
+            }
+            let resolved = try_join_all(request.artifacts.iter().map(
+                |(name, reference)| async move {
+                    let artifact = self.inner.store.resolve(reference).await?;
+                    Ok::<_, Error>((name.clone(), artifact))
+                },
+            ))
+            .await?;
+            let mut artifacts = std::collections::BTreeMap::new();
+            for (name, artifact) in resolved {
+                if let Some(revision) = artifact.revision()
+                    && !same_commit(revision, &request.commit)
+                {
+                    match request.revision_policy {
+                        RevisionPolicy::Enforce => {
+                            return Err(Error::RevisionMismatch {
+                                artifact: format!("{name} ({})", artifact.reference),
+                                expected: request.commit.clone(),
+                                found: revision.to_owned(),
+                            });
+                        }
+                        RevisionPolicy::Warn => tracing::warn!(
+                            artifact = %name, revision, commit = %request.commit,
+                            "image declares another revision than the build's commit"
+                        ),
+                    }
+                }
+                artifacts.insert(name, artifact);
+            }
+            let id = BuildId::of(&artifacts);
+            let view = self.view().await?;
+            if let Some(existing) = view.build(&id) {
+                if existing.commit != request.commit {
+                    return Err(Error::AlreadyExists {
+                        resource: Resource::Build,
+                        name: id.to_string(),
+                        detail: format!(
+                            "registered for commit {}, not {}",
+                            existing.commit, request.commit
+                        ),
+                    });
+                }
+                return Ok(existing.clone());
+            }
+            let build = Build {
+                id: id.clone(),
+                commit: request.commit,
+                version: request.version,
+                artifacts,
+                author: request.author,
+                metadata: request.metadata,
+                registered_at: self.now(),
+            };
+            self.append(
+                actor,
+                None,
+                vec![LedgerEvent::BuildRegistered {
+                    build: build.clone(),
+                }],
+            )
+            .await?;
+            info!(build = %id, "build registered");
+            self.emit(Event::BuildRegistered {
+                build: id,
+                commit: build.commit.clone(),
+            });
+            Ok(build)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records an approval of `build` for `stage` by `approver`.
+    ///
+    /// The stage's approval gates decide: an identity not on the allow-list, a second approval by the same
+    /// identity, a self-approval or an expired approval is [`Error::ApprovalRefused`], and nothing is
+    /// recorded. `at` is when the approval was given (default: now), for approvals relayed from elsewhere.
+    pub async fn approve(
+        &self,
+        build: &BuildId,
+        stage: &str,
+        approver: &Identity,
+        comment: Option<&str>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Approval> {
+        let stage_def = self.stage(stage)?;
+        let view = self.view().await?;
+        let build_def = view
+            .build(build)
+            .ok_or_else(|| Error::not_found(Resource::Build, build.to_string()))?;
+        let refuse = |reason| Error::ApprovalRefused {
+            build: build.to_string(),
+            stage: stage.to_owned(),
+            approver: approver.name.clone(),
+            reason,
+        };
+        let policies: Vec<_> = stage_def
+            .entry_gates
+            .iter()
+            .filter_map(|g| g.approval_policy())
+            .collect();
+        if policies.is_empty() {
+            return Err(refuse(ApprovalRefusal::NoApprovalGate));
+        }
+        let (now, at) = (self.now(), at.unwrap_or_else(|| self.now()));
+        let mut first_refusal = None;
+        let mut accepted = false;
+        for policy in policies {
+            match policy.check(&view, build_def, stage, approver, at, now) {
+                Ok(()) => accepted = true,
+                Err(reason) => {
+                    first_refusal.get_or_insert(reason);
+                }
+            }
+        }
+        if !accepted {
+            return Err(refuse(first_refusal.expect("at least one policy refused")));
+        }
+        let approval = Approval {
+            build: build.clone(),
+            stage: stage.to_owned(),
+            approver: approver.name.clone(),
+            at,
+            comment: comment.map(str::to_owned),
+        };
+        self.append(
+            &approver.name,
+            None,
+            vec![LedgerEvent::ApprovalRecorded {
+                approval: approval.clone(),
+            }],
+        )
+        .await?;
+        info!(build = %build, stage, approver = %approver.name, "approval recorded");
+        self.emit(Event::Approved {
+            approval: approval.clone(),
+        });
+        Ok(approval)
+    }
+
+    /// Places a hold on a stage.
+    pub async fn hold(
+        &self,
+        stage: &str,
+        scope: HoldScope,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Hold> {
+        self.stage(stage)?;
+        let view = self.view().await?;
+        let hold = Hold {
+            id: format!("hold-{}", view.head_seq() + 1),
+            stage: stage.to_owned(),
+            scope,
+            reason: reason.to_owned(),
+            placed_by: actor.to_owned(),
+            at: self.now(),
+        };
+        self.append(
+            actor,
+            None,
+            vec![LedgerEvent::HoldPlaced { hold: hold.clone() }],
+        )
+        .await?;
+        self.emit(Event::HoldPlaced { hold: hold.clone() });
+        Ok(hold)
+    }
+
+    /// Lifts a hold by id.
+    pub async fn lift_hold(&self, hold: &str, actor: &str) -> Result<()> {
+        let view = self.view().await?;
+        let existing = view
+            .all_holds()
+            .find(|h| h.id == hold)
+            .ok_or_else(|| Error::not_found(Resource::Hold, hold))?
+            .clone();
+        self.append(
+            actor,
+            None,
+            vec![LedgerEvent::HoldLifted {
+                hold: hold.to_owned(),
+                stage: existing.stage.clone(),
+            }],
+        )
+        .await?;
+        self.emit(Event::HoldLifted {
+            hold: hold.to_owned(),
+            stage: existing.stage,
+        });
+        Ok(())
+    }
+
+    /// Every promotion record, oldest first, optionally only for one stage.
+    pub async fn history(&self, stage: Option<&str>) -> Result<Vec<PromotionRecord>> {
+        if let Some(stage) = stage {
+            self.stage(stage)?;
+        }
+        let view = self.view().await?;
+        Ok(view
+            .promotions()
+            .iter()
+            .filter(|p| stage.is_none_or(|s| p.stage == s))
+            .cloned()
+            .collect())
+    }
+
+    /// For each stage: the current build, the builds eligible to enter it, holds and open promotions.
+    pub async fn status(&self) -> Result<Status> {
+        let view = self.view().await?;
+        Ok(report::status(self, &view))
+    }
+}
+
+/// Whether an image's revision annotation names the build's commit (either may be abbreviated).
+fn same_commit(revision: &str, commit: &str) -> bool {
+    let (short, long) = if revision.len() <= commit.len() {
+        (revision, commit)
+    } else {
+        (commit, revision)
+    };
+    short.len() >= 7 && long.starts_with(short) || revision == commit
+}

@@ -1,0 +1,381 @@
+//! The registry of backend kinds a spec may name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use marked_yaml::Node;
+use serde::Deserialize;
+
+use super::SpecFile;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{
+    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret,
+    SourceCapabilities,
+};
+use crate::deploy::{Deployer, MemoryDeployer};
+use crate::error::{Error, Result};
+use crate::gate::{ApprovalGate, ApprovalPolicy, Gate};
+use crate::ledger::{FileLedger, Ledger, MemoryLedger};
+use crate::lock::{EnvironmentLock, FileLock, MemoryLock};
+use crate::store::{ArtifactStore, MemoryArtifactStore};
+
+/// A boxed future, as constructors return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A constructor for one kind of backend.
+pub type Constructor<T> = Arc<dyn Fn(BackendSpec) -> BoxFuture<Result<T>> + Send + Sync>;
+
+/// What a constructor receives: the backend's settings from the spec, and where they are.
+#[derive(Clone)]
+pub struct BackendSpec {
+    kind: String,
+    key: String,
+    node: Node,
+    file: SpecFile,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendSpec")
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl BackendSpec {
+    /// The kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The key path of this backend in the spec (`stages[2].deployer`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The pipeline's clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Deserialises the backend's settings (everything but `kind`) into `T`. Use
+    /// `#[serde(deny_unknown_fields)]` on `T`, so that a misspelt key is an error naming its line.
+    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
+        self.file.parse(&self.node, &self.key)
+    }
+
+    /// A path from the settings, relative to the spec file's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        self.file.resolve(path)
+    }
+
+    /// An [`Error::Spec`] about this backend's settings.
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        self.file.error(Some(&self.node), &self.key, message)
+    }
+}
+
+pub(super) struct Context {
+    pub(super) file: SpecFile,
+    pub(super) clock: Option<Arc<dyn Clock>>,
+}
+
+/// Maps backend kinds to constructors. [`SpecRegistry::with_defaults`] knows the core's local kinds.
+#[derive(Clone, Default)]
+pub struct SpecRegistry {
+    stores: HashMap<String, Constructor<Arc<dyn ArtifactStore>>>,
+    ledgers: HashMap<String, Constructor<Arc<dyn Ledger>>>,
+    locks: HashMap<String, Constructor<Arc<dyn EnvironmentLock>>>,
+    deployers: HashMap<String, Constructor<Arc<dyn Deployer>>>,
+    configs: HashMap<String, Constructor<Arc<dyn ConfigSource>>>,
+    gates: HashMap<String, Constructor<Arc<dyn Gate>>>,
+}
+
+impl fmt::Debug for SpecRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds = |map: &dyn Fn() -> Vec<String>| map();
+        f.debug_struct("SpecRegistry")
+            .field("stores", &kinds(&|| sorted(self.stores.keys())))
+            .field("ledgers", &kinds(&|| sorted(self.ledgers.keys())))
+            .field("locks", &kinds(&|| sorted(self.locks.keys())))
+            .field("deployers", &kinds(&|| sorted(self.deployers.keys())))
+            .field("configs", &kinds(&|| sorted(self.configs.keys())))
+            .field("gates", &kinds(&|| sorted(self.gates.keys())))
+            .finish()
+    }
+}
+
+fn sorted<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut keys: Vec<String> = keys.cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLedgerSettings {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLockSettings {
+    dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    promoters: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    min_approvals: Option<usize>,
+    #[serde(default)]
+    allow_self_approval: bool,
+    #[serde(default)]
+    expires_after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InlineSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    values: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+}
+
+/// Values written in the spec itself. Secrets here suit demos and tests; real secrets belong in a
+/// secret store.
+#[derive(Debug)]
+struct InlineConfig {
+    name: String,
+    values: ConfigSet,
+}
+
+#[async_trait::async_trait]
+impl ConfigSource for InlineConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities {
+            versioned: false,
+            secrets: true,
+        }
+    }
+    async fn load(&self, _request: &ConfigRequest) -> Result<ConfigSet> {
+        Ok(self.values.clone())
+    }
+}
+
+impl SpecRegistry {
+    /// A registry with no kinds.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A registry with the core's kinds: store `memory`; ledger `memory`, `file`; lock `memory`, `file`;
+    /// deployer `memory`; config `inline`, `memory`; gate `approval`.
+    pub fn with_defaults() -> Self {
+        let mut registry = Self::empty();
+        registry.register_store("memory", |spec| async move {
+            spec.parse::<NoSettings>()?;
+            Ok(Arc::new(MemoryArtifactStore::new()) as Arc<dyn ArtifactStore>)
+        });
+        registry.register_ledger("memory", |spec| async move {
+            spec.parse::<NoSettings>()?;
+            Ok(Arc::new(MemoryLedger::new()) as Arc<dyn Ledger>)
+        });
+        registry.register_ledger("file", |spec| async move {
+            let settings: FileLedgerSettings = spec.parse()?;
+            Ok(
+                Arc::new(FileLedger::open(spec.resolve_path(&settings.path)).await?)
+                    as Arc<dyn Ledger>,
+            )
+        });
+        registry.register_lock("memory", |spec| async move {
+            spec.parse::<NoSettings>()?;
+            Ok(Arc::new(MemoryLock::new()) as Arc<dyn EnvironmentLock>)
+        });
+        registry.register_lock("file", |spec| async move {
+            let settings: FileLockSettings = spec.parse()?;
+            Ok(Arc::new(FileLock::new(spec.resolve_path(&settings.dir)))
+                as Arc<dyn EnvironmentLock>)
+        });
+        registry.register_deployer("memory", |spec| async move {
+            spec.parse::<NoSettings>()?;
+            Ok(Arc::new(MemoryDeployer::new()) as Arc<dyn Deployer>)
+        });
+        registry.register_config("memory", |spec| async move {
+            spec.parse::<NoSettings>()?;
+            Ok(Arc::new(MemoryConfigSource::new(spec.key())) as Arc<dyn ConfigSource>)
+        });
+        registry.register_config("inline", |spec| async move {
+            let settings: InlineSettings = spec.parse()?;
+            let name = settings
+                .name
+                .unwrap_or_else(|| format!("inline:{}", spec.key()));
+            let mut values = ConfigSet::new();
+            for (key, value) in settings.values {
+                values.insert(
+                    key,
+                    ConfigEntry {
+                        value: ConfigValue::Plain(value),
+                        source: name.clone(),
+                        version: None,
+                    },
+                );
+            }
+            for (key, value) in settings.secrets {
+                values.insert(
+                    key,
+                    ConfigEntry {
+                        value: ConfigValue::Secret(Secret::new(value)),
+                        source: name.clone(),
+                        version: None,
+                    },
+                );
+            }
+            Ok(Arc::new(InlineConfig { name, values }) as Arc<dyn ConfigSource>)
+        });
+        registry.register_gate("approval", |spec| async move {
+            let settings: ApprovalSettings = spec.parse()?;
+            let mut policy = ApprovalPolicy::promoters(settings.promoters)
+                .min_approvals(settings.min_approvals.unwrap_or(1))
+                .allow_self_approval(settings.allow_self_approval);
+            policy.groups = settings.groups;
+            if let Some(text) = settings.expires_after {
+                let after = humantime::parse_duration(&text).map_err(|e| {
+                    spec.error(format!(
+                        "expires_after: `{text}` is not a duration like 24h: {e}"
+                    ))
+                })?;
+                policy = policy.expires_after(after);
+            }
+            if policy.min_approvals == 0 {
+                return Err(spec.error("min_approvals must be at least 1"));
+            }
+            if policy.promoters.is_empty() && policy.groups.is_empty() {
+                return Err(spec.error("an approval gate needs promoters or groups"));
+            }
+            let name = settings.name.unwrap_or_else(|| "approval".into());
+            Ok(Arc::new(ApprovalGate::new(name, policy)) as Arc<dyn Gate>)
+        });
+        registry
+    }
+}
+
+macro_rules! kind_family {
+    ($register:ident, $build:ident, $field:ident, $trait:ident, $what:literal) => {
+        impl SpecRegistry {
+            #[doc = concat!("Registers (or replaces) the constructor for ", $what, " kind `kind`.")]
+            pub fn $register<F, Fut>(&mut self, kind: &str, constructor: F) -> &mut Self
+            where
+                F: Fn(BackendSpec) -> Fut + Send + Sync + 'static,
+                Fut: Future<Output = Result<Arc<dyn $trait>>> + Send + 'static,
+            {
+                self.$field.insert(
+                    kind.to_owned(),
+                    Arc::new(move |spec| Box::pin(constructor(spec))),
+                );
+                self
+            }
+
+            pub(super) async fn $build(
+                &self,
+                context: &Context,
+                node: &Node,
+                key: &str,
+            ) -> Result<Arc<dyn $trait>> {
+                let spec = self.backend_spec(context, node, key)?;
+                let constructor = self.$field.get(spec.kind()).ok_or_else(|| {
+                    let known = sorted(self.$field.keys()).join(", ");
+                    context.file.error(
+                        Some(node),
+                        &format!("{key}.kind"),
+                        format!("unknown {} kind `{}` (known: {known})", $what, spec.kind()),
+                    )
+                })?;
+                constructor(spec).await
+            }
+        }
+    };
+}
+
+kind_family!(
+    register_store,
+    build_store,
+    stores,
+    ArtifactStore,
+    "artifact store"
+);
+kind_family!(register_ledger, build_ledger, ledgers, Ledger, "ledger");
+kind_family!(register_lock, build_lock, locks, EnvironmentLock, "lock");
+kind_family!(
+    register_deployer,
+    build_deployer,
+    deployers,
+    Deployer,
+    "deployer"
+);
+kind_family!(
+    register_config,
+    build_config,
+    configs,
+    ConfigSource,
+    "config source"
+);
+kind_family!(register_gate, build_gate, gates, Gate, "gate");
+
+impl SpecRegistry {
+    fn backend_spec(&self, context: &Context, node: &Node, key: &str) -> Result<BackendSpec> {
+        let file = &context.file;
+        let mut mapping = node
+            .as_mapping()
+            .cloned()
+            .ok_or_else(|| file.error(Some(node), key, "must be a mapping with a `kind`"))?;
+        let kind_node = mapping
+            .remove("kind")
+            .ok_or_else(|| file.error(Some(node), &format!("{key}.kind"), "missing `kind`"))?;
+        let kind = kind_node
+            .as_scalar()
+            .map(|s| s.as_str().to_owned())
+            .ok_or_else(|| {
+                file.error(
+                    Some(&kind_node),
+                    &format!("{key}.kind"),
+                    "`kind` must be a string",
+                )
+            })?;
+        let mut node_without_kind = Node::from(mapping);
+        // Keep the block's position for errors about the whole block.
+        *node_without_kind.span_mut() = *node.span();
+        Ok(BackendSpec {
+            kind,
+            key: key.to_owned(),
+            node: node_without_kind,
+            file: file.clone(),
+            clock: context
+                .clock
+                .clone()
+                .unwrap_or_else(|| Arc::new(SystemClock)),
+        })
+    }
+}
