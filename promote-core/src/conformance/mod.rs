@@ -8,7 +8,13 @@
 //! Each suite panics with a message naming the broken contract clause, like an `assert!`.
 
 mod config;
+mod deploy;
+mod ledger;
+mod lock;
 mod store;
 
 pub use config::{ConfigFixture, config_source};
+pub use deploy::deployer;
+pub use ledger::ledger;
+pub use lock::environment_lock;
 pub use store::{StoreFixture, artifact_store};

@@ -167,7 +167,7 @@ pub enum ApplyMode {
 }
 
 /// What happens to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeAction {
     /// It does not exist yet.

@@ -288,13 +288,9 @@ impl Pipeline {
                     "a build needs at least one artifact",
                 ));
             }
-            let resolved = try_join_all(request.artifacts.iter().map(
-                |(name, reference)| async move {
-                    let artifact = self.inner.store.resolve(reference).await?;
-                    Ok::<_, Error>((name.clone(), artifact))
-                },
-            ))
-            .await?;
+            let resolutions: Vec<_> =
+                request.artifacts.iter().map(|(name, reference)| self.resolve_named(name, reference)).collect();
+            let resolved = try_join_all(resolutions).await?;
             let mut artifacts = std::collections::BTreeMap::new();
             for (name, artifact) in resolved {
                 if let Some(revision) = artifact.revision()
@@ -357,6 +353,10 @@ impl Pipeline {
         }
         .instrument(span)
         .await
+    }
+
+    async fn resolve_named(&self, name: &str, reference: &crate::reference::ArtifactRef) -> Result<(String, crate::store::Artifact)> {
+        Ok((name.to_owned(), self.inner.store.resolve(reference).await?))
     }
 
     /// Records an approval of `build` for `stage` by `approver`.

@@ -30,6 +30,9 @@ pub struct StageStatus {
     pub holds: Vec<Hold>,
     /// Promotions started and not finished.
     pub in_progress: Vec<PromotionId>,
+    /// A promotion that failed after deploying, since the current build became current: the stage may be
+    /// running that failed build (the stage's policy was to leave it).
+    pub failed_since_current: Option<PromotionId>,
 }
 
 /// Every stage's state, in pipeline order.
@@ -178,8 +181,30 @@ pub(crate) fn status(pipeline: &Pipeline, view: &LedgerView) -> Status {
                     .open_promotions(&stage.name)
                     .map(|record| record.id.clone())
                     .collect(),
+                failed_since_current: failed_after(view, &stage.name, current.map(|r| r.finished_at)),
             }
         })
         .collect();
     Status { stages }
+}
+
+/// The newest promotion into `stage` that failed after touching the deployment, if it finished after the
+/// current build became current.
+pub(crate) fn failed_after(
+    view: &LedgerView,
+    stage: &str,
+    current_since: Option<Option<chrono::DateTime<chrono::Utc>>>,
+) -> Option<PromotionId> {
+    use crate::ledger::{FinalState, PromotionState, Step};
+    let since = current_since.flatten();
+    let last = view.promotions().iter().rev().find(|p| p.stage == stage && !p.state.in_progress())?;
+    let deployed_and_failed = matches!(
+        &last.state,
+        PromotionState::Finished(FinalState::Failed { step: Step::Deploy | Step::Verify, .. })
+    );
+    let after_current = match (since, last.finished_at) {
+        (Some(since), Some(finished)) => finished >= since,
+        _ => true,
+    };
+    (deployed_and_failed && after_current && !last.state.succeeded()).then(|| last.id.clone())
 }

@@ -615,62 +615,52 @@ impl Pipeline {
             requested_by: &run.actor,
             dry_run,
         };
-        let reports = join_all(gates.iter().map(|gate| async {
-            if dry_run && !gate.capabilities().side_effect_free {
-                let verdict = Verdict::Pending("not run by plan: the gate has side effects".into());
-                return Ok(crate::gate::GateReport::new(verdict).into_evidence(gate.as_ref()));
-            }
-            gate.evaluate(&context)
-                .await
-                .map(|report| report.into_evidence(gate.as_ref()))
-        }))
-        .await;
+        let evaluations: Vec<_> = gates.iter().map(|gate| evaluate_gate(gate.as_ref(), &context)).collect();
+        let reports = join_all(evaluations).await;
         reports.into_iter().collect()
     }
 
     async fn place_artifacts(&self, run: &Run<'_>) -> Result<BTreeMap<String, PlacedArtifact>> {
         let version = run.build.version.as_ref().map(ToString::to_string);
-        let store = &self.inner.store;
-        futures::stream::iter(run.build.artifacts.iter())
-            .map(|(name, artifact)| {
-                let version = version.clone();
-                async move {
-                    let target = run.stage.placement.target(
-                        &run.stage.name,
-                        name,
-                        &artifact.reference,
-                        &run.build.commit,
-                        version.as_deref(),
-                    )?;
-                    let present = match store.resolve(&target).await {
-                        Ok(found) => found.digest == artifact.digest,
-                        Err(Error::NotFound { .. }) => false,
-                        Err(other) => return Err(other),
-                    };
-                    if !present {
-                        store.promote(&artifact.reference, &target).await?;
-                    }
-                    // The target must hold exactly the bytes that were built.
-                    store.verify_digest(&target, &artifact.digest).await?;
-                    self.emit(Event::ArtifactPromoted {
-                        promotion: run.id.clone(),
-                        name: name.clone(),
-                        target: target.clone(),
-                        digest: artifact.digest.clone(),
-                        already_present: present,
-                    });
-                    Ok((
-                        name.clone(),
-                        PlacedArtifact {
-                            target,
-                            digest: artifact.digest.clone(),
-                        },
-                    ))
-                }
-            })
+        let placements: Vec<_> = run
+            .build
+            .artifacts
+            .iter()
+            .map(|(name, artifact)| self.place_artifact(run, name, artifact, version.as_deref()))
+            .collect();
+        futures::stream::iter(placements)
             .buffer_unordered(ARTIFACT_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    async fn place_artifact(
+        &self,
+        run: &Run<'_>,
+        name: &str,
+        artifact: &crate::store::Artifact,
+        version: Option<&str>,
+    ) -> Result<(String, PlacedArtifact)> {
+        let store = &self.inner.store;
+        let target = run.stage.placement.target(&run.stage.name, name, &artifact.reference, &run.build.commit, version)?;
+        let present = match store.resolve(&target).await {
+            Ok(found) => found.digest == artifact.digest,
+            Err(Error::NotFound { .. }) => false,
+            Err(other) => return Err(other),
+        };
+        if !present {
+            store.promote(&artifact.reference, &target).await?;
+        }
+        // The target must hold exactly the bytes that were built.
+        store.verify_digest(&target, &artifact.digest).await?;
+        self.emit(Event::ArtifactPromoted {
+            promotion: run.id.clone(),
+            name: name.to_owned(),
+            target: target.clone(),
+            digest: artifact.digest.clone(),
+            already_present: present,
+        });
+        Ok((name.to_owned(), PlacedArtifact { target, digest: artifact.digest.clone() }))
     }
 
     /// A dry run: eligibility, every entry gate's verdict, what would happen to each artifact, where the
@@ -797,6 +787,14 @@ impl Pipeline {
     }
 }
 
+async fn evaluate_gate(gate: &dyn Gate, context: &GateContext<'_>) -> Result<GateEvidence> {
+    if context.dry_run && !gate.capabilities().side_effect_free {
+        let verdict = Verdict::Pending("not run by plan: the gate has side effects".into());
+        return Ok(crate::gate::GateReport::new(verdict).into_evidence(gate));
+    }
+    gate.evaluate(context).await.map(|report| report.into_evidence(gate))
+}
+
 fn provenance_of(config: &ConfigSet) -> BTreeMap<String, Provenance> {
     config.provenance()
 }
@@ -809,11 +807,12 @@ fn finished(id: &PromotionId, step: Step, detail: StepDetail) -> LedgerEvent {
     }
 }
 
-/// The record of the promotion that made `build` current in `stage`, if it is current and nothing is open.
+/// The record of the promotion that made `build` current in `stage`, if it is current, nothing is open, and
+/// no later promotion failed after deploying over it (then the stage may run something else).
 fn already_current(view: &LedgerView, stage: &str, build: &BuildId) -> Option<PromotionRecord> {
     let current = view.current(stage)?;
-    (current.build == *build && view.open_promotion(stage, build).is_none())
-        .then(|| current.clone())
+    let untouched = report::failed_after(view, stage, Some(current.finished_at)).is_none();
+    (current.build == *build && untouched && view.open_promotion(stage, build).is_none()).then(|| current.clone())
 }
 
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.

@@ -1,0 +1,74 @@
+//! The [`Ledger`] conformance suite.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+
+use crate::error::Error;
+use crate::ledger::{Fence, GENESIS_HASH, Hold, HoldScope, Ledger, LedgerEvent, NewEntry, verify_chain};
+
+fn entry(n: u32, fence: Option<(&str, u64)>) -> NewEntry {
+    NewEntry {
+        at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(i64::from(n)),
+        actor: format!("actor-{n}"),
+        fence: fence.map(|(stage, token)| Fence { stage: stage.to_owned(), token }),
+        event: LedgerEvent::HoldPlaced {
+            hold: Hold {
+                id: format!("hold-{n}"),
+                stage: "dev".into(),
+                scope: HoldScope::Auto,
+                reason: format!("conformance entry {n}"),
+                placed_by: "conformance".into(),
+                at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            },
+        },
+    }
+}
+
+/// Runs the [`Ledger`] conformance suite against an empty ledger.
+pub async fn ledger(ledger: Arc<dyn Ledger>) {
+    assert!(ledger.read_since(0).await.expect("reading an empty ledger must succeed").is_empty(), "a new ledger must be empty");
+
+    // append assigns consecutive numbers and chains them
+    let first = ledger.append(vec![entry(1, None), entry(2, None)]).await.expect("append must succeed");
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2], "append must number entries from 1");
+    assert_eq!(first[0].prev, GENESIS_HASH, "the first entry must follow the genesis hash");
+    assert_eq!(first[1].prev, first[0].hash, "each entry must chain to the one before");
+    let third = ledger.append(vec![entry(3, None)]).await.unwrap();
+    assert_eq!(third[0].seq, 3);
+    let all = ledger.read_since(0).await.unwrap();
+    assert_eq!(all.len(), 3, "read_since(0) must return every entry");
+    assert_eq!(&all[..2], &first[..], "entries must read back exactly as appended");
+    verify_chain("conformance", (0, GENESIS_HASH), &all).expect("the chain must verify");
+    let tail = ledger.read_since(2).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [3], "read_since(n) must return entries after n");
+    assert!(ledger.read_since(3).await.unwrap().is_empty(), "read_since(head) must be empty");
+
+    // fencing: an older token for the same stage is refused, whole batch, nothing written
+    ledger.append(vec![entry(4, Some(("prd", 5)))]).await.expect("a first fence must be accepted");
+    match ledger.append(vec![entry(5, Some(("prd", 4)))]).await {
+        Err(Error::Fenced { stage, token: 4, newest: 5 }) => assert_eq!(stage, "prd"),
+        other => panic!("a stale fencing token must be refused with Fenced, got {other:?}"),
+    }
+    let refused_batch = ledger.append(vec![entry(6, None), entry(7, Some(("prd", 3)))]).await;
+    assert!(matches!(refused_batch, Err(Error::Fenced { .. })), "a batch with a stale fence must be refused");
+    assert_eq!(ledger.read_since(0).await.unwrap().len(), 4, "a refused append must write nothing");
+    ledger.append(vec![entry(8, Some(("prd", 5)))]).await.expect("the current token must still be accepted");
+    ledger.append(vec![entry(9, Some(("stg", 1)))]).await.expect("fences are per stage");
+
+    // concurrent appends keep one unbroken chain
+    let writers = (0..8u32).map(|writer| {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            for n in 0..10 {
+                ledger.append(vec![entry(100 + writer * 10 + n, None)]).await.expect("concurrent append must succeed");
+            }
+        })
+    });
+    for writer in writers {
+        writer.await.expect("writer task");
+    }
+    let all = ledger.read_since(0).await.unwrap();
+    assert_eq!(all.len(), 6 + 80, "no concurrent append may be lost");
+    verify_chain("conformance", (0, GENESIS_HASH), &all).expect("concurrent appends must keep the chain unbroken");
+}

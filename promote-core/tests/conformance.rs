@@ -1,0 +1,86 @@
+//! The core's own backends run the conformance suites.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use promote_core::conformance;
+use promote_core::manifest::{OCI_INDEX, OCI_MANIFEST};
+use promote_core::{ArtifactRef, FileLedger, FileLock, MemoryArtifactStore, MemoryConfigSource, MemoryDeployer, MemoryLedger, MemoryLock};
+
+fn push(store: &MemoryArtifactStore, reference: &str, media_type: &str, body: &str) -> (ArtifactRef, promote_core::Digest) {
+    let reference: ArtifactRef = reference.parse().unwrap();
+    let artifact = store.push(reference.clone(), media_type, body.as_bytes().to_vec()).unwrap();
+    (reference, artifact.digest)
+}
+
+async fn memory_store(immutable: bool) {
+    let store = MemoryArtifactStore::new().with_immutable_tags(immutable);
+    let (image, image_digest) = push(&store, "memory.local/shop/web:a1", OCI_MANIFEST, "{\n   \"schemaVersion\": 2 }");
+    let (other_image, other_digest) = push(&store, "memory.local/shop/web:b2", OCI_MANIFEST, "{\"schemaVersion\":2,\"x\":1}");
+    let (_, child) = push(&store, "memory.local/shop/web:amd64", OCI_MANIFEST, "{\"schemaVersion\":2,\"arch\":\"amd64\"}");
+    let index_body = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_INDEX}\",\"manifests\":[{{\"mediaType\":\"{OCI_MANIFEST}\",\"digest\":\"{child}\",\"size\":35}}]}}");
+    let (index, index_digest) = push(&store, "memory.local/shop/web:multi", OCI_INDEX, &index_body);
+    conformance::artifact_store(conformance::StoreFixture {
+        store: Arc::new(store),
+        image,
+        image_digest,
+        other_image,
+        other_digest,
+        index: Some((index, index_digest)),
+        other_repository: Some("memory.local/shop/web-promoted:x".parse().unwrap()),
+        tag_prefix: "conf".into(),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_store_passes() {
+    memory_store(false).await;
+}
+
+#[tokio::test]
+async fn immutable_memory_store_passes() {
+    memory_store(true).await;
+}
+
+#[tokio::test]
+async fn memory_config_source_passes() {
+    let source = MemoryConfigSource::new("vault");
+    source.set("prd", "REPLICAS", "3").set_secret("prd", "DB_PASSWORD", "old-pass").set_secret("prd", "DB_PASSWORD", "new-pass");
+    conformance::config_source(conformance::ConfigFixture {
+        source: Arc::new(source),
+        stage: "prd".into(),
+        plain: BTreeMap::from([("REPLICAS".into(), "3".into())]),
+        secrets: BTreeMap::from([("DB_PASSWORD".into(), "new-pass".into())]),
+        unknown_stage: "qa".into(),
+        older_version: Some(("DB_PASSWORD".into(), "1".into(), "old-pass".into())),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_ledger_passes() {
+    conformance::ledger(Arc::new(MemoryLedger::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_ledger_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::ledger(Arc::new(FileLedger::open(dir.path().join("ledger.jsonl")).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_lock_passes() {
+    conformance::environment_lock(Arc::new(MemoryLock::new()), "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_lock_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::environment_lock(Arc::new(FileLock::new(dir.path())), "").await;
+}
+
+#[tokio::test]
+async fn memory_deployer_passes() {
+    conformance::deployer(Arc::new(MemoryDeployer::new()), "dev").await;
+}

@@ -1,0 +1,102 @@
+//! The file ledger on disk: torn writes, tampering, and several writers.
+
+mod support;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use promote_core::ledger::LedgerExt;
+use promote_core::{Error, FileLedger, Ledger, MemoryArtifactStore, Pipeline, Stage};
+use support::oci_manifest;
+
+const COMMIT: &str = "3333333ccccccccccccccccccccccccccccccccc";
+
+async fn pipeline_on(path: &std::path::Path) -> (Pipeline, MemoryArtifactStore) {
+    pipeline_with(path, MemoryArtifactStore::new()).await
+}
+
+async fn pipeline_with(path: &std::path::Path, store: MemoryArtifactStore) -> (Pipeline, MemoryArtifactStore) {
+    let pipeline = Pipeline::builder("shop")
+        .store(Arc::new(store.clone()))
+        .ledger(Arc::new(FileLedger::open(path).await.unwrap()))
+        .stage(Stage::new("dev"))
+        .stage(Stage::new("prd"))
+        .build()
+        .unwrap();
+    (pipeline, store)
+}
+
+async fn promote_one(pipeline: &Pipeline, store: &MemoryArtifactStore) {
+    let reference: promote_core::ArtifactRef = "memory.local/shop/web:3333333".parse().unwrap();
+    store.push(reference.clone(), promote_core::manifest::OCI_MANIFEST, oci_manifest(COMMIT, "x")).unwrap();
+    let build = pipeline.register(promote_core::BuildRequest::new(COMMIT).artifact("web", reference), "ci").await.unwrap();
+    pipeline.promote(&build.id, "dev", "dana").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_reported_and_recovery_keeps_every_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let (pipeline, store) = pipeline_on(&path).await;
+    promote_one(&pipeline, &store).await;
+    let whole = pipeline.history(None).await.unwrap();
+    let records = FileLedger::open(&path).await.unwrap().read_since(0).await.unwrap().len() as u64;
+
+    // A crash in the middle of an append leaves half a line.
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"seq":99,"prev":"ab"#).unwrap();
+    match FileLedger::open(&path).await {
+        Err(Error::LedgerCorrupt { line, reason, .. }) => {
+            assert_eq!(line, records + 1, "the error names the torn line");
+            assert!(reason.contains("torn"), "{reason}");
+        }
+        other => panic!("a torn ledger must not open silently, got {other:?}"),
+    }
+    let recovery = FileLedger::recover(&path).await.unwrap();
+    assert_eq!(recovery.entries, records);
+    assert_eq!(recovery.torn_bytes, 20);
+    assert!(recovery.saved_to.as_ref().is_some_and(|p| p.exists()), "the torn bytes are kept aside");
+
+    let (reopened, _) = pipeline_on(&path).await;
+    assert_eq!(reopened.history(None).await.unwrap(), whole, "the ledger still tells the truth");
+}
+
+#[tokio::test]
+async fn tampering_with_an_earlier_record_is_detected_where_it_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let (pipeline, store) = pipeline_on(&path).await;
+    promote_one(&pipeline, &store).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered = text.replacen("\"actor\":\"dana\"", "\"actor\":\"eve\"", 1);
+    assert_ne!(text, tampered);
+    let line = text.lines().position(|l| l.contains("\"actor\":\"dana\"")).unwrap() as u64 + 1;
+    std::fs::write(&path, tampered).unwrap();
+    match FileLedger::open(&path).await {
+        Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
+            assert_eq!(at, line);
+            assert!(reason.contains("hash"), "{reason}");
+        }
+        other => panic!("tampering must be detected, got {other:?}"),
+    }
+    // Recovery repairs only a torn tail, never a broken chain.
+    assert!(matches!(FileLedger::recover(&path).await, Err(Error::LedgerCorrupt { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_append_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let (first, store) = pipeline_on(&path).await;
+    let (second, _) = pipeline_with(&path, store.clone()).await;
+    promote_one(&first, &store).await;
+    // The second handle (another process, as far as the file is concerned) sees and extends the chain.
+    let status = second.status().await.unwrap();
+    assert!(status.stage("dev").unwrap().current.is_some());
+    let build = status.stage("dev").unwrap().current.clone().unwrap();
+    second.promote(&build, "prd", "erin").await.unwrap();
+    assert!(first.status().await.unwrap().stage("prd").unwrap().current.is_some());
+    let ledger = FileLedger::open(&path).await.unwrap();
+    let entries = ledger.read_since(0).await.unwrap();
+    promote_core::ledger::verify_chain("ledger", (0, promote_core::ledger::GENESIS_HASH), &entries).unwrap();
+    assert_eq!(ledger.view().await.unwrap().promotions().len(), 2);
+}
