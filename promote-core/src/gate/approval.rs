@@ -25,10 +25,7 @@ pub struct Identity {
 impl Identity {
     /// An identity with no groups.
     pub fn new(name: impl Into<String>) -> Self {
-        Identity {
-            name: name.into(),
-            groups: Vec::new(),
-        }
+        Identity { name: name.into(), groups: Vec::new() }
     }
 
     /// Adds a group.
@@ -55,11 +52,7 @@ pub struct ApprovalPolicy {
     #[serde(default)]
     pub allow_self_approval: bool,
     /// How long an approval stays valid.
-    #[serde(
-        default,
-        with = "crate::duration_serde::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "crate::duration_serde::option", skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<Duration>,
 }
 
@@ -104,15 +97,11 @@ impl ApprovalPolicy {
     }
 
     fn allows(&self, identity: &Identity) -> bool {
-        self.promoters.contains(&identity.name)
-            || identity.groups.iter().any(|g| self.groups.contains(g))
+        self.promoters.contains(&identity.name) || identity.groups.iter().any(|g| self.groups.contains(g))
     }
 
     fn is_live(&self, approval: &Approval, now: DateTime<Utc>) -> bool {
-        match self
-            .expires_after
-            .and_then(|after| chrono::Duration::from_std(after).ok())
-        {
+        match self.expires_after.and_then(|after| chrono::Duration::from_std(after).ok()) {
             Some(after) => now - approval.at <= after,
             None => true,
         }
@@ -134,10 +123,8 @@ impl ApprovalPolicy {
         }
         if !self.allow_self_approval {
             let author = build.author.as_deref() == Some(identity.name.as_str());
-            let requester = view
-                .promotions()
-                .iter()
-                .any(|p| p.stage == stage && p.build == build.id && p.actor == identity.name);
+            let requester =
+                view.promotions().iter().any(|p| p.stage == stage && p.build == build.id && p.actor == identity.name);
             if author || requester {
                 return Err(ApprovalRefusal::SelfApproval);
             }
@@ -152,9 +139,7 @@ impl ApprovalPolicy {
         if !self.is_live(&probe, now) {
             return Err(ApprovalRefusal::Expired);
         }
-        let duplicate = view
-            .approvals(stage, &build.id)
-            .any(|a| a.approver == identity.name && self.is_live(a, now));
+        let duplicate = view.approvals(stage, &build.id).any(|a| a.approver == identity.name && self.is_live(a, now));
         if duplicate {
             return Err(ApprovalRefusal::Duplicate);
         }
@@ -172,10 +157,7 @@ pub struct ApprovalGate {
 impl ApprovalGate {
     /// A gate called `name` with `policy`.
     pub fn new(name: impl Into<String>, policy: ApprovalPolicy) -> Self {
-        ApprovalGate {
-            name: name.into(),
-            policy,
-        }
+        ApprovalGate { name: name.into(), policy }
     }
 }
 
@@ -218,8 +200,6 @@ impl Gate for ApprovalGate {
                 allowed.join(", ")
             ))
         };
-        Ok(GateReport::new(verdict)
-            .with("approvers", approvers.into_iter().collect::<Vec<_>>())
-            .with("required", need))
+        Ok(GateReport::new(verdict).with("approvers", approvers.into_iter().collect::<Vec<_>>()).with("required", need))
     }
 }

@@ -1,6 +1,14 @@
 //! Gates: what a build must pass to enter a stage (entry gates) or to stay there (verification gates).
 
 mod approval;
+mod command;
+mod composite;
+mod http;
+pub(crate) mod kinds;
+mod metric;
+mod semver_policy;
+mod soak;
+mod window;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -11,6 +19,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use approval::{ApprovalGate, ApprovalPolicy, Identity};
+pub use command::CommandGate;
+pub use composite::Composite;
+pub use http::{HttpGate, MAX_RETRIES};
+pub use metric::{Comparison, MetricGate};
+pub use semver_policy::SemverGate;
+pub use soak::{SoakCount, SoakGate};
+pub use window::{Freeze, WindowGate};
 
 use crate::build::Build;
 use crate::error::Result;
@@ -64,10 +79,7 @@ pub struct GateReport {
 impl GateReport {
     /// A report with this verdict and no evidence.
     pub fn new(verdict: Verdict) -> Self {
-        GateReport {
-            verdict,
-            evidence: BTreeMap::new(),
-        }
+        GateReport { verdict, evidence: BTreeMap::new() }
     }
 
     /// Adds a piece of evidence.
@@ -98,16 +110,12 @@ pub struct GateCapabilities {
 impl GateCapabilities {
     /// A gate that only reads.
     pub fn pure() -> Self {
-        GateCapabilities {
-            side_effect_free: true,
-        }
+        GateCapabilities { side_effect_free: true }
     }
 
     /// A gate that acts (runs a command, calls a URL).
     pub fn acting() -> Self {
-        GateCapabilities {
-            side_effect_free: false,
-        }
+        GateCapabilities { side_effect_free: false }
     }
 }
 

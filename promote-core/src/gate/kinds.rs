@@ -1,0 +1,410 @@
+//! The gate library's YAML kinds: `soak`, `semver`, `window`, `metric`, `command`, `http`, and the
+//! composites `all`, `any` and `not`.
+//!
+//! Every kind takes an optional `name` (default: the kind) and rejects unknown keys. Invalid values (a
+//! duration, a version constraint, a time zone, a metric check) are [`Error::Spec`] at load, naming the
+//! file, the gate's line and the key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{CommandGate, Composite, Freeze, Gate, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate};
+use crate::config::Secret;
+use crate::error::{Error, Result};
+use crate::spec::{BackendSpec, SpecRegistry};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoakSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    stage: Option<String>,
+    duration: String,
+    #[serde(default)]
+    count: Option<SoakCount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SemverSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    require: Option<String>,
+    #[serde(default)]
+    allow_downgrade: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowSettings {
+    #[serde(default)]
+    name: Option<String>,
+    timezone: String,
+    #[serde(default)]
+    days: Option<Vec<String>>,
+    #[serde(default)]
+    hours: Option<Vec<String>>,
+    #[serde(default)]
+    freezes: Vec<FreezeSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeSettings {
+    from: String,
+    until: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricSettings {
+    #[serde(default)]
+    name: Option<String>,
+    check: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSettings {
+    #[serde(default)]
+    name: Option<String>,
+    program: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets_from_env: Vec<String>,
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    max_output: Option<usize>,
+    #[serde(default)]
+    safe_for_plan: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSettings {
+    #[serde(default)]
+    name: Option<String>,
+    url: String,
+    #[serde(default)]
+    expect_status: Option<u16>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<usize>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+    #[serde(default)]
+    safe_for_plan: bool,
+}
+
+/// `all`/`any`: the children are built through the registry, so only `name` is read here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[allow(dead_code)]
+    gates: serde::de::IgnoredAny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[allow(dead_code)]
+    gate: serde::de::IgnoredAny,
+}
+
+/// An [`Error::Spec`] about one key of a gate's settings (at the gate's line).
+fn key_error(spec: &BackendSpec, key: &str, message: impl Into<String>) -> Error {
+    match spec.error(message) {
+        Error::Spec { location, key: gate_key, message } => {
+            Error::Spec { location, key: format!("{gate_key}.{key}"), message }
+        }
+        other => other,
+    }
+}
+
+fn duration(spec: &BackendSpec, key: &str, text: &str) -> Result<Duration> {
+    humantime::parse_duration(text)
+        .map_err(|error| key_error(spec, key, format!("`{text}` is not a duration like 30s, 5m or 24h: {error}")))
+}
+
+/// Turns a constructor's [`Error::InvalidInput`] into a spec error at `key`.
+fn at_key<T>(spec: &BackendSpec, key: &str, result: Result<T>) -> Result<T> {
+    result.map_err(|error| match error {
+        Error::InvalidInput { .. } => key_error(spec, key, error.to_string()),
+        other => other,
+    })
+}
+
+/// Registers the gate library's kinds.
+pub(crate) fn register(registry: &mut SpecRegistry) {
+    registry.register_gate("soak", |spec| async move {
+        let settings: SoakSettings = spec.parse()?;
+        let required = duration(&spec, "duration", &settings.duration)?;
+        if required.is_zero() {
+            return Err(key_error(&spec, "duration", "a soak must last longer than 0s"));
+        }
+        let mut gate = SoakGate::new(settings.name.unwrap_or_else(|| "soak".into()), required)
+            .count(settings.count.unwrap_or_default());
+        if let Some(stage) = settings.stage {
+            gate = gate.in_stage(stage);
+        }
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("semver", |spec| async move {
+        let settings: SemverSettings = spec.parse()?;
+        let mut gate =
+            SemverGate::new(settings.name.unwrap_or_else(|| "semver".into())).allow_downgrade(settings.allow_downgrade);
+        if let Some(text) = settings.require {
+            gate = at_key(&spec, "require", gate.require(&text))?;
+        }
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("window", |spec| async move {
+        let settings: WindowSettings = spec.parse()?;
+        let name = settings.name.unwrap_or_else(|| "window".into());
+        let mut gate = at_key(&spec, "timezone", WindowGate::new(name, &settings.timezone))?;
+        if let Some(days) = settings.days {
+            gate = at_key(&spec, "days", gate.days(&days))?;
+        }
+        if let Some(hours) = settings.hours {
+            for range in hours {
+                gate = at_key(&spec, "hours", gate.hours(&range))?;
+            }
+        }
+        for (index, freeze) in settings.freezes.into_iter().enumerate() {
+            let key = format!("freezes[{index}]");
+            let parsed = at_key(
+                &spec,
+                &key,
+                Freeze::parse(gate.timezone(), &freeze.from, &freeze.until, freeze.reason.as_deref()),
+            )?;
+            gate = gate.freeze(parsed);
+        }
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("metric", |spec| async move {
+        let settings: MetricSettings = spec.parse()?;
+        let name = settings.name.unwrap_or_else(|| "metric".into());
+        let gate = at_key(&spec, "check", MetricGate::parse(name, &settings.check))?;
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("command", |spec| async move {
+        let settings: CommandSettings = spec.parse()?;
+        if settings.program.trim().is_empty() {
+            return Err(key_error(&spec, "program", "must name a program"));
+        }
+        let name = settings.name.unwrap_or_else(|| "command".into());
+        let mut gate =
+            CommandGate::new(name, settings.program).args(settings.args).safe_for_plan(settings.safe_for_plan);
+        for (key, value) in settings.env {
+            gate = gate.env(key, value);
+        }
+        for (key, value) in settings.secrets {
+            gate = gate.secret_env(key, Secret::new(value));
+        }
+        for variable in settings.secrets_from_env {
+            gate = gate.secret_from_env(variable);
+        }
+        if let Some(dir) = settings.dir {
+            gate = gate.dir(spec.resolve_path(&dir));
+        }
+        if let Some(text) = settings.timeout {
+            let timeout = duration(&spec, "timeout", &text)?;
+            if timeout.is_zero() {
+                return Err(key_error(&spec, "timeout", "must be longer than 0s"));
+            }
+            gate = gate.timeout(timeout);
+        }
+        if let Some(max) = settings.max_output {
+            gate = gate.max_output(max);
+        }
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("http", |spec| async move {
+        let settings: HttpSettings = spec.parse()?;
+        let name = settings.name.unwrap_or_else(|| "http".into());
+        let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?.safe_for_plan(settings.safe_for_plan);
+        if let Some(status) = settings.expect_status {
+            gate = at_key(&spec, "expect_status", gate.expect_status(status))?;
+        }
+        if let Some(text) = settings.timeout {
+            let timeout = duration(&spec, "timeout", &text)?;
+            if timeout.is_zero() {
+                return Err(key_error(&spec, "timeout", "must be longer than 0s"));
+            }
+            gate = gate.timeout(timeout);
+        }
+        if let Some(retries) = settings.retries {
+            gate = at_key(&spec, "retries", gate.retries(retries))?;
+        }
+        if let Some(text) = settings.retry_delay {
+            gate = gate.retry_delay(duration(&spec, "retry_delay", &text)?);
+        }
+        Ok(Arc::new(gate) as Arc<dyn Gate>)
+    });
+    registry.register_gate("all", |spec| async move {
+        let settings: ListSettings = spec.parse()?;
+        let children = spec.registry().build_nested_gates(&spec, "gates").await?;
+        if children.is_empty() {
+            return Err(key_error(&spec, "gates", "needs at least one gate"));
+        }
+        let name = settings.name.unwrap_or_else(|| "all".into());
+        Ok(Arc::new(Composite::all(name, children)) as Arc<dyn Gate>)
+    });
+    registry.register_gate("any", |spec| async move {
+        let settings: ListSettings = spec.parse()?;
+        let children = spec.registry().build_nested_gates(&spec, "gates").await?;
+        if children.is_empty() {
+            return Err(key_error(&spec, "gates", "needs at least one gate"));
+        }
+        let name = settings.name.unwrap_or_else(|| "any".into());
+        Ok(Arc::new(Composite::any(name, children)) as Arc<dyn Gate>)
+    });
+    registry.register_gate("not", |spec| async move {
+        let settings: NotSettings = spec.parse()?;
+        let mut children = spec.registry().build_nested_gates(&spec, "gate").await?;
+        if children.len() != 1 {
+            return Err(key_error(&spec, "gate", "`not` takes one gate, not a list"));
+        }
+        let name = settings.name.unwrap_or_else(|| "not".into());
+        let child = children.remove(0);
+        Ok(Arc::new(Composite::not(name, child)) as Arc<dyn Gate>)
+    });
+}
+
+/// Ledger views and gate contexts for the gates' unit tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+
+    use crate::build::{Build, BuildId};
+    use crate::error::Result;
+    use crate::gate::{Gate, GateContext, GatePhase, GateReport};
+    use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, NewEntry, PromotionId, PromotionKind};
+
+    /// A UTC instant from RFC 3339 text.
+    pub(crate) fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect("an RFC 3339 time").with_timezone(&Utc)
+    }
+
+    /// A ledger view built entry by entry.
+    #[derive(Default)]
+    pub(crate) struct Scene {
+        pub(crate) view: LedgerView,
+        builds: u64,
+        promotions: u32,
+    }
+
+    impl Scene {
+        pub(crate) fn new() -> Self {
+            Self::default()
+        }
+
+        fn append(&mut self, at: DateTime<Utc>, event: LedgerEvent) {
+            let seq = self.view.head_seq() + 1;
+            let (entry, _): (LedgerEntry, _) = LedgerEntry::seal(
+                seq,
+                self.view.head_hash(),
+                NewEntry { at, actor: "test".into(), fence: None, event },
+            );
+            self.view.apply(&entry);
+        }
+
+        /// Registers a build with a version (`""` for none) and metadata.
+        pub(crate) fn register(&mut self, version: &str, metadata: &[(&str, serde_json::Value)]) -> Build {
+            self.builds += 1;
+            let build = Build {
+                id: BuildId::parse(&format!("b-{:016x}", self.builds)).unwrap(),
+                commit: format!("{:040x}", self.builds),
+                version: (!version.is_empty()).then(|| version.parse().unwrap()),
+                artifacts: BTreeMap::new(),
+                author: Some("dana".into()),
+                metadata: metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+                registered_at: at("2026-01-01T00:00:00Z"),
+            };
+            self.append(build.registered_at, LedgerEvent::BuildRegistered { build: build.clone() });
+            build
+        }
+
+        /// Records a successful promotion of `build` into `stage` at `at`.
+        pub(crate) fn pass(&mut self, stage: &str, build: &Build, at: DateTime<Utc>) {
+            self.promotions += 1;
+            let promotion = PromotionId::new(stage, &build.id, self.promotions);
+            self.append(
+                at,
+                LedgerEvent::PromotionStarted {
+                    promotion: promotion.clone(),
+                    build: build.id.clone(),
+                    stage: stage.to_owned(),
+                    kind: PromotionKind::Promote,
+                },
+            );
+            self.append(at, LedgerEvent::PromotionFinished { promotion, state: FinalState::Succeeded });
+        }
+
+        /// Evaluates an entry gate for a promotion (not a plan), panicking on an error.
+        pub(crate) async fn evaluate(
+            &self,
+            gate: &dyn Gate,
+            build: &Build,
+            stage: &str,
+            upstream: &[&str],
+            now: DateTime<Utc>,
+        ) -> GateReport {
+            self.evaluate_with(gate, build, stage, upstream, now, PromotionKind::Promote, false)
+                .await
+                .expect("the gate decides")
+        }
+
+        /// Evaluates an entry gate with every knob.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) async fn evaluate_with(
+            &self,
+            gate: &dyn Gate,
+            build: &Build,
+            stage: &str,
+            upstream: &[&str],
+            now: DateTime<Utc>,
+            kind: PromotionKind,
+            dry_run: bool,
+        ) -> Result<GateReport> {
+            let upstream: Vec<String> = upstream.iter().map(|s| (*s).to_owned()).collect();
+            let current = self.view.current_build(stage).and_then(|id| self.view.build(id));
+            let context = GateContext {
+                build,
+                stage,
+                upstream: &upstream,
+                current,
+                ledger: &self.view,
+                now,
+                kind: &kind,
+                phase: GatePhase::Entry,
+                requested_by: "ci",
+                dry_run,
+            };
+            gate.evaluate(&context).await
+        }
+    }
+}
