@@ -14,17 +14,16 @@ use crate::error::{Error, ErrorClass, Resource, Result};
 #[derive(Debug, Clone)]
 pub struct MemoryConfigSource {
     name: String,
-    // stage -> key -> versions, oldest first
-    values: Arc<Mutex<BTreeMap<String, BTreeMap<String, Vec<ConfigValue>>>>>,
+    values: Arc<Mutex<VersionsByStage>>,
 }
+
+/// stage → key → versions, oldest first.
+type VersionsByStage = BTreeMap<String, BTreeMap<String, Vec<ConfigValue>>>;
 
 impl MemoryConfigSource {
     /// An empty source called `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        MemoryConfigSource {
-            name: name.into(),
-            values: Arc::default(),
-        }
+        MemoryConfigSource { name: name.into(), values: Arc::default() }
     }
 
     /// Sets a plain value for a stage, making a new version.
@@ -39,12 +38,7 @@ impl MemoryConfigSource {
 
     fn put(&self, stage: &str, key: &str, value: ConfigValue) -> &Self {
         let mut values = self.values.lock().expect("config source poisoned");
-        values
-            .entry(stage.to_owned())
-            .or_default()
-            .entry(key.to_owned())
-            .or_default()
-            .push(value);
+        values.entry(stage.to_owned()).or_default().entry(key.to_owned()).or_default().push(value);
         self
     }
 }
@@ -56,10 +50,7 @@ impl ConfigSource for MemoryConfigSource {
     }
 
     fn capabilities(&self) -> SourceCapabilities {
-        SourceCapabilities {
-            versioned: true,
-            secrets: true,
-        }
+        SourceCapabilities { versioned: true, secrets: true }
     }
 
     async fn load(&self, request: &ConfigRequest) -> Result<ConfigSet> {
@@ -74,9 +65,7 @@ impl ConfigSource for MemoryConfigSource {
                     let wanted: usize = pin.parse().map_err(|_| Error::ConfigSource {
                         stage: request.stage.clone(),
                         source_name: self.name.clone(),
-                        message: format!(
-                            "key {key}: version `{pin}` is not a version of this source"
-                        ),
+                        message: format!("key {key}: version `{pin}` is not a version of this source"),
                         class: ErrorClass::Persistent,
                     })?;
                     if wanted == 0 || wanted > versions.len() {

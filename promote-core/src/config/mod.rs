@@ -1,5 +1,8 @@
 //! Configuration and secrets, loaded per stage at deploy time and layered.
 
+mod env;
+mod file;
+pub(crate) mod kinds;
 mod memory;
 mod secret;
 
@@ -11,6 +14,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use env::{DEFAULT_ENV_PREFIX, EnvConfigSource};
+pub use file::{FileConfigSource, FileFormat, STAGE_PLACEHOLDER};
 pub use memory::MemoryConfigSource;
 pub use secret::{REDACTED, Secret};
 
@@ -144,9 +149,7 @@ impl ConfigSet {
             hasher.update([0]);
             match &entry.value {
                 ConfigValue::Plain(value) => hasher.update(value.as_bytes()),
-                ConfigValue::Secret(secret) => {
-                    hasher.update(Sha256::digest(secret.expose().as_bytes()))
-                }
+                ConfigValue::Secret(secret) => hasher.update(Sha256::digest(secret.expose().as_bytes())),
             }
             hasher.update([0xff]);
         }
@@ -155,12 +158,10 @@ impl ConfigSet {
 
     /// The secret values in the set, for masking rendered output.
     pub fn secret_values(&self) -> impl Iterator<Item = &Secret> {
-        self.entries
-            .values()
-            .filter_map(|entry| match &entry.value {
-                ConfigValue::Secret(secret) => Some(secret),
-                ConfigValue::Plain(_) => None,
-            })
+        self.entries.values().filter_map(|entry| match &entry.value {
+            ConfigValue::Secret(secret) => Some(secret),
+            ConfigValue::Plain(_) => None,
+        })
     }
 }
 
@@ -177,10 +178,7 @@ pub struct ConfigRequest {
 impl ConfigRequest {
     /// A request for a stage's current values.
     pub fn new(stage: impl Into<String>) -> Self {
-        ConfigRequest {
-            stage: stage.into(),
-            pins: BTreeMap::new(),
-        }
+        ConfigRequest { stage: stage.into(), pins: BTreeMap::new() }
     }
 
     /// Pins keys to versions.
@@ -203,10 +201,7 @@ pub struct SourceCapabilities {
 impl SourceCapabilities {
     /// Capabilities of a source that versions its values and holds secrets.
     pub fn versioned_secrets() -> Self {
-        SourceCapabilities {
-            versioned: true,
-            secrets: true,
-        }
+        SourceCapabilities { versioned: true, secrets: true }
     }
 
     /// Capabilities of a plain, unversioned source.
@@ -270,9 +265,7 @@ pub async fn load_layered(
             .collect();
         let request = ConfigRequest::new(stage).with_pins(source_pins);
         let set = source.load(&request).await.map_err(|error| match error {
-            Error::NotFound { .. } | Error::ConfigSource { .. } | Error::MissingConfig { .. } => {
-                error
-            }
+            Error::NotFound { .. } | Error::ConfigSource { .. } | Error::MissingConfig { .. } => error,
             other if other.is_retryable() => Error::ConfigSource {
                 stage: stage.to_owned(),
                 source_name: source.name().to_owned(),
@@ -293,32 +286,19 @@ mod tests {
     #[tokio::test]
     async fn later_sources_override_earlier_ones_and_keep_provenance() {
         let base = MemoryConfigSource::new("base");
-        base.set("prd", "REPLICAS", "2")
-            .set("prd", "DB_URL", "postgres://base");
+        base.set("prd", "REPLICAS", "2").set("prd", "DB_URL", "postgres://base");
         let vault = MemoryConfigSource::new("vault");
-        vault
-            .set_secret("prd", "DB_URL", "postgres://v1")
-            .set_secret("prd", "DB_URL", "postgres://v2");
+        vault.set_secret("prd", "DB_URL", "postgres://v1").set_secret("prd", "DB_URL", "postgres://v2");
         let sources: Vec<Arc<dyn ConfigSource>> = vec![Arc::new(base), Arc::new(vault)];
-        let set = load_layered(&sources, "prd", &BTreeMap::new())
-            .await
-            .unwrap();
+        let set = load_layered(&sources, "prd", &BTreeMap::new()).await.unwrap();
         assert_eq!(set.get("REPLICAS").unwrap().value.expose(), "2");
         let db = set.get("DB_URL").unwrap();
-        assert_eq!(
-            (db.source.as_str(), db.version.as_deref()),
-            ("vault", Some("2"))
-        );
+        assert_eq!((db.source.as_str(), db.version.as_deref()), ("vault", Some("2")));
         assert_eq!(db.value.expose(), "postgres://v2");
 
         // A rollback pins the version it used before.
-        let pinned = load_layered(&sources, "prd", &set_with_version(&set, "DB_URL", "1"))
-            .await
-            .unwrap();
-        assert_eq!(
-            pinned.get("DB_URL").unwrap().value.expose(),
-            "postgres://v1"
-        );
+        let pinned = load_layered(&sources, "prd", &set_with_version(&set, "DB_URL", "1")).await.unwrap();
+        assert_eq!(pinned.get("DB_URL").unwrap().value.expose(), "postgres://v1");
         assert_ne!(pinned.fingerprint(), set.fingerprint());
     }
 
@@ -333,11 +313,7 @@ mod tests {
         let mut set = ConfigSet::new();
         set.insert(
             "TOKEN".into(),
-            ConfigEntry {
-                value: ConfigValue::Secret(Secret::new("s3cr3t-value")),
-                source: "x".into(),
-                version: None,
-            },
+            ConfigEntry { value: ConfigValue::Secret(Secret::new("s3cr3t-value")), source: "x".into(), version: None },
         );
         let shown = format!("{set:?} {}", serde_json::to_string(&set).unwrap());
         assert!(!shown.contains("s3cr3t-value"), "{shown}");

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
-    ApplyMode, Bundle, Change, DeployStatus, Deployer, DeployerCapabilities, diff_objects,
-};
+use super::{ApplyMode, Bundle, Change, DeployStatus, Deployer, DeployerCapabilities, diff_objects};
 use crate::error::{Error, Result};
 
 /// How the next deploy to a stage turns out.
@@ -45,11 +43,7 @@ impl MemoryDeployer {
     /// Scripts how the next deploys to `stage` turn out, in order. Unscripted deploys are healthy.
     pub fn script(&self, stage: &str, outcomes: impl IntoIterator<Item = HealthScript>) {
         let mut state = self.state.lock().expect("deployer poisoned");
-        state
-            .scripts
-            .entry(stage.to_owned())
-            .or_default()
-            .extend(outcomes);
+        state.scripts.entry(stage.to_owned()).or_default().extend(outcomes);
     }
 
     /// How many real applies have happened, over all stages.
@@ -61,11 +55,7 @@ impl MemoryDeployer {
 #[async_trait]
 impl Deployer for MemoryDeployer {
     fn capabilities(&self) -> DeployerCapabilities {
-        DeployerCapabilities {
-            dry_run: true,
-            health: true,
-            prune: true,
-        }
+        DeployerCapabilities { dry_run: true, health: true, prune: true }
     }
 
     async fn apply(&self, bundle: &Bundle, mode: ApplyMode) -> Result<Vec<Change>> {
@@ -73,9 +63,7 @@ impl Deployer for MemoryDeployer {
         let changes = diff_objects(state.deployed.get(bundle.stage()), bundle);
         if mode == ApplyMode::Apply {
             state.applies += 1;
-            state
-                .deployed
-                .insert(bundle.stage().to_owned(), bundle.clone());
+            state.deployed.insert(bundle.stage().to_owned(), bundle.clone());
             state.healthy.remove(bundle.stage());
         }
         Ok(changes)
@@ -85,39 +73,22 @@ impl Deployer for MemoryDeployer {
         let mut state = self.state.lock().expect("deployer poisoned");
         let stage = bundle.stage().to_owned();
         if state.deployed.get(&stage).map(Bundle::hash) != Some(bundle.hash()) {
-            return Err(Error::DeployFailed {
-                stage,
-                reason: "the bundle is not the one applied".into(),
-            });
+            return Err(Error::DeployFailed { stage, reason: "the bundle is not the one applied".into() });
         }
-        let script = state
-            .scripts
-            .get_mut(&stage)
-            .and_then(VecDeque::pop_front)
-            .unwrap_or(HealthScript::Healthy);
+        let script = state.scripts.get_mut(&stage).and_then(VecDeque::pop_front).unwrap_or(HealthScript::Healthy);
         let outcome = match script {
             HealthScript::Healthy => Ok(format!("{} objects ready", bundle.manifests().len())),
-            HealthScript::Fails(reason) => Err(Error::DeployFailed {
-                stage: stage.clone(),
-                reason,
-            }),
-            HealthScript::NeverReady => Err(Error::Timeout {
-                what: format!("rollout of stage {stage}"),
-                after: timeout,
-            }),
+            HealthScript::Fails(reason) => Err(Error::DeployFailed { stage: stage.clone(), reason }),
+            HealthScript::NeverReady => {
+                Err(Error::Timeout { what: format!("rollout of stage {stage}"), after: timeout })
+            }
         };
         state.healthy.insert(stage, outcome.is_ok());
         outcome
     }
 
     async fn current(&self, stage: &str) -> Result<Option<Bundle>> {
-        Ok(self
-            .state
-            .lock()
-            .expect("deployer poisoned")
-            .deployed
-            .get(stage)
-            .cloned())
+        Ok(self.state.lock().expect("deployer poisoned").deployed.get(stage).cloned())
     }
 
     async fn status(&self, stage: &str) -> Result<DeployStatus> {
@@ -125,9 +96,7 @@ impl Deployer for MemoryDeployer {
         let bundle = state.deployed.get(stage);
         Ok(DeployStatus {
             bundle_hash: bundle.map(|b| b.hash().to_owned()),
-            objects: bundle
-                .map(|b| b.manifests().iter().map(|m| m.object_key()).collect())
-                .unwrap_or_default(),
+            objects: bundle.map(|b| b.manifests().iter().map(|m| m.object_key()).collect()).unwrap_or_default(),
             healthy: state.healthy.get(stage).copied(),
         })
     }

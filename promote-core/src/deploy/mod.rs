@@ -1,5 +1,7 @@
 //! Deployers: apply a rendered bundle to an environment and wait until it is healthy.
 
+mod directory;
+pub(crate) mod kinds;
 mod memory;
 
 use std::fmt::{self, Debug};
@@ -10,6 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+pub use directory::{DirectoryDeployer, INDEX_FILE};
 pub use memory::{HealthScript, MemoryDeployer};
 
 use crate::error::Result;
@@ -44,15 +47,7 @@ impl Manifest {
         content: String,
         masked: String,
     ) -> Self {
-        Manifest {
-            api_version,
-            kind,
-            name,
-            namespace,
-            template,
-            content,
-            masked,
-        }
+        Manifest { api_version, kind, name, namespace, template, content, masked }
     }
 
     /// `Kind/name` or `Kind/namespace/name`: the object's identity within a bundle.
@@ -104,11 +99,7 @@ impl Bundle {
             hasher.update([0xff]);
         }
         let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
-        Bundle {
-            stage: stage.into(),
-            manifests,
-            hash,
-        }
+        Bundle { stage: stage.into(), manifests, hash }
     }
 
     /// The stage.
@@ -144,14 +135,7 @@ impl Debug for Bundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bundle")
             .field("stage", &self.stage)
-            .field(
-                "objects",
-                &self
-                    .manifests
-                    .iter()
-                    .map(Manifest::object_key)
-                    .collect::<Vec<_>>(),
-            )
+            .field("objects", &self.manifests.iter().map(Manifest::object_key).collect::<Vec<_>>())
             .field("hash", &self.hash)
             .finish()
     }
@@ -265,9 +249,7 @@ impl<T: Deployer + ?Sized> Deployer for Arc<T> {
 /// The changes that take `current` to `next`, object by object.
 pub fn diff_objects(current: Option<&Bundle>, next: &Bundle) -> Vec<Change> {
     let mut changes = Vec::new();
-    let old = |key: &str| {
-        current.and_then(|bundle| bundle.manifests.iter().find(|m| m.object_key() == key))
-    };
+    let old = |key: &str| current.and_then(|bundle| bundle.manifests.iter().find(|m| m.object_key() == key));
     for manifest in &next.manifests {
         let key = manifest.object_key();
         let action = match old(&key) {
@@ -275,19 +257,13 @@ pub fn diff_objects(current: Option<&Bundle>, next: &Bundle) -> Vec<Change> {
             Some(existing) if existing.content == manifest.content => ChangeAction::Unchanged,
             Some(_) => ChangeAction::Update,
         };
-        changes.push(Change {
-            object: key,
-            action,
-        });
+        changes.push(Change { object: key, action });
     }
     if let Some(current) = current {
         for manifest in &current.manifests {
             let key = manifest.object_key();
             if !next.manifests.iter().any(|m| m.object_key() == key) {
-                changes.push(Change {
-                    object: key,
-                    action: ChangeAction::Delete,
-                });
+                changes.push(Change { object: key, action: ChangeAction::Delete });
             }
         }
     }

@@ -1,0 +1,98 @@
+//! The spec kinds of the local config sources: `file` and `env`.
+//!
+//! ```yaml
+//! config:
+//!   - kind: file                      # YAML or dotenv; format from the name, or `format: yaml|dotenv`
+//!     path: config/{stage}.yaml       # one file per stage; without {stage}: one file, a map per stage
+//!     secret_keys: [DB_PASSWORD]      # these keys are secrets
+//!     secrets_path: secrets/{stage}.env   # every key of this file is a secret
+//!     required: [DB_HOST]             # this source must supply these for every stage
+//!   - kind: env
+//!     prefix: "PROMOTE_{STAGE}_"      # the default: PROMOTE_PRD_DB_URL is DB_URL of stage prd
+//!     secret_keys: [DB_PASSWORD]      # or `secret: true` for every key
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::ConfigSource;
+use super::env::{DEFAULT_ENV_PREFIX, EnvConfigSource};
+use super::file::{FileConfigSource, FileFormat};
+use crate::spec::SpecRegistry;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FormatSetting {
+    Yaml,
+    Dotenv,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    path: PathBuf,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    format: Option<FormatSetting>,
+    #[serde(default)]
+    secret_keys: Vec<String>,
+    #[serde(default)]
+    secrets_path: Option<PathBuf>,
+    #[serde(default)]
+    required: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvSettings {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret_keys: Vec<String>,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    required: Vec<String>,
+}
+
+/// Registers config kinds `file` and `env`.
+pub(crate) fn register(registry: &mut SpecRegistry) {
+    registry.register_config("file", |spec| async move {
+        let settings: FileSettings = spec.parse()?;
+        let mut source = FileConfigSource::new(spec.resolve_path(&settings.path))
+            .secret_keys(settings.secret_keys)
+            .required(settings.required);
+        // Provenance names the file as the spec wrote it, not as resolved on this machine.
+        source = source.named(settings.name.unwrap_or_else(|| format!("file:{}", settings.path.display())));
+        if let Some(format) = settings.format {
+            source = source.format(match format {
+                FormatSetting::Yaml => FileFormat::Yaml,
+                FormatSetting::Dotenv => FileFormat::Dotenv,
+            });
+        }
+        if let Some(path) = settings.secrets_path {
+            source = source.secrets_file(spec.resolve_path(&path));
+        }
+        Ok(Arc::new(source) as Arc<dyn ConfigSource>)
+    });
+    registry.register_config("env", |spec| async move {
+        let settings: EnvSettings = spec.parse()?;
+        let prefix = settings.prefix.unwrap_or_else(|| DEFAULT_ENV_PREFIX.to_owned());
+        if prefix.is_empty() {
+            return Err(spec.error("prefix: an empty prefix would read every variable of the process"));
+        }
+        let mut source = EnvConfigSource::new(prefix)
+            .secret_keys(settings.secret_keys)
+            .all_secret(settings.secret)
+            .required(settings.required);
+        if let Some(name) = settings.name {
+            source = source.named(name);
+        }
+        Ok(Arc::new(source) as Arc<dyn ConfigSource>)
+    });
+}
