@@ -1,0 +1,306 @@
+//! Registry credentials: where they come from ([`CredentialProvider`], the docker config, explicit values)
+//! and how a request gets authorised (anonymous, basic, or a bearer token from the registry's token
+//! service, fetched through `oci-client`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use oci_client::Reference;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth as OciAuth;
+use promote_core::{Error, ErrorClass, Result, Secret};
+use tokio::sync::Mutex;
+
+use crate::error::{FailResult, REGISTRY_BACKEND, persistent, temporary};
+
+/// How to authenticate to one registry.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RegistryAuth {
+    /// No credentials. Public registries still hand out anonymous bearer tokens, which the store fetches.
+    #[default]
+    Anonymous,
+    /// A username and password (or a password-like token, as ECR and GHCR issue), sent as HTTP basic auth
+    /// or exchanged for a bearer token, whichever the registry asks for.
+    Basic {
+        /// The username.
+        username: String,
+        /// The password or access token.
+        password: Secret,
+    },
+    /// A ready-made bearer token, sent as is.
+    Bearer(Secret),
+}
+
+impl RegistryAuth {
+    /// Basic credentials.
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
+        RegistryAuth::Basic { username: username.into(), password: Secret::new(password) }
+    }
+
+    fn to_oci(&self) -> OciAuth {
+        match self {
+            RegistryAuth::Anonymous => OciAuth::Anonymous,
+            RegistryAuth::Basic { username, password } => {
+                OciAuth::Basic(username.clone(), password.expose().to_owned())
+            }
+            RegistryAuth::Bearer(token) => OciAuth::Bearer(token.expose().to_owned()),
+        }
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryAuth::Anonymous => f.write_str("Anonymous"),
+            RegistryAuth::Basic { username, password } => {
+                f.debug_struct("Basic").field("username", username).field("password", password).finish()
+            }
+            RegistryAuth::Bearer(token) => f.debug_tuple("Bearer").field(token).finish(),
+        }
+    }
+}
+
+/// Supplies credentials for a registry host, for example short-lived ECR tokens for cross-account copies.
+///
+/// It is asked once per registry and store; the answer is kept until a request is refused with 401, and then
+/// asked again once.
+#[async_trait]
+pub trait CredentialProvider: fmt::Debug + Send + Sync + 'static {
+    /// The credentials for `registry` (a host, with port if any). Answer [`RegistryAuth::Anonymous`] for a
+    /// registry the provider knows nothing about.
+    async fn credentials(&self, registry: &str) -> Result<RegistryAuth>;
+}
+
+/// Credentials from the docker client config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`),
+/// including `credsStore` and `credHelpers`, read with the `docker_credential` crate.
+///
+/// A missing config file or a registry without an entry means anonymous access.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DockerConfigCredentials;
+
+#[async_trait]
+impl CredentialProvider for DockerConfigCredentials {
+    async fn credentials(&self, registry: &str) -> Result<RegistryAuth> {
+        let server = if registry == "docker.io" || registry == "index.docker.io" {
+            "https://index.docker.io/v1/".to_owned()
+        } else {
+            registry.to_owned()
+        };
+        let registry_name = registry.to_owned();
+        // Credential helpers are external processes: keep them off the async threads.
+        let found =
+            tokio::task::spawn_blocking(move || docker_credential::get_credential(&server)).await.map_err(|_| {
+                Error::backend(REGISTRY_BACKEND, ErrorClass::Temporary, "the credential lookup task failed")
+            })?;
+        use docker_credential::{CredentialRetrievalError as Missing, DockerCredential};
+        match found {
+            Ok(DockerCredential::UsernamePassword(username, password)) => Ok(RegistryAuth::basic(username, password)),
+            Ok(DockerCredential::IdentityToken(_)) => Err(Error::PermissionDenied {
+                backend: REGISTRY_BACKEND,
+                message: format!(
+                    "the docker config holds an identity (refresh) token for {registry_name}, which is not supported; \
+                     log in with a username and password or pass credentials explicitly"
+                ),
+            }),
+            Err(Missing::NoCredentialConfigured | Missing::ConfigNotFound | Missing::ConfigReadError) => {
+                Ok(RegistryAuth::Anonymous)
+            }
+            // The helper's output may contain secrets: name the failure, never echo it.
+            Err(Missing::HelperFailure { helper, .. }) => Err(Error::PermissionDenied {
+                backend: REGISTRY_BACKEND,
+                message: format!("docker credential helper `{helper}` failed for {registry_name}"),
+            }),
+            Err(other) => Err(Error::PermissionDenied {
+                backend: REGISTRY_BACKEND,
+                message: format!("cannot read docker credentials for {registry_name}: {other}"),
+            }),
+        }
+    }
+}
+
+/// Where a store looks for credentials, in order: explicit per-registry values, a provider, the docker config.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CredentialSources {
+    pub(crate) explicit: HashMap<String, RegistryAuth>,
+    pub(crate) provider: Option<Arc<dyn CredentialProvider>>,
+    pub(crate) docker_config: bool,
+}
+
+impl CredentialSources {
+    async fn lookup(&self, registry: &str) -> Result<RegistryAuth> {
+        if let Some(auth) = self.explicit.get(registry) {
+            return Ok(auth.clone());
+        }
+        if let Some(provider) = &self.provider {
+            let auth = provider.credentials(registry).await?;
+            if auth != RegistryAuth::Anonymous {
+                return Ok(auth);
+            }
+        }
+        if self.docker_config {
+            return DockerConfigCredentials.credentials(registry).await;
+        }
+        Ok(RegistryAuth::Anonymous)
+    }
+}
+
+/// Whether a request only reads, or also writes to the repository. Tokens are scoped by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    Pull,
+    Push,
+}
+
+/// An `Authorization` header value, kept redacted.
+#[derive(Clone)]
+pub(crate) struct AuthHeader(Secret);
+
+impl AuthHeader {
+    pub(crate) fn value(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+/// Authorises requests: remembers what each registry asked for and caches the resulting header per
+/// repository and access.
+pub(crate) struct Authenticator {
+    sources: CredentialSources,
+    insecure: Vec<String>,
+    // Built on the first bearer challenge: loading TLS roots costs start-up time that anonymous and
+    // basic-auth registries never need.
+    token_client: std::sync::OnceLock<oci_client::Client>,
+    credentials: Mutex<HashMap<String, RegistryAuth>>,
+    headers: Mutex<HashMap<(String, String, Access), AuthHeader>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator").field("sources", &self.sources).finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub(crate) fn new(sources: CredentialSources, insecure: &[String]) -> Self {
+        Authenticator {
+            sources,
+            insecure: insecure.to_vec(),
+            token_client: std::sync::OnceLock::new(),
+            credentials: Mutex::default(),
+            headers: Mutex::default(),
+        }
+    }
+
+    /// The cached header for a repository, if a previous challenge produced one. A push token also
+    /// serves pulls.
+    pub(crate) async fn cached(&self, registry: &str, repository: &str, access: Access) -> Option<AuthHeader> {
+        let headers = self.headers.lock().await;
+        let key = |access| (registry.to_owned(), repository.to_owned(), access);
+        headers.get(&key(access)).or_else(|| headers.get(&key(Access::Push))).cloned()
+    }
+
+    /// Forgets a refused header, so the next attempt authenticates afresh.
+    pub(crate) async fn forget(&self, registry: &str, repository: &str) {
+        self.headers.lock().await.retain(|(r, repo, _), _| !(r == registry && repo == repository));
+        self.credentials.lock().await.remove(registry);
+    }
+
+    async fn credentials_for(&self, registry: &str) -> Result<RegistryAuth> {
+        if let Some(auth) = self.credentials.lock().await.get(registry) {
+            return Ok(auth.clone());
+        }
+        let auth = self.sources.lookup(registry).await?;
+        self.credentials.lock().await.insert(registry.to_owned(), auth.clone());
+        Ok(auth)
+    }
+
+    /// Answers a 401 challenge (`WWW-Authenticate`) with a header, or `None` when we have nothing to offer.
+    pub(crate) async fn answer_challenge(
+        &self,
+        registry: &str,
+        repository: &str,
+        access: Access,
+        challenge: &str,
+    ) -> FailResult<Option<AuthHeader>> {
+        let auth = self.credentials_for(registry).await?;
+        let scheme = challenge.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let header = match (scheme.as_str(), &auth) {
+            (_, RegistryAuth::Bearer(token)) => Some(format!("Bearer {}", token.expose())),
+            ("basic", RegistryAuth::Basic { username, password }) => {
+                let pair = format!("{username}:{}", password.expose());
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
+            ("basic", _) => None,
+            ("bearer", _) => {
+                let reference = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".to_owned());
+                let operation = match access {
+                    Access::Pull => oci_client::RegistryOperation::Pull,
+                    Access::Push => oci_client::RegistryOperation::Push,
+                };
+                let client = self.token_client.get_or_init(|| {
+                    let protocol = ClientProtocol::HttpsExcept(self.insecure.clone());
+                    oci_client::Client::new(ClientConfig { protocol, ..Default::default() })
+                });
+                match client.auth(&reference, &auth.to_oci(), operation).await {
+                    Ok(Some(token)) => Some(format!("Bearer {token}")),
+                    Ok(None) => None,
+                    Err(error) => return Err(token_failure(registry, error)),
+                }
+            }
+            _ => None,
+        };
+        let Some(header) = header else { return Ok(None) };
+        let header = AuthHeader(Secret::new(header));
+        self.headers.lock().await.insert((registry.to_owned(), repository.to_owned(), access), header.clone());
+        Ok(Some(header))
+    }
+}
+
+fn token_failure(registry: &str, error: OciDistributionError) -> crate::error::Failure {
+    match error {
+        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
+            Error::PermissionDenied {
+                backend: REGISTRY_BACKEND,
+                message: format!("the token service of {registry} refused the credentials"),
+            }
+            .into()
+        }
+        OciDistributionError::RequestError(_) => temporary(format!("cannot reach the token service of {registry}")),
+        other => persistent(format!("token request for {registry} failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        let auth = RegistryAuth::basic("ci", "hunter2");
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        let bearer = RegistryAuth::Bearer(Secret::new("tok-123"));
+        assert!(!format!("{bearer:?}").contains("tok-123"));
+    }
+
+    #[tokio::test]
+    async fn explicit_credentials_win_over_the_provider() {
+        #[derive(Debug)]
+        struct Fixed;
+        #[async_trait]
+        impl CredentialProvider for Fixed {
+            async fn credentials(&self, _registry: &str) -> Result<RegistryAuth> {
+                Ok(RegistryAuth::basic("provider", "p"))
+            }
+        }
+        let mut sources = CredentialSources { provider: Some(Arc::new(Fixed)), ..Default::default() };
+        sources.explicit.insert("a.example".into(), RegistryAuth::basic("explicit", "e"));
+        let explicit = sources.lookup("a.example").await.unwrap();
+        assert!(matches!(explicit, RegistryAuth::Basic { ref username, .. } if username == "explicit"));
+        let provided = sources.lookup("b.example").await.unwrap();
+        assert!(matches!(provided, RegistryAuth::Basic { ref username, .. } if username == "provider"));
+    }
+}

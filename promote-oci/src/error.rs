@@ -1,0 +1,162 @@
+//! Maps registry, HTTP and file failures into [`promote_core::Error`].
+//!
+//! Inside the crate a failure travels as a [`Failure`], which keeps the server's `Retry-After` hint for the
+//! retry layer; it becomes a plain [`Error`] at the public API.
+
+use std::time::Duration;
+
+use promote_core::{Digest, Error, ErrorClass, Resource};
+use serde::Deserialize;
+
+/// The backend name registry errors carry.
+pub(crate) const REGISTRY_BACKEND: &str = "oci-registry";
+/// The backend name layout errors carry.
+pub(crate) const LAYOUT_BACKEND: &str = "oci-layout";
+
+/// Registries cap error bodies in practice; we read at most this much of one.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// A failure on its way to becoming an [`Error`], with the server's `Retry-After` hint.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: Error,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { error, retry_after: None }
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        failure.error
+    }
+}
+
+pub(crate) type FailResult<T> = std::result::Result<T, Failure>;
+
+/// A transport failure (connect, reset, timeout, a body cut short). Always worth a retry.
+pub(crate) fn transport(what: &str, error: reqwest::Error) -> Failure {
+    let detail = if error.is_connect() {
+        "cannot connect"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_body() || error.is_decode() {
+        "the connection broke while transferring the body"
+    } else {
+        "the request failed"
+    };
+    Error::Backend {
+        backend: REGISTRY_BACKEND,
+        message: format!("{what}: {detail}"),
+        class: ErrorClass::Temporary,
+        source: Some(Box::new(error)),
+    }
+    .into()
+}
+
+/// A temporary registry failure with a message.
+pub(crate) fn temporary(message: impl Into<String>) -> Failure {
+    Error::backend(REGISTRY_BACKEND, ErrorClass::Temporary, message).into()
+}
+
+/// A registry failure that will not pass on retry.
+pub(crate) fn persistent(message: impl Into<String>) -> Failure {
+    Error::backend(REGISTRY_BACKEND, ErrorClass::Persistent, message).into()
+}
+
+/// A failure of the local layout directory.
+pub(crate) fn layout(message: impl Into<String>) -> Error {
+    Error::backend(LAYOUT_BACKEND, ErrorClass::Persistent, message)
+}
+
+/// Checks the digest a registry says it computed (`Docker-Content-Digest`) against the one we expect.
+pub(crate) fn check_digest_header(name: &str, expected: &Digest, served: Option<&Digest>) -> FailResult<()> {
+    match served {
+        Some(served) if served != expected => Err(Error::DigestMismatch {
+            reference: name.to_owned(),
+            expected: expected.clone(),
+            actual: served.clone(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// What a non-success response means for the caller.
+///
+/// `what` says what we were doing ("GET manifest"), `name` is the reference or repository the call was
+/// about (it goes into `NotFound`), and `resource` is the kind of thing a 404 means is missing.
+pub(crate) async fn status_failure(what: &str, name: &str, resource: Resource, response: reqwest::Response) -> Failure {
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = read_error_body(response).await;
+    let codes =
+        body.errors
+            .iter()
+            .map(|entry| {
+                if entry.message.is_empty() { entry.code.clone() } else { format!("{}: {}", entry.code, entry.message) }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    let detail = if codes.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status} ({codes})") };
+    let error = match status.as_u16() {
+        401 | 403 => Error::PermissionDenied {
+            backend: REGISTRY_BACKEND,
+            message: format!("{what} {name}: {detail}; check the credentials for this registry"),
+        },
+        404 => Error::not_found(resource, name),
+        408 | 429 | 500..=599 => {
+            Error::backend(REGISTRY_BACKEND, ErrorClass::Temporary, format!("{what} {name}: {detail}"))
+        }
+        _ => Error::backend(REGISTRY_BACKEND, ErrorClass::Persistent, format!("{what} {name}: {detail}")),
+    };
+    Failure { error, retry_after }
+}
+
+async fn read_error_body(mut response: reqwest::Response) -> ErrorBody {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// The `Retry-After` header in its delay-seconds form. The HTTP-date form is rare on registries; for it the
+/// retry layer falls back to its own backoff.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_keep_their_class() {
+        let error: Error = temporary("503").into();
+        assert!(error.is_retryable());
+        let error: Error = persistent("400").into();
+        assert!(!error.is_retryable());
+    }
+}

@@ -1,0 +1,609 @@
+//! [`OciRegistryStore`]: an [`ArtifactStore`] over any registry that speaks the OCI Distribution API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures::TryStreamExt as _;
+use promote_core::manifest::{self, Descriptor, MANIFEST_MEDIA_TYPES, REVISION_ANNOTATION};
+use promote_core::store::check_promote_args;
+use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+
+use crate::auth::Access;
+use crate::config::OciRegistryStoreBuilder;
+use crate::copy::{self, BlobStream, CopyOptions, CopyReport, GraphSource, GraphTarget, Manifest, Pointer};
+use crate::error::{FailResult, check_digest_header, persistent, status_failure, transport};
+use crate::retry::RetryPolicy;
+use crate::transport::Transport;
+
+/// The largest manifest we read. Registries commonly refuse anything over 4 MiB; this leaves room for
+/// the ones that allow more, while a hostile server cannot make us buffer gigabytes.
+const MAX_MANIFEST_BYTES: usize = 32 * 1024 * 1024;
+/// The manifest size most registries cap at; used to explain a refusal.
+const COMMON_MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
+/// A config blob bigger than this is not read just for its labels.
+const MAX_CONFIG_FOR_LABELS: u64 = 1024 * 1024;
+/// The `Docker-Content-Digest` header.
+const CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// An [`ArtifactStore`] for OCI Distribution registries (distribution, Harbor, GHCR, Artifactory, ECR's
+/// `/v2` API, …).
+///
+/// - `resolve` sends a HEAD with all four manifest media types in `Accept`, then (once per digest) a GET
+///   for the manifest's annotations, and the config's labels when the manifest lacks
+///   `org.opencontainers.image.revision`.
+/// - `promote` within a repository PUTs the source manifest's exact bytes under the new tag (no blob
+///   traffic; nothing at all when the tag already holds the digest). Into another repository or registry
+///   it runs the [copy engine](crate::copy()).
+/// - Temporary failures (408, 429, 5xx, broken connections) are retried with backoff and jitter, honouring
+///   `Retry-After`, within [`RetryPolicy::total`].
+///
+/// Build one with [`OciRegistryStore::builder`].
+#[derive(Debug, Clone)]
+pub struct OciRegistryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) transport: Transport,
+    pub(crate) copy_options: CopyOptions,
+    pub(crate) resolve_annotations: bool,
+    pub(crate) immutable_tags: bool,
+}
+
+impl OciRegistryStore {
+    /// A builder with the defaults: docker-config credentials, TLS everywhere, 8 concurrent blobs.
+    pub fn builder() -> OciRegistryStoreBuilder {
+        OciRegistryStoreBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        OciRegistryStore { inner: Arc::new(inner) }
+    }
+
+    /// The copy options `promote` uses across repositories.
+    pub fn copy_options(&self) -> &CopyOptions {
+        &self.inner.copy_options
+    }
+
+    fn retry(&self) -> &RetryPolicy {
+        &self.inner.copy_options.retry
+    }
+
+    pub(crate) fn repository(&self, reference: &ArtifactRef) -> RepositoryHandle {
+        RepositoryHandle {
+            inner: self.inner.clone(),
+            registry: reference.registry().to_owned(),
+            repository: reference.repository().to_owned(),
+        }
+    }
+
+    /// Copies `source` (tag or digest) to `target` with these options; see [`copy()`](crate::copy()).
+    pub async fn copy(&self, source: &ArtifactRef, target: &ArtifactRef, options: &CopyOptions) -> Result<CopyReport> {
+        copy::copy_between(
+            Box::new(self.repository(source)),
+            Box::new(self.repository(target)),
+            &Pointer::of(source),
+            &Pointer::of(target),
+            options,
+        )
+        .await
+    }
+
+    /// Retags within a repository: one GET of the source bytes and one PUT of the same bytes.
+    async fn retag(&self, digest: &Digest, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
+        let handle = self.repository(target);
+        let target_pointer = Pointer::of(target);
+        let current = self.retry().run("check the target tag", || handle.head_manifest(&target_pointer)).await?;
+        let manifest = match current {
+            Some(head) if head.digest.as_ref() == Some(digest) => {
+                return Ok(Artifact::new(target, digest.clone(), head.media_type, head.size));
+            }
+            Some(head) if self.inner.immutable_tags => {
+                return Err(Error::TagConflict {
+                    reference: target.to_string(),
+                    existing: head.digest.unwrap_or_else(|| digest.clone()),
+                    wanted: digest.clone(),
+                });
+            }
+            _ => {
+                let pointer = Pointer::Digest(digest.clone());
+                self.retry()
+                    .run("fetch manifest", || handle.get_manifest(&pointer, None))
+                    .await?
+                    .ok_or_else(|| Error::not_found(Resource::Artifact, source.to_string()))?
+            }
+        };
+        self.retry().run("put manifest", || handle.put_manifest(&target_pointer, &manifest)).await?;
+        Ok(Artifact::new(target, manifest.digest, manifest.media_type, manifest.bytes.len() as u64))
+    }
+
+    async fn annotations(&self, handle: &RepositoryHandle, digest: &Digest) -> Result<BTreeMap<String, String>> {
+        let pointer = Pointer::Digest(digest.clone());
+        let Some(manifest) = self.retry().run("fetch manifest", || handle.get_manifest(&pointer, None)).await? else {
+            return Ok(BTreeMap::new());
+        };
+        let Some(summary) = manifest::ManifestSummary::parse(&manifest.bytes) else {
+            return Ok(BTreeMap::new());
+        };
+        let mut annotations = summary.annotations;
+        if !annotations.contains_key(REVISION_ANNOTATION)
+            && let Some(config) = summary.config.filter(|config| config.size <= MAX_CONFIG_FOR_LABELS)
+        {
+            let labels = self.retry().run("fetch config", || handle.config_labels(&config)).await?;
+            for (key, value) in labels {
+                annotations.entry(key).or_insert(value);
+            }
+        }
+        Ok(annotations)
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for OciRegistryStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::none()
+            .with_immutable_tags(self.inner.immutable_tags)
+            .with_cross_repository(true)
+            .with_cross_registry(true)
+    }
+
+    async fn resolve(&self, reference: &ArtifactRef) -> Result<Artifact> {
+        let handle = self.repository(reference);
+        let pointer = Pointer::of(reference);
+        let head = self
+            .retry()
+            .run("resolve", || handle.head_manifest(&pointer))
+            .await?
+            .ok_or_else(|| Error::not_found(Resource::Artifact, reference.to_string()))?;
+        let (digest, media_type, size) = match head.digest {
+            Some(digest) => (digest, head.media_type, head.size),
+            // Some registries omit the digest on HEAD: the bytes tell.
+            None => {
+                let manifest = self
+                    .retry()
+                    .run("fetch manifest", || handle.get_manifest(&pointer, None))
+                    .await?
+                    .ok_or_else(|| Error::not_found(Resource::Artifact, reference.to_string()))?;
+                let size = manifest.bytes.len() as u64;
+                (manifest.digest, manifest.media_type, size)
+            }
+        };
+        if let Some(pinned) = reference.digest()
+            && pinned != &digest
+        {
+            return Err(Error::DigestMismatch {
+                reference: reference.to_string(),
+                expected: pinned.clone(),
+                actual: digest,
+            });
+        }
+        let annotations =
+            if self.inner.resolve_annotations { self.annotations(&handle, &digest).await? } else { BTreeMap::new() };
+        Ok(Artifact::new(reference, digest, media_type, size).with_annotations(annotations))
+    }
+
+    async fn promote(&self, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
+        let digest = check_promote_args(source, target)?.clone();
+        if source.same_repository(target) {
+            return self.retag(&digest, source, target).await;
+        }
+        if self.inner.immutable_tags {
+            let handle = self.repository(target);
+            let pointer = Pointer::of(target);
+            if let Some(head) = self.retry().run("check the target tag", || handle.head_manifest(&pointer)).await?
+                && let Some(existing) = head.digest.filter(|existing| existing != &digest)
+            {
+                return Err(Error::TagConflict { reference: target.to_string(), existing, wanted: digest });
+            }
+        }
+        let report = self.copy(&source.pinned(&digest), target, &self.inner.copy_options).await?;
+        Ok(Artifact::new(target, report.digest, report.media_type, report.size))
+    }
+
+    async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
+        let Some(digest) = reference.digest() else {
+            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
+        };
+        let handle = self.repository(reference);
+        let pointer = Pointer::Digest(digest.clone());
+        Ok(self.retry().run("exists", || handle.head_manifest(&pointer)).await?.is_some())
+    }
+}
+
+/// What a manifest HEAD says.
+#[derive(Debug)]
+pub(crate) struct ManifestHead {
+    pub(crate) digest: Option<Digest>,
+    pub(crate) media_type: String,
+    pub(crate) size: u64,
+}
+
+/// One repository of one registry, through a store's transport and credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct RepositoryHandle {
+    inner: Arc<Inner>,
+    registry: String,
+    repository: String,
+}
+
+fn accept_manifests() -> String {
+    MANIFEST_MEDIA_TYPES.join(", ")
+}
+
+fn pointer_path(pointer: &Pointer) -> String {
+    match pointer {
+        Pointer::Tag(tag) => tag.clone(),
+        Pointer::Digest(digest) => digest.to_string(),
+    }
+}
+
+fn header_digest(response: &Response) -> Option<Digest> {
+    response.headers().get(CONTENT_DIGEST)?.to_str().ok().and_then(|value| Digest::parse(value.trim()).ok())
+}
+
+fn content_type(response: &Response) -> Option<String> {
+    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    (!media_type.is_empty()).then(|| media_type.to_owned())
+}
+
+/// The media type a manifest declares or implies, for servers that do not say.
+pub(crate) fn infer_media_type(bytes: &[u8], hint: Option<&str>) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Option<Probe> = serde_json::from_slice(bytes).ok();
+    if let Some(media_type) = probe.as_ref().and_then(|p| p.media_type.clone()) {
+        return media_type;
+    }
+    if let Some(hint) = hint {
+        return hint.to_owned();
+    }
+    if probe.is_some_and(|p| p.manifests.is_some()) {
+        manifest::OCI_INDEX.to_owned()
+    } else {
+        manifest::OCI_MANIFEST.to_owned()
+    }
+}
+
+impl RepositoryHandle {
+    fn url(&self, path: &str) -> String {
+        self.inner.transport.url(&self.registry, &format!("{}/{path}", self.repository))
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    async fn send(
+        &self,
+        access: Access,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> FailResult<Response> {
+        self.inner.transport.send(&self.registry, &self.repository, access, what, build).await
+    }
+
+    pub(crate) async fn head_manifest(&self, pointer: &Pointer) -> FailResult<Option<ManifestHead>> {
+        let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
+        let response =
+            self.send(Access::Pull, "HEAD manifest", |http| http.head(&url).header(ACCEPT, accept_manifests())).await?;
+        match response.status() {
+            status if status.is_success() => {
+                let digest = header_digest(&response).or_else(|| match pointer {
+                    Pointer::Digest(digest) => Some(digest.clone()),
+                    Pointer::Tag(_) => None,
+                });
+                let size = response
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let media_type = content_type(&response).unwrap_or_else(|| manifest::OCI_MANIFEST.to_owned());
+                Ok(Some(ManifestHead { digest: digest.filter(|_| size > 0), media_type, size }))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => {
+                Err(status_failure("HEAD manifest", &format!("{}{pointer}", self.name()), Resource::Artifact, response)
+                    .await)
+            }
+        }
+    }
+
+    pub(crate) async fn get_manifest(&self, pointer: &Pointer, hint: Option<&str>) -> FailResult<Option<Manifest>> {
+        let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
+        let what = "GET manifest";
+        let name = format!("{}{pointer}", self.name());
+        let mut response =
+            self.send(Access::Pull, what, |http| http.get(&url).header(ACCEPT, accept_manifests())).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(status_failure(what, &name, Resource::Artifact, response).await);
+        }
+        let served_digest = header_digest(&response);
+        let declared_type = content_type(&response);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|error| transport(what, error))? {
+            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(persistent(format!(
+                    "{what} {name}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let bytes = body.freeze();
+        let digest = match pointer {
+            Pointer::Digest(expected) => {
+                crate::copy::check_digest(&self.name(), expected, &bytes)?;
+                expected.clone()
+            }
+            Pointer::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        check_digest_header(&name, &digest, served_digest.as_ref())?;
+        let media_type = match declared_type {
+            Some(media_type) if media_type != "application/json" && media_type != "text/plain" => media_type,
+            _ => infer_media_type(&bytes, hint),
+        };
+        Ok(Some(Manifest { bytes, media_type, digest }))
+    }
+
+    pub(crate) async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
+        let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
+        let name = format!("{}{pointer}", self.name());
+        let what = "PUT manifest";
+        let response = self
+            .send(Access::Push, what, |http| {
+                http.put(&url).header(CONTENT_TYPE, &manifest.media_type).body(manifest.bytes.clone())
+            })
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let mut failure = status_failure(what, &name, Resource::Repository, response).await;
+            if manifest.bytes.len() > COMMON_MANIFEST_LIMIT
+                && (status.is_client_error() && status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN)
+            {
+                failure = persistent(format!(
+                    "{what} {name}: the manifest is {} bytes, over the registry's manifest size limit (most registries allow {COMMON_MANIFEST_LIMIT}): {}",
+                    manifest.bytes.len(),
+                    failure.error
+                ));
+            }
+            return Err(failure);
+        }
+        match header_digest(&response) {
+            Some(stored) if stored != manifest.digest => {
+                Err(Error::DigestMismatch { reference: name, expected: manifest.digest.clone(), actual: stored }.into())
+            }
+            Some(_) => Ok(()),
+            // No digest in the answer: ask.
+            None => match self.head_manifest(&Pointer::Digest(manifest.digest.clone())).await? {
+                Some(_) => Ok(()),
+                None => {
+                    Err(persistent(format!("{what} {name}: the registry accepted the manifest but does not serve it")))
+                }
+            },
+        }
+    }
+
+    pub(crate) async fn has_blob(&self, digest: &Digest) -> FailResult<bool> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let response = self.send(Access::Pull, "HEAD blob", |http| http.head(&url)).await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => {
+                Err(status_failure("HEAD blob", &format!("{}@{digest}", self.name()), Resource::Artifact, response)
+                    .await)
+            }
+        }
+    }
+
+    fn upload_url(&self, response: &Response) -> FailResult<reqwest::Url> {
+        let location =
+            response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                persistent(format!("{}: the registry started an upload without a Location", self.name()))
+            })?;
+        let base = reqwest::Url::parse(&self.url("blobs/uploads/"))
+            .map_err(|error| persistent(format!("bad registry URL: {error}")))?;
+        base.join(location).map_err(|error| persistent(format!("bad upload location `{location}`: {error}")))
+    }
+
+    /// Ends an upload session we will not finish, so none is left open. Best effort: the registry also
+    /// expires abandoned sessions.
+    async fn cancel_upload(&self, url: &reqwest::Url) {
+        let result = self.send(Access::Push, "DELETE upload", |http| http.request(Method::DELETE, url.clone())).await;
+        if let Err(failure) = result {
+            tracing::debug!(error = %failure.error, "could not cancel an upload session");
+        }
+    }
+
+    pub(crate) async fn mount_blob(&self, digest: &Digest, origin: &(String, String)) -> FailResult<bool> {
+        let url = self.url("blobs/uploads/");
+        let what = "mount blob";
+        let response = self
+            .send(Access::Push, what, |http| {
+                http.post(&url)
+                    .query(&[("mount", digest.as_str()), ("from", origin.1.as_str())])
+                    .header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            // The registry could not mount and opened an ordinary upload instead: close it.
+            StatusCode::ACCEPTED => {
+                let session = self.upload_url(&response)?;
+                self.cancel_upload(&session).await;
+                Ok(false)
+            }
+            // A token scoped to the target alone cannot read the source: stream the blob instead.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(status_failure(what, &format!("{}@{digest}", self.name()), Resource::Repository, response).await),
+        }
+    }
+
+    pub(crate) async fn write_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> FailResult<()> {
+        let digest = &descriptor.digest;
+        let name = format!("{}@{digest}", self.name());
+        let start_url = self.url("blobs/uploads/");
+        let response =
+            self.send(Access::Push, "start upload", |http| http.post(&start_url).header(CONTENT_LENGTH, "0")).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_failure("start upload", &name, Resource::Repository, response).await);
+        }
+        let mut session = self.upload_url(&response)?;
+        session.query_pairs_mut().append_pair("digest", digest.as_str());
+        let request = self
+            .inner
+            .transport
+            .client()
+            .put(session.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, descriptor.size)
+            .body(reqwest::Body::wrap_stream(stream));
+        let sent = self
+            .inner
+            .transport
+            .send_streaming(&self.registry, &self.repository, Access::Push, "PUT blob", request)
+            .await;
+        let outcome = match sent {
+            Ok(response) if response.status() == StatusCode::CREATED || response.status().is_success() => {
+                check_digest_header(&name, digest, header_digest(&response).as_ref())
+            }
+            Ok(response) => Err(status_failure("PUT blob", &name, Resource::Repository, response).await),
+            Err(failure) => Err(failure),
+        };
+        if outcome.is_err() {
+            self.cancel_upload(&session).await;
+        }
+        outcome
+    }
+
+    pub(crate) async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
+        let url = self.url(&format!("blobs/{}", descriptor.digest));
+        let name = format!("{}@{}", self.name(), descriptor.digest);
+        let response = self.send(Access::Pull, "GET blob", |http| http.get(&url)).await?;
+        if !response.status().is_success() {
+            return Err(status_failure("GET blob", &name, Resource::Artifact, response).await);
+        }
+        if let Some(length) = response.content_length()
+            && length != descriptor.size
+        {
+            return Err(persistent(format!(
+                "GET blob {name}: the manifest says {} bytes, the registry sends {length}",
+                descriptor.size
+            )));
+        }
+        Ok(Box::pin(response.bytes_stream().map_err(std::io::Error::other)))
+    }
+
+    async fn config_labels(&self, config: &Descriptor) -> FailResult<BTreeMap<String, String>> {
+        #[derive(Deserialize, Default)]
+        struct ImageConfig {
+            #[serde(default)]
+            config: Option<ContainerConfig>,
+        }
+        #[derive(Deserialize, Default)]
+        struct ContainerConfig {
+            #[serde(default, rename = "Labels")]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let mut stream = self.open_blob(config).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            stream.try_next().await.map_err(|error| crate::error::temporary(format!("GET config: {error}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+        }
+        let parsed: ImageConfig = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(parsed.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
+    pub(crate) async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {
+        #[derive(Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let url = self.url(&format!("referrers/{digest}"));
+        let response =
+            self.send(Access::Pull, "GET referrers", |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX)).await?;
+        let status = response.status();
+        if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+        {
+            return Err(status_failure(
+                "GET referrers",
+                &format!("{}@{digest}", self.name()),
+                Resource::Artifact,
+                response,
+            )
+            .await);
+        }
+        if !status.is_success() {
+            return Ok(None);
+        }
+        let bytes = response.bytes().await.map_err(|error| transport("GET referrers", error))?;
+        match serde_json::from_slice::<Index>(&bytes) {
+            Ok(index) => Ok(Some(index.manifests)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl GraphSource for RepositoryHandle {
+    fn name(&self) -> String {
+        RepositoryHandle::name(self)
+    }
+    async fn fetch_manifest(&self, pointer: &Pointer, hint: Option<&str>) -> FailResult<Option<Manifest>> {
+        self.get_manifest(pointer, hint).await
+    }
+    async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
+        RepositoryHandle::open_blob(self, descriptor).await
+    }
+    fn mount_origin(&self) -> Option<(String, String)> {
+        Some((self.registry.clone(), self.repository.clone()))
+    }
+    async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {
+        RepositoryHandle::referrers(self, digest).await
+    }
+}
+
+#[async_trait]
+impl GraphTarget for RepositoryHandle {
+    fn name(&self) -> String {
+        RepositoryHandle::name(self)
+    }
+    fn registry(&self) -> Option<&str> {
+        Some(&self.registry)
+    }
+    async fn manifest_digest(&self, pointer: &Pointer) -> FailResult<Option<Digest>> {
+        Ok(self.head_manifest(pointer).await?.and_then(|head| head.digest))
+    }
+    async fn has_blob(&self, digest: &Digest) -> FailResult<bool> {
+        RepositoryHandle::has_blob(self, digest).await
+    }
+    async fn mount_blob(&self, digest: &Digest, origin: &(String, String)) -> FailResult<bool> {
+        RepositoryHandle::mount_blob(self, digest, origin).await
+    }
+    async fn write_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> FailResult<()> {
+        RepositoryHandle::write_blob(self, descriptor, stream).await
+    }
+    async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
+        RepositoryHandle::put_manifest(self, pointer, manifest).await
+    }
+}

@@ -1,0 +1,83 @@
+//! `OciLayoutStore` and `OciLayout` against the format skopeo reads and writes.
+
+mod support;
+
+use std::sync::Arc;
+
+use promote_core::conformance::{StoreFixture, artifact_store};
+use promote_core::{ArtifactRef, ArtifactStore};
+use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy};
+use support::Fixture;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_against_a_layout_directory() {
+    let fixture = Fixture::new(21, 4096);
+    let root = tempfile::tempdir().unwrap();
+    let store = OciLayoutStore::new(root.path());
+    // The fixture layout (written by plain file operations) becomes repository `team/app`.
+    let repository = store.repository_path("team/app");
+    std::fs::create_dir_all(repository.parent().unwrap()).unwrap();
+    copy_dir(fixture.path(), &repository);
+    let at = |tag: &str| store.reference("team/app", tag).unwrap();
+    artifact_store(StoreFixture {
+        store: Arc::new(store.clone()),
+        image: at("single"),
+        image_digest: fixture.single_digest.clone(),
+        other_image: at("other"),
+        other_digest: fixture.other_digest.clone(),
+        index: Some((at("multi"), fixture.index_digest.clone())),
+        other_repository: Some(store.reference("team/elsewhere", "x").unwrap()),
+        tag_prefix: "conformance".into(),
+    })
+    .await;
+    let resolved = store.resolve(&at("multi")).await.unwrap();
+    assert_eq!(resolved.revision(), Some(fixture.revision.as_str()));
+    let elsewhere: ArtifactRef = format!("ghcr.io/team/app@{}", fixture.index_digest).parse().unwrap();
+    assert!(matches!(store.promote(&elsewhere, &at("x")).await, Err(promote_core::Error::NotSupported { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layout_copy_is_readable_by_skopeo_byte_for_byte() {
+    if !support::require("skopeo") {
+        return;
+    }
+    let fixture = Fixture::new(22, 64 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let source = OciLayout::open(fixture.path()).await.unwrap();
+    let target = OciLayout::create(dir.path()).await.unwrap();
+    let report = copy(
+        &CopyEndpoint::layout_tag(&source, "multi"),
+        &CopyEndpoint::layout_tag(&target, "release"),
+        &CopyOptions::default().with_signatures(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.digest, fixture.index_digest);
+    assert_eq!(report.related_copied, 1);
+    assert!(support::raw_from_layout(dir.path(), "release") == fixture.index_bytes);
+    for (digest, bytes) in &fixture.children {
+        assert_eq!(target.read_blob(digest).await.unwrap().as_deref(), Some(bytes.as_slice()));
+    }
+    // skopeo can copy everything out of the layout we wrote.
+    let out = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("skopeo");
+    command
+        .args(["--insecure-policy", "copy", "--all", "--preserve-digests"])
+        .arg(format!("oci:{}:release", dir.path().display()))
+        .arg(format!("oci:{}:again", out.path().display()));
+    support::run(command);
+    assert!(support::raw_from_layout(out.path(), "again") == fixture.index_bytes);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
