@@ -8,7 +8,8 @@ use promote_core::{
 };
 
 /// The template every benchmark stage renders: one object naming one artifact by digest.
-const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: images\ndata:\n  first: {{artifacts.a0.image}}\n";
+const TEMPLATE: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: images\ndata:\n  first: {{artifacts.a0.image}}\n";
 
 /// A dev → stg → prd pipeline on memory backends, a store holding `artifacts` images for `commit`, and the
 /// request that registers them.

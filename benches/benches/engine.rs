@@ -1,6 +1,9 @@
 //! Register plus promote one build through dev → stg → prd on the memory backends, for builds of 100,
 //! 1,000 and 10,000 artifacts. The cost should grow linearly with the artifact count.
 
+// criterion_group! generates undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use promote_benches::fan_out;
 

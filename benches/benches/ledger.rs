@@ -34,7 +34,12 @@ fn main() {
             assert_eq!(status.stages.len(), 3);
         }
         opens.sort();
-        println!("open + status: median {:?}, min {:?}, max {:?} ({OPENS} runs)", opens[OPENS / 2], opens[0], opens[OPENS - 1]);
+        println!(
+            "open + status: median {:?}, min {:?}, max {:?} ({OPENS} runs)",
+            opens[OPENS / 2],
+            opens[0],
+            opens[OPENS - 1]
+        );
 
         let ledger = FileLedger::open(&path).await.unwrap();
         let mut latencies = Vec::with_capacity(APPENDS);
@@ -46,7 +51,12 @@ fn main() {
         }
         latencies.sort();
         let at = |p: f64| latencies[((APPENDS as f64 * p) as usize).min(APPENDS - 1)];
-        println!("append (fsync each): p50 {:?}, p99 {:?}, max {:?} ({APPENDS} appends)", at(0.50), at(0.99), latencies[APPENDS - 1]);
+        println!(
+            "append (fsync each): p50 {:?}, p99 {:?}, max {:?} ({APPENDS} appends)",
+            at(0.50),
+            at(0.99),
+            latencies[APPENDS - 1]
+        );
         let _: Duration = at(0.5);
     });
 }

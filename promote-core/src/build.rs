@@ -37,14 +37,8 @@ impl BuildId {
     pub fn parse(input: &str) -> Result<Self> {
         let ok = input.len() == 18
             && input.starts_with("b-")
-            && input[2..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok {
-            Ok(BuildId(input.to_owned()))
-        } else {
-            Err(Error::invalid("build id", input, "expected b-<16 hex>"))
-        }
+            && input[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok { Ok(BuildId(input.to_owned())) } else { Err(Error::invalid("build id", input, "expected b-<16 hex>")) }
     }
 
     /// The id as a string.

@@ -41,9 +41,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock stopped at `now`.
     pub fn at(now: DateTime<Utc>) -> Self {
-        ManualClock {
-            now: Arc::new(Mutex::new(now)),
-        }
+        ManualClock { now: Arc::new(Mutex::new(now)) }
     }
 
     /// Moves the clock forward (or back, with a negative duration).

@@ -22,21 +22,14 @@ impl Digest {
     /// Parses and validates a digest string.
     pub fn parse(input: &str) -> Result<Self> {
         let invalid = |reason: &str| Error::invalid("digest", input, reason);
-        let colon = input
-            .find(':')
-            .ok_or_else(|| invalid("expected `algorithm:hex`"))?;
+        let colon = input.find(':').ok_or_else(|| invalid("expected `algorithm:hex`"))?;
         let (algorithm, encoded) = (&input[..colon], &input[colon + 1..]);
         let algorithm_ok = !algorithm.is_empty()
-            && algorithm.split(['+', '.', '_', '-']).all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+            && algorithm
+                .split(['+', '.', '_', '-'])
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if !algorithm_ok {
-            return Err(invalid(
-                "the algorithm must be lowercase letters and digits",
-            ));
+            return Err(invalid("the algorithm must be lowercase letters and digits"));
         }
         let hex_len = match algorithm {
             "sha256" => Some(64),
@@ -46,34 +39,21 @@ impl Digest {
         match hex_len {
             Some(len) => {
                 if encoded.len() != len {
-                    return Err(invalid(&format!(
-                        "{algorithm} needs {len} hex characters, got {}",
-                        encoded.len()
-                    )));
+                    return Err(invalid(&format!("{algorithm} needs {len} hex characters, got {}", encoded.len())));
                 }
-                if !encoded
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                {
+                if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                     return Err(invalid("the hex part must be lowercase hexadecimal"));
                 }
             }
             None => {
                 if encoded.is_empty()
-                    || !encoded
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+                    || !encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
                 {
-                    return Err(invalid(
-                        "the encoded part has characters outside [a-zA-Z0-9=_-]",
-                    ));
+                    return Err(invalid("the encoded part has characters outside [a-zA-Z0-9=_-]"));
                 }
             }
         }
-        Ok(Digest {
-            value: input.to_owned(),
-            colon,
-        })
+        Ok(Digest { value: input.to_owned(), colon })
     }
 
     /// The sha256 digest of `bytes`.
@@ -173,10 +153,7 @@ mod tests {
             "bad algo:abc",
         ] {
             let error = Digest::parse(bad).unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidInput { what: "digest", .. }),
-                "{bad}: {error}"
-            );
+            assert!(matches!(error, Error::InvalidInput { what: "digest", .. }), "{bad}: {error}");
         }
         assert!(Digest::parse("blake3:abcDEF_-=").is_ok());
     }

@@ -192,9 +192,7 @@ pub enum Error {
     },
 
     /// An image declares a source revision different from the build's commit.
-    #[error(
-        "artifact {artifact} was built from revision {found}, but the build claims commit {expected}"
-    )]
+    #[error("artifact {artifact} was built from revision {found}, but the build claims commit {expected}")]
     RevisionMismatch {
         /// The artifact name in the build.
         artifact: String,
@@ -396,14 +394,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } => true,
-            Error::Backend { class, .. } | Error::ConfigSource { class, .. } => {
-                *class == ErrorClass::Temporary
-            }
+            Error::Backend { class, .. } | Error::ConfigSource { class, .. } => *class == ErrorClass::Temporary,
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::WouldBlock
-                    | std::io::ErrorKind::TimedOut
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
             _ => false,
         }
@@ -411,41 +405,22 @@ impl Error {
 
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(resource: Resource, name: impl Into<String>) -> Self {
-        Error::NotFound {
-            resource,
-            name: name.into(),
-        }
+        Error::NotFound { resource, name: name.into() }
     }
 
     /// Shorthand for [`Error::InvalidInput`].
-    pub fn invalid(
-        what: &'static str,
-        input: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidInput {
-            what,
-            input: input.into(),
-            reason: reason.into(),
-        }
+    pub fn invalid(what: &'static str, input: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { what, input: input.into(), reason: reason.into() }
     }
 
     /// Shorthand for [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// Shorthand for a [`Error::Backend`] failure without a source.
     pub fn backend(backend: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
-        Error::Backend {
-            backend,
-            message: message.into(),
-            class,
-            source: None,
-        }
+        Error::Backend { backend, message: message.into(), class, source: None }
     }
 }
 
@@ -457,30 +432,17 @@ mod tests {
     fn retryable_follows_the_class() {
         assert!(Error::backend("x", ErrorClass::Temporary, "503").is_retryable());
         assert!(!Error::backend("x", ErrorClass::Persistent, "403").is_retryable());
-        assert!(
-            Error::Locked {
-                stage: "prd".into(),
-                holder: "ci".into()
-            }
-            .is_retryable()
-        );
+        assert!(Error::Locked { stage: "prd".into(), holder: "ci".into() }.is_retryable());
         assert!(!Error::not_found(Resource::Stage, "qa").is_retryable());
     }
 
     #[test]
     fn spec_errors_name_file_line_and_key() {
         let error = Error::Spec {
-            location: Location {
-                file: "promote.yaml".into(),
-                line: Some(12),
-                column: Some(5),
-            },
+            location: Location { file: "promote.yaml".into(), line: Some(12), column: Some(5) },
             key: "stages[1].gates[0].kind".into(),
             message: "unknown gate kind `aproval`".into(),
         };
-        assert_eq!(
-            error.to_string(),
-            "promote.yaml:12:5: stages[1].gates[0].kind: unknown gate kind `aproval`"
-        );
+        assert_eq!(error.to_string(), "promote.yaml:12:5: stages[1].gates[0].kind: unknown gate kind `aproval`");
     }
 }

@@ -23,20 +23,26 @@ pub mod conformance;
 pub use build::{Build, BuildId, BuildRequest, RevisionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret,
+    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, EnvConfigSource, FileConfigSource,
+    MemoryConfigSource, Secret,
 };
-pub use deploy::{Bundle, Deployer, MemoryDeployer};
+pub use deploy::{Bundle, Deployer, DirectoryDeployer, MemoryDeployer};
 pub use digest::Digest;
-pub use engine::{
-    Event, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status, Upstream,
-};
+pub use engine::{Event, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status, Upstream};
+pub use engine::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use error::{Error, ErrorClass, Resource, Result};
 pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
+pub use gate::{
+    CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
+};
 pub use ledger::{FileLedger, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
 pub use render::Templates;
 pub use spec::SpecRegistry;
-pub use store::{
-    Artifact, ArtifactStore, ArtifactStoreExt, MemoryArtifactStore, StoreCapabilities,
-};
+pub use store::{Artifact, ArtifactStore, ArtifactStoreExt, MemoryArtifactStore, StoreCapabilities};
+
+/// The workspace README's examples run as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

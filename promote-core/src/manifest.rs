@@ -19,12 +19,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The four manifest media types every store accepts, in Accept-header order.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    OCI_INDEX,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    DOCKER_MANIFEST,
-];
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
 
 /// The annotation in which an image declares the commit it was built from.
 pub const REVISION_ANNOTATION: &str = "org.opencontainers.image.revision";

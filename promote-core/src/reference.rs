@@ -71,23 +71,13 @@ impl ArtifactRef {
         if let Some(tag) = &tag {
             validate_tag(tag).map_err(|reason| invalid(&reason))?;
         }
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".to_owned())
-        } else {
-            tag
-        };
-        Ok(ArtifactRef {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
+        Ok(ArtifactRef { registry, repository, tag, digest })
     }
 
     /// A reference to `digest` in `registry/repository`, with no tag.
     pub fn by_digest(registry: &str, repository: &str, digest: Digest) -> Result<Self> {
-        validate_repository(repository)
-            .map_err(|reason| Error::invalid("repository", repository, reason))?;
+        validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         Ok(ArtifactRef {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
@@ -98,8 +88,7 @@ impl ArtifactRef {
 
     /// A reference to `tag` in `registry/repository`.
     pub fn by_tag(registry: &str, repository: &str, tag: &str) -> Result<Self> {
-        validate_repository(repository)
-            .map_err(|reason| Error::invalid("repository", repository, reason))?;
+        validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         validate_tag(tag).map_err(|reason| Error::invalid("tag", tag, reason))?;
         Ok(ArtifactRef {
             registry: registry.to_owned(),
@@ -151,8 +140,7 @@ impl ArtifactRef {
 
     /// The same tag and digest in another registry and repository.
     pub fn in_repository(&self, registry: &str, repository: &str) -> Result<ArtifactRef> {
-        validate_repository(repository)
-            .map_err(|reason| Error::invalid("repository", repository, reason))?;
+        validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         Ok(ArtifactRef {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
@@ -176,9 +164,9 @@ fn validate_repository(repository: &str) -> std::result::Result<(), String> {
     }
     for component in repository.split('/') {
         let ok = !component.is_empty()
-            && component.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
+            && component
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
             && component.as_bytes()[0].is_ascii_alphanumeric()
             && component.as_bytes()[component.len() - 1].is_ascii_alphanumeric();
         if !ok {
@@ -195,16 +183,8 @@ fn validate_tag(tag: &str) -> std::result::Result<(), String> {
     let ok = !bytes.is_empty()
         && bytes.len() <= 128
         && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{tag}` must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
-        ))
-    }
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok { Ok(()) } else { Err(format!("tag `{tag}` must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")) }
 }
 
 impl fmt::Display for ArtifactRef {
@@ -264,37 +244,21 @@ mod tests {
         roundtrip("localhost/web", "localhost/web:latest");
         roundtrip("127.0.0.1:5000/a/b/c:v1", "127.0.0.1:5000/a/b/c:v1");
         let digest = Digest::sha256_of(b"x");
-        roundtrip(
-            &format!("ghcr.io/acme/web@{digest}"),
-            &format!("ghcr.io/acme/web@{digest}"),
-        );
-        roundtrip(
-            &format!("ghcr.io/acme/web:v1@{digest}"),
-            &format!("ghcr.io/acme/web:v1@{digest}"),
-        );
+        roundtrip(&format!("ghcr.io/acme/web@{digest}"), &format!("ghcr.io/acme/web@{digest}"));
+        roundtrip(&format!("ghcr.io/acme/web:v1@{digest}"), &format!("ghcr.io/acme/web:v1@{digest}"));
     }
 
     #[test]
     fn pinning_drops_the_tag() {
         let digest = Digest::sha256_of(b"x");
-        let r = ArtifactRef::parse("ghcr.io/acme/web:v1")
-            .unwrap()
-            .pinned(&digest);
+        let r = ArtifactRef::parse("ghcr.io/acme/web:v1").unwrap().pinned(&digest);
         assert_eq!(r.to_string(), format!("ghcr.io/acme/web@{digest}"));
         assert_eq!(r.tag(), None);
     }
 
     #[test]
     fn refuses_bad_references() {
-        for bad in [
-            "",
-            "UPPER/case",
-            "web:",
-            "web:bad tag",
-            "ghcr.io//web",
-            "web@sha256:nothex",
-            "-web",
-        ] {
+        for bad in ["", "UPPER/case", "web:", "web:bad tag", "ghcr.io//web", "web@sha256:nothex", "-web"] {
             assert!(ArtifactRef::parse(bad).is_err(), "{bad} should be refused");
         }
     }

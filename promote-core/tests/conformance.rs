@@ -5,9 +5,17 @@ use std::sync::Arc;
 
 use promote_core::conformance;
 use promote_core::manifest::{OCI_INDEX, OCI_MANIFEST};
-use promote_core::{ArtifactRef, FileLedger, FileLock, MemoryArtifactStore, MemoryConfigSource, MemoryDeployer, MemoryLedger, MemoryLock};
+use promote_core::{
+    ArtifactRef, FileLedger, FileLock, MemoryArtifactStore, MemoryConfigSource, MemoryDeployer, MemoryLedger,
+    MemoryLock,
+};
 
-fn push(store: &MemoryArtifactStore, reference: &str, media_type: &str, body: &str) -> (ArtifactRef, promote_core::Digest) {
+fn push(
+    store: &MemoryArtifactStore,
+    reference: &str,
+    media_type: &str,
+    body: &str,
+) -> (ArtifactRef, promote_core::Digest) {
     let reference: ArtifactRef = reference.parse().unwrap();
     let artifact = store.push(reference.clone(), media_type, body.as_bytes().to_vec()).unwrap();
     (reference, artifact.digest)
@@ -16,9 +24,13 @@ fn push(store: &MemoryArtifactStore, reference: &str, media_type: &str, body: &s
 async fn memory_store(immutable: bool) {
     let store = MemoryArtifactStore::new().with_immutable_tags(immutable);
     let (image, image_digest) = push(&store, "memory.local/shop/web:a1", OCI_MANIFEST, "{\n   \"schemaVersion\": 2 }");
-    let (other_image, other_digest) = push(&store, "memory.local/shop/web:b2", OCI_MANIFEST, "{\"schemaVersion\":2,\"x\":1}");
-    let (_, child) = push(&store, "memory.local/shop/web:amd64", OCI_MANIFEST, "{\"schemaVersion\":2,\"arch\":\"amd64\"}");
-    let index_body = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_INDEX}\",\"manifests\":[{{\"mediaType\":\"{OCI_MANIFEST}\",\"digest\":\"{child}\",\"size\":35}}]}}");
+    let (other_image, other_digest) =
+        push(&store, "memory.local/shop/web:b2", OCI_MANIFEST, "{\"schemaVersion\":2,\"x\":1}");
+    let (_, child) =
+        push(&store, "memory.local/shop/web:amd64", OCI_MANIFEST, "{\"schemaVersion\":2,\"arch\":\"amd64\"}");
+    let index_body = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_INDEX}\",\"manifests\":[{{\"mediaType\":\"{OCI_MANIFEST}\",\"digest\":\"{child}\",\"size\":35}}]}}"
+    );
     let (index, index_digest) = push(&store, "memory.local/shop/web:multi", OCI_INDEX, &index_body);
     conformance::artifact_store(conformance::StoreFixture {
         store: Arc::new(store),
@@ -46,7 +58,11 @@ async fn immutable_memory_store_passes() {
 #[tokio::test]
 async fn memory_config_source_passes() {
     let source = MemoryConfigSource::new("vault");
-    source.set("prd", "REPLICAS", "3").set_secret("prd", "DB_PASSWORD", "old-pass").set_secret("prd", "DB_PASSWORD", "new-pass");
+    source.set("prd", "REPLICAS", "3").set_secret("prd", "DB_PASSWORD", "old-pass").set_secret(
+        "prd",
+        "DB_PASSWORD",
+        "new-pass",
+    );
     conformance::config_source(conformance::ConfigFixture {
         source: Arc::new(source),
         stage: "prd".into(),

@@ -61,7 +61,11 @@ async fn re_running_a_finished_promotion_changes_nothing() {
     let (entries, applies) = (h.entries(), h.deployer.applies());
     let again = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
     assert_eq!(again.id, first.id);
-    assert_eq!((h.entries(), h.deployer.applies()), (entries, applies), "an idempotent re-run records and applies nothing");
+    assert_eq!(
+        (h.entries(), h.deployer.applies()),
+        (entries, applies),
+        "an idempotent re-run records and applies nothing"
+    );
 }
 
 #[tokio::test]
@@ -120,10 +124,15 @@ async fn refuses_to_register_a_tag_that_does_not_exist() {
 async fn an_image_from_another_commit_is_refused_unless_the_policy_warns() {
     let h = Harness::new();
     let reference: ArtifactRef = "memory.local/shop/web:x".parse().unwrap();
-    h.store.inner.push(reference.clone(), promote_core::manifest::OCI_MANIFEST, support::oci_manifest(C2, "x")).unwrap();
+    h.store
+        .inner
+        .push(reference.clone(), promote_core::manifest::OCI_MANIFEST, support::oci_manifest(C2, "x"))
+        .unwrap();
     let refused = h.pipeline.register(BuildRequest::new(C1).artifact("web", reference.clone()), "ci").await;
     match refused {
-        Err(Error::RevisionMismatch { expected, found, .. }) => assert_eq!((expected.as_str(), found.as_str()), (C1, C2)),
+        Err(Error::RevisionMismatch { expected, found, .. }) => {
+            assert_eq!((expected.as_str(), found.as_str()), (C1, C2))
+        }
         other => panic!("expected RevisionMismatch, got {other:?}"),
     }
     let request = BuildRequest::new(C1).artifact("web", reference).revision_policy(RevisionPolicy::Warn);
@@ -134,7 +143,15 @@ async fn an_image_from_another_commit_is_refused_unless_the_policy_warns() {
 async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done() {
     let h = Harness::new();
     let build = h.build(C1).await;
-    let intruder = h.store.inner.push("memory.local/shop/web:intruder".parse().unwrap(), "application/vnd.oci.image.manifest.v1+json", b"{}".to_vec()).unwrap();
+    let intruder = h
+        .store
+        .inner
+        .push(
+            "memory.local/shop/web:intruder".parse().unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+            b"{}".to_vec(),
+        )
+        .unwrap();
     *h.store.move_after_promote.lock().unwrap() = Some(intruder.digest.clone());
     match h.pipeline.promote(&build.id, "dev", "dana").await {
         Err(Error::DigestMismatch { expected, actual, reference }) => {
@@ -145,7 +162,9 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
     }
     let history = h.pipeline.history(Some("dev")).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert!(matches!(&history[0].state, PromotionState::InProgress { last_error: Some(e) } if e.contains("digest moved")));
+    assert!(
+        matches!(&history[0].state, PromotionState::InProgress { last_error: Some(e) } if e.contains("digest moved"))
+    );
     assert_eq!(h.pipeline.status().await.unwrap().stage("dev").unwrap().current, None);
 
     *h.store.move_after_promote.lock().unwrap() = None;
@@ -183,7 +202,14 @@ async fn a_second_promotion_to_a_locked_stage_fails_or_waits_as_configured() {
 /// complete record.
 #[tokio::test]
 async fn a_backend_failing_at_each_step_leaves_an_open_record_that_a_re_run_completes() {
-    for point in [Point::EntryGate, Point::StorePromote, Point::ConfigLoad, Point::DeployApply, Point::DeployWait, Point::VerifyGate] {
+    for point in [
+        Point::EntryGate,
+        Point::StorePromote,
+        Point::ConfigLoad,
+        Point::DeployApply,
+        Point::DeployWait,
+        Point::VerifyGate,
+    ] {
         let h = Harness::new();
         let build = h.build(C1).await;
         h.faults.set(point, Mode::Error);
@@ -203,7 +229,14 @@ async fn a_backend_failing_at_each_step_leaves_an_open_record_that_a_re_run_comp
 /// A crash (the future dropped mid-step) at each step, and at each ledger write.
 #[tokio::test(start_paused = true)]
 async fn a_promotion_killed_at_any_point_converges_when_re_run() {
-    for point in [Point::EntryGate, Point::StorePromote, Point::ConfigLoad, Point::DeployApply, Point::DeployWait, Point::VerifyGate] {
+    for point in [
+        Point::EntryGate,
+        Point::StorePromote,
+        Point::ConfigLoad,
+        Point::DeployApply,
+        Point::DeployWait,
+        Point::VerifyGate,
+    ] {
         let h = Harness::new();
         let build = h.build(C1).await;
         h.faults.set(point, Mode::Hang);
@@ -226,7 +259,8 @@ async fn a_promotion_killed_at_any_point_converges_when_re_run() {
             let h = Harness::new();
             let build = h.build(C1).await;
             h.faults.fail_append(nth, mode);
-            let outcome = tokio::time::timeout(Duration::from_secs(5), h.pipeline.promote(&build.id, "dev", "dana")).await;
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(5), h.pipeline.promote(&build.id, "dev", "dana")).await;
             assert!(!matches!(outcome, Ok(Ok(_))), "write {nth} {mode:?}: a failed journal write cannot be a success");
             h.faults.clear();
             let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
@@ -261,7 +295,9 @@ async fn a_failing_entry_gate_fails_the_promotion_and_pending_stops_it() {
     }
     assert_eq!(h.deployer.applies(), 0, "pending changes nothing");
     *h.entry_gate.verdict.lock().unwrap() = Verdict::Fail("3 tests failed".into());
-    assert!(matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::GateFailed { gate, .. }) if gate == "checks"));
+    assert!(
+        matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::GateFailed { gate, .. }) if gate == "checks")
+    );
     let history = h.pipeline.history(None).await.unwrap();
     assert!(matches!(&history[0].state, PromotionState::Finished(FinalState::Pending { .. })));
     assert!(matches!(&history[1].state, PromotionState::Finished(FinalState::Failed { step: Step::EntryGates, .. })));
@@ -277,7 +313,9 @@ async fn a_failed_verification_rolls_back_when_the_stage_says_so() {
     *h.verify_gate.verdict.lock().unwrap() = Verdict::Fail("smoke test returned 500".into());
     *h.verify_gate.only_for.lock().unwrap() = Some(bad.id.clone());
     match h.pipeline.promote(&bad.id, "dev", "dana").await {
-        Err(Error::GateFailed { gate, reason, .. }) => assert_eq!((gate.as_str(), reason.as_str()), ("smoke", "smoke test returned 500")),
+        Err(Error::GateFailed { gate, reason, .. }) => {
+            assert_eq!((gate.as_str(), reason.as_str()), ("smoke", "smoke test returned 500"))
+        }
         other => panic!("expected GateFailed, got {other:?}"),
     }
     let status = h.pipeline.status().await.unwrap();
@@ -285,7 +323,10 @@ async fn a_failed_verification_rolls_back_when_the_stage_says_so() {
     assert_eq!(dev.current.as_ref(), Some(&good.id), "the stage is back on the good build");
     assert_eq!(dev.holds.len(), 1, "the rollback holds automatic promotion");
     assert_eq!(dev.failed_since_current, None, "the good build runs again");
-    assert!(h.deployer_current("dev").await.contains(good.artifacts["web"].digest.as_str()), "the good build is redeployed");
+    assert!(
+        h.deployer_current("dev").await.contains(good.artifacts["web"].digest.as_str()),
+        "the good build is redeployed"
+    );
 }
 
 #[tokio::test]
@@ -347,17 +388,35 @@ async fn approvals_are_checked_before_anything_is_recorded() {
         other => panic!("expected ApprovalRefused, got {other:?}"),
     };
     let entries = h.entries();
-    assert_eq!(refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), None, None).await), ApprovalRefusal::NotAllowed);
-    assert_eq!(refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), None, None).await), ApprovalRefusal::SelfApproval);
+    assert_eq!(
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), None, None).await),
+        ApprovalRefusal::NotAllowed
+    );
+    assert_eq!(
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), None, None).await),
+        ApprovalRefusal::SelfApproval
+    );
     let stale = chrono::Utc::now() - chrono::Duration::hours(2);
-    assert_eq!(refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, Some(stale)).await), ApprovalRefusal::Expired);
-    assert_eq!(refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), None, None).await), ApprovalRefusal::NoApprovalGate);
+    assert_eq!(
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, Some(stale)).await),
+        ApprovalRefusal::Expired
+    );
+    assert_eq!(
+        refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), None, None).await),
+        ApprovalRefusal::NoApprovalGate
+    );
     assert_eq!(h.entries(), entries, "refusals record nothing");
 
     h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), Some("ok"), None).await.unwrap();
-    assert_eq!(refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, None).await), ApprovalRefusal::Duplicate);
+    assert_eq!(
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, None).await),
+        ApprovalRefusal::Duplicate
+    );
     let pending = h.pipeline.promote(&build.id, "dev", "dana").await;
-    assert!(matches!(&pending, Err(Error::GatePending { reasons, .. }) if reasons[0].contains("1 of 2")), "{pending:?}");
+    assert!(
+        matches!(&pending, Err(Error::GatePending { reasons, .. }) if reasons[0].contains("1 of 2")),
+        "{pending:?}"
+    );
     h.pipeline.approve(&build.id, "dev", &Identity::new("erin").in_group("sre"), None, None).await.unwrap();
     assert!(h.pipeline.promote(&build.id, "dev", "dana").await.unwrap().state.succeeded());
 }
@@ -387,10 +446,15 @@ async fn a_hold_on_all_promotion_blocks_people_too_until_lifted() {
     let h = Harness::new();
     let build = h.build(C1).await;
     let hold = h.pipeline.hold("dev", HoldScope::All, "change freeze", "cab").await.unwrap();
-    assert!(matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::Held { reason, .. }) if reason == "change freeze"));
+    assert!(
+        matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::Held { reason, .. }) if reason == "change freeze")
+    );
     h.pipeline.lift_hold(&hold.id, "cab").await.unwrap();
     assert!(h.pipeline.promote(&build.id, "dev", "dana").await.is_ok());
-    assert!(matches!(h.pipeline.lift_hold("hold-999", "cab").await, Err(Error::NotFound { resource: Resource::Hold, .. })));
+    assert!(matches!(
+        h.pipeline.lift_hold("hold-999", "cab").await,
+        Err(Error::NotFound { resource: Resource::Hold, .. })
+    ));
 }
 
 #[test]

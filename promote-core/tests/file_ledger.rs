@@ -29,7 +29,8 @@ async fn pipeline_with(path: &std::path::Path, store: MemoryArtifactStore) -> (P
 async fn promote_one(pipeline: &Pipeline, store: &MemoryArtifactStore) {
     let reference: promote_core::ArtifactRef = "memory.local/shop/web:3333333".parse().unwrap();
     store.push(reference.clone(), promote_core::manifest::OCI_MANIFEST, oci_manifest(COMMIT, "x")).unwrap();
-    let build = pipeline.register(promote_core::BuildRequest::new(COMMIT).artifact("web", reference), "ci").await.unwrap();
+    let build =
+        pipeline.register(promote_core::BuildRequest::new(COMMIT).artifact("web", reference), "ci").await.unwrap();
     pipeline.promote(&build.id, "dev", "dana").await.unwrap();
 }
 

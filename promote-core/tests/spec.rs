@@ -47,7 +47,8 @@ async fn a_valid_spec_loads() {
 
 #[tokio::test]
 async fn an_unknown_key_names_its_line_and_key() {
-    let (line, key, message) = spec_error(load(&VALID.replace("    auto: true", "    auto: true\n    atuo: false")).await);
+    let (line, key, message) =
+        spec_error(load(&VALID.replace("    auto: true", "    auto: true\n    atuo: false")).await);
     assert_eq!(line, Some(7));
     assert!(key.starts_with("stages[0]"), "{key}");
     assert!(message.contains("atuo"), "{message}");
@@ -77,7 +78,8 @@ async fn a_wrong_type_names_the_key() {
 
 #[tokio::test]
 async fn bad_settings_for_a_backend_are_errors_at_load() {
-    let (_, key, message) = spec_error(load(&VALID.replace("ledger: { kind: memory }", "ledger: { kind: file }")).await);
+    let (_, key, message) =
+        spec_error(load(&VALID.replace("ledger: { kind: memory }", "ledger: { kind: file }")).await);
     assert_eq!(key, "ledger");
     assert!(message.contains("path"), "{message}");
     let (_, _, message) = spec_error(load(&VALID.replace("promoters: [alice]", "promoters: []")).await);

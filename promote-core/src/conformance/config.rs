@@ -27,48 +27,20 @@ pub struct ConfigFixture {
 pub async fn config_source(fixture: ConfigFixture) {
     let source = &fixture.source;
     let capabilities = source.capabilities();
-    let set = source
-        .load(&ConfigRequest::new(&fixture.stage))
-        .await
-        .expect("load of a seeded stage must succeed");
+    let set = source.load(&ConfigRequest::new(&fixture.stage)).await.expect("load of a seeded stage must succeed");
 
     for (key, value) in &fixture.plain {
-        let entry = set
-            .get(key)
-            .unwrap_or_else(|| panic!("key {key} must be loaded"));
-        assert_eq!(
-            entry.value.expose(),
-            value,
-            "key {key} must have its seeded value"
-        );
-        assert_eq!(
-            entry.source,
-            source.name(),
-            "every entry must name its source"
-        );
+        let entry = set.get(key).unwrap_or_else(|| panic!("key {key} must be loaded"));
+        assert_eq!(entry.value.expose(), value, "key {key} must have its seeded value");
+        assert_eq!(entry.source, source.name(), "every entry must name its source");
     }
     for (key, value) in &fixture.secrets {
-        assert!(
-            capabilities.secrets,
-            "a source that returns secrets must say so in its capabilities"
-        );
-        let entry = set
-            .get(key)
-            .unwrap_or_else(|| panic!("secret key {key} must be loaded"));
-        assert!(
-            matches!(entry.value, ConfigValue::Secret(_)),
-            "key {key} must be a Secret"
-        );
-        assert_eq!(
-            entry.value.expose(),
-            value,
-            "secret {key} must expose its seeded value"
-        );
+        assert!(capabilities.secrets, "a source that returns secrets must say so in its capabilities");
+        let entry = set.get(key).unwrap_or_else(|| panic!("secret key {key} must be loaded"));
+        assert!(matches!(entry.value, ConfigValue::Secret(_)), "key {key} must be a Secret");
+        assert_eq!(entry.value.expose(), value, "secret {key} must expose its seeded value");
         let shown = format!("{set:?} {entry:?} {}", serde_json::to_string(&set).unwrap());
-        assert!(
-            !shown.contains(value.as_str()),
-            "a secret value must not show in Debug or JSON"
-        );
+        assert!(!shown.contains(value.as_str()), "a secret value must not show in Debug or JSON");
     }
     for (_, entry) in set.iter() {
         assert_eq!(
@@ -78,54 +50,25 @@ pub async fn config_source(fixture: ConfigFixture) {
         );
     }
 
-    let empty = source
-        .load(&ConfigRequest::new(&fixture.unknown_stage))
-        .await;
-    assert!(
-        matches!(&empty, Ok(set) if set.is_empty()),
-        "an unknown stage must give an empty set, got {empty:?}"
-    );
+    let empty = source.load(&ConfigRequest::new(&fixture.unknown_stage)).await;
+    assert!(matches!(&empty, Ok(set) if set.is_empty()), "an unknown stage must give an empty set, got {empty:?}");
 
     if let Some((key, version, value)) = &fixture.older_version {
-        assert!(
-            capabilities.versioned,
-            "a fixture with versions needs a versioned source"
-        );
+        assert!(capabilities.versioned, "a fixture with versions needs a versioned source");
         let pins = BTreeMap::from([(key.clone(), version.clone())]);
-        let pinned = source
-            .load(&ConfigRequest::new(&fixture.stage).with_pins(pins))
-            .await
-            .expect("a pinned load must succeed");
-        let entry = pinned
-            .get(key)
-            .unwrap_or_else(|| panic!("pinned key {key} must be loaded"));
-        assert_eq!(
-            entry.value.expose(),
-            value,
-            "a pin must return the pinned version's value"
-        );
-        assert_eq!(
-            entry.version.as_deref(),
-            Some(version.as_str()),
-            "a pinned entry must report its version"
-        );
+        let pinned =
+            source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await.expect("a pinned load must succeed");
+        let entry = pinned.get(key).unwrap_or_else(|| panic!("pinned key {key} must be loaded"));
+        assert_eq!(entry.value.expose(), value, "a pin must return the pinned version's value");
+        assert_eq!(entry.version.as_deref(), Some(version.as_str()), "a pinned entry must report its version");
 
         let pins = BTreeMap::from([(key.clone(), "no-such-version-999".to_owned())]);
-        match source
-            .load(&ConfigRequest::new(&fixture.stage).with_pins(pins))
-            .await
-        {
+        match source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await {
             Err(error @ (Error::NotFound { .. } | Error::ConfigSource { .. })) => {
                 let message = error.to_string();
-                assert!(
-                    message.contains(key.as_str()),
-                    "the error must name the key: {message}"
-                );
+                assert!(message.contains(key.as_str()), "the error must name the key: {message}");
                 for secret in fixture.secrets.values() {
-                    assert!(
-                        !message.contains(secret.as_str()),
-                        "the error must not contain a secret"
-                    );
+                    assert!(!message.contains(secret.as_str()), "the error must not contain a secret");
                 }
             }
             other => panic!("a pin to a missing version must fail, got {other:?}"),

@@ -7,7 +7,15 @@ use crate::deploy::{ApplyMode, Bundle, ChangeAction, Deployer, Manifest};
 
 fn config_map(name: &str, value: &str) -> Manifest {
     let content = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n");
-    Manifest::new("v1".into(), "ConfigMap".into(), name.into(), None, "conformance.yaml".into(), content.clone(), content)
+    Manifest::new(
+        "v1".into(),
+        "ConfigMap".into(),
+        name.into(),
+        None,
+        "conformance.yaml".into(),
+        content.clone(),
+        content,
+    )
 }
 
 fn actions(changes: &[crate::deploy::Change]) -> Vec<(String, ChangeAction)> {

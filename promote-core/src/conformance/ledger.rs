@@ -27,7 +27,10 @@ fn entry(n: u32, fence: Option<(&str, u64)>) -> NewEntry {
 
 /// Runs the [`Ledger`] conformance suite against an empty ledger.
 pub async fn ledger(ledger: Arc<dyn Ledger>) {
-    assert!(ledger.read_since(0).await.expect("reading an empty ledger must succeed").is_empty(), "a new ledger must be empty");
+    assert!(
+        ledger.read_since(0).await.expect("reading an empty ledger must succeed").is_empty(),
+        "a new ledger must be empty"
+    );
 
     // append assigns consecutive numbers and chains them
     let first = ledger.append(vec![entry(1, None), entry(2, None)]).await.expect("append must succeed");

@@ -1,6 +1,7 @@
 //! The engine: one [`Pipeline`] handle that registers builds and promotes them through stages.
 
 mod event;
+mod reconcile;
 mod report;
 mod run;
 mod stage;
@@ -13,6 +14,7 @@ use tokio::sync::{Mutex, broadcast};
 use tracing::{Instrument, info, info_span};
 
 pub use event::Event;
+pub use reconcile::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use report::{ArtifactAction, Plan, PlannedArtifact, StageStatus, Status};
 pub use stage::{OnFailure, Placement, Stage, Upstream};
 
@@ -20,10 +22,7 @@ use crate::build::{Build, BuildId, BuildRequest, RevisionPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ApprovalRefusal, Error, Resource, Result};
 use crate::gate::Identity;
-use crate::ledger::{
-    Approval, Hold, HoldScope, Ledger, LedgerEvent, LedgerExt, LedgerView, NewEntry,
-    PromotionRecord,
-};
+use crate::ledger::{Approval, Hold, HoldScope, Ledger, LedgerEvent, LedgerView, NewEntry, PromotionRecord};
 use crate::lock::{EnvironmentLock, MemoryLock};
 use crate::store::ArtifactStore;
 
@@ -70,7 +69,8 @@ struct Inner {
     lock: Arc<dyn EnvironmentLock>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<Event>,
-    view: Mutex<LedgerView>,
+    /// The folded ledger, shared with callers as snapshots; refreshed in place when nobody holds one.
+    view: Mutex<Arc<LedgerView>>,
 }
 
 /// Builds a [`Pipeline`].
@@ -117,29 +117,17 @@ impl PipelineBuilder {
 
     /// Checks the pipeline and builds it.
     pub fn build(self) -> Result<Pipeline> {
-        let missing = |what: &str| {
-            Error::invalid("pipeline", self.name.clone(), format!("no {what} was set"))
-        };
-        let store = self
-            .store
-            .clone()
-            .ok_or_else(|| missing("artifact store"))?;
+        let missing = |what: &str| Error::invalid("pipeline", self.name.clone(), format!("no {what} was set"));
+        let store = self.store.clone().ok_or_else(|| missing("artifact store"))?;
         let ledger = self.ledger.clone().ok_or_else(|| missing("ledger"))?;
         if self.stages.is_empty() {
             return Err(missing("stage"));
         }
         for (index, stage) in self.stages.iter().enumerate() {
             Stage::validate_name(&stage.name)?;
-            let earlier: Vec<&str> = self.stages[..index]
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
+            let earlier: Vec<&str> = self.stages[..index].iter().map(|s| s.name.as_str()).collect();
             if earlier.contains(&stage.name.as_str()) {
-                return Err(Error::invalid(
-                    "pipeline",
-                    &self.name,
-                    format!("stage {} appears twice", stage.name),
-                ));
+                return Err(Error::invalid("pipeline", &self.name, format!("stage {} appears twice", stage.name)));
             }
             if let Upstream::AllOf(names) | Upstream::AnyOf(names) = &stage.upstream {
                 for name in names {
@@ -147,10 +135,7 @@ impl PipelineBuilder {
                         return Err(Error::invalid(
                             "pipeline",
                             &self.name,
-                            format!(
-                                "stage {} draws from {name}, which is not an earlier stage",
-                                stage.name
-                            ),
+                            format!("stage {} draws from {name}, which is not an earlier stage", stage.name),
                         ));
                     }
                 }
@@ -166,7 +151,7 @@ impl PipelineBuilder {
                 lock: self.lock.unwrap_or_else(|| Arc::new(MemoryLock::new())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 events,
-                view: Mutex::new(LedgerView::new()),
+                view: Mutex::new(Arc::new(LedgerView::new())),
             }),
         })
     }
@@ -175,14 +160,7 @@ impl PipelineBuilder {
 impl Pipeline {
     /// Starts building a pipeline called `name`.
     pub fn builder(name: impl Into<String>) -> PipelineBuilder {
-        PipelineBuilder {
-            name: name.into(),
-            stages: Vec::new(),
-            store: None,
-            ledger: None,
-            lock: None,
-            clock: None,
-        }
+        PipelineBuilder { name: name.into(), stages: Vec::new(), store: None, ledger: None, lock: None, clock: None }
     }
 
     /// The pipeline's name.
@@ -197,29 +175,27 @@ impl Pipeline {
 
     /// The stage called `name`, or [`Error::NotFound`].
     pub fn stage(&self, name: &str) -> Result<&Stage> {
-        self.inner
-            .stages
-            .iter()
-            .find(|stage| stage.name == name)
-            .ok_or_else(|| {
-                Error::not_found(
-                    Resource::Stage,
-                    format!(
-                        "{name} (pipeline {} has: {})",
-                        self.inner.name,
-                        self.stage_names()
-                    ),
-                )
-            })
+        self.inner.stages.iter().find(|stage| stage.name == name).ok_or_else(|| {
+            Error::not_found(
+                Resource::Stage,
+                format!("{name} (pipeline {} has: {})", self.inner.name, self.stage_names()),
+            )
+        })
     }
 
     fn stage_names(&self) -> String {
-        self.inner
-            .stages
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.inner.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The stages a stage draws from: its `all_of`/`any_of` list, or the stage before it.
+    pub(crate) fn upstream_of(&self, stage: &Stage) -> Vec<String> {
+        match &stage.upstream {
+            Upstream::AllOf(names) | Upstream::AnyOf(names) => names.clone(),
+            Upstream::Previous => {
+                let index = self.inner.stages.iter().position(|s| s.name == stage.name).unwrap_or(0);
+                self.inner.stages[..index].last().map(|s| vec![s.name.clone()]).unwrap_or_default()
+            }
+        }
     }
 
     /// The ledger.
@@ -246,28 +222,22 @@ impl Pipeline {
         self.inner.clock.now()
     }
 
-    /// The ledger's state, brought up to date.
-    pub async fn view(&self) -> Result<LedgerView> {
-        let mut view = self.inner.view.lock().await;
-        self.inner.ledger.refresh(&mut view).await?;
-        Ok(view.clone())
+    /// A snapshot of the ledger's state, brought up to date.
+    pub async fn view(&self) -> Result<Arc<LedgerView>> {
+        let mut cached = self.inner.view.lock().await;
+        let entries = self.inner.ledger.read_since(cached.head_seq()).await?;
+        if !entries.is_empty() {
+            // Copies the view only if a caller still holds an older snapshot.
+            Arc::make_mut(&mut cached).apply_all(&entries);
+        }
+        Ok(cached.clone())
     }
 
-    async fn append(
-        &self,
-        actor: &str,
-        fence: Option<crate::ledger::Fence>,
-        events: Vec<LedgerEvent>,
-    ) -> Result<()> {
+    async fn append(&self, actor: &str, fence: Option<crate::ledger::Fence>, events: Vec<LedgerEvent>) -> Result<()> {
         let at = self.now();
         let entries = events
             .into_iter()
-            .map(|event| NewEntry {
-                at,
-                actor: actor.to_owned(),
-                fence: fence.clone(),
-                event,
-            })
+            .map(|event| NewEntry { at, actor: actor.to_owned(), fence: fence.clone(), event })
             .collect();
         self.inner.ledger.append(entries).await?;
         Ok(())
@@ -282,11 +252,7 @@ impl Pipeline {
         let span = info_span!("register", pipeline = %self.inner.name, commit = %request.commit);
         async {
             if request.artifacts.is_empty() {
-                return Err(Error::invalid(
-                    "build",
-                    &request.commit,
-                    "a build needs at least one artifact",
-                ));
+                return Err(Error::invalid("build", &request.commit, "a build needs at least one artifact"));
             }
             let resolutions: Vec<_> =
                 request.artifacts.iter().map(|(name, reference)| self.resolve_named(name, reference)).collect();
@@ -319,10 +285,7 @@ impl Pipeline {
                     return Err(Error::AlreadyExists {
                         resource: Resource::Build,
                         name: id.to_string(),
-                        detail: format!(
-                            "registered for commit {}, not {}",
-                            existing.commit, request.commit
-                        ),
+                        detail: format!("registered for commit {}, not {}", existing.commit, request.commit),
                     });
                 }
                 return Ok(existing.clone());
@@ -336,26 +299,20 @@ impl Pipeline {
                 metadata: request.metadata,
                 registered_at: self.now(),
             };
-            self.append(
-                actor,
-                None,
-                vec![LedgerEvent::BuildRegistered {
-                    build: build.clone(),
-                }],
-            )
-            .await?;
+            self.append(actor, None, vec![LedgerEvent::BuildRegistered { build: build.clone() }]).await?;
             info!(build = %id, "build registered");
-            self.emit(Event::BuildRegistered {
-                build: id,
-                commit: build.commit.clone(),
-            });
+            self.emit(Event::BuildRegistered { build: id, commit: build.commit.clone() });
             Ok(build)
         }
         .instrument(span)
         .await
     }
 
-    async fn resolve_named(&self, name: &str, reference: &crate::reference::ArtifactRef) -> Result<(String, crate::store::Artifact)> {
+    async fn resolve_named(
+        &self,
+        name: &str,
+        reference: &crate::reference::ArtifactRef,
+    ) -> Result<(String, crate::store::Artifact)> {
         Ok((name.to_owned(), self.inner.store.resolve(reference).await?))
     }
 
@@ -374,20 +331,14 @@ impl Pipeline {
     ) -> Result<Approval> {
         let stage_def = self.stage(stage)?;
         let view = self.view().await?;
-        let build_def = view
-            .build(build)
-            .ok_or_else(|| Error::not_found(Resource::Build, build.to_string()))?;
+        let build_def = view.build(build).ok_or_else(|| Error::not_found(Resource::Build, build.to_string()))?;
         let refuse = |reason| Error::ApprovalRefused {
             build: build.to_string(),
             stage: stage.to_owned(),
             approver: approver.name.clone(),
             reason,
         };
-        let policies: Vec<_> = stage_def
-            .entry_gates
-            .iter()
-            .filter_map(|g| g.approval_policy())
-            .collect();
+        let policies: Vec<_> = stage_def.entry_gates.iter().filter_map(|g| g.approval_policy()).collect();
         if policies.is_empty() {
             return Err(refuse(ApprovalRefusal::NoApprovalGate));
         }
@@ -412,29 +363,14 @@ impl Pipeline {
             at,
             comment: comment.map(str::to_owned),
         };
-        self.append(
-            &approver.name,
-            None,
-            vec![LedgerEvent::ApprovalRecorded {
-                approval: approval.clone(),
-            }],
-        )
-        .await?;
+        self.append(&approver.name, None, vec![LedgerEvent::ApprovalRecorded { approval: approval.clone() }]).await?;
         info!(build = %build, stage, approver = %approver.name, "approval recorded");
-        self.emit(Event::Approved {
-            approval: approval.clone(),
-        });
+        self.emit(Event::Approved { approval: approval.clone() });
         Ok(approval)
     }
 
     /// Places a hold on a stage.
-    pub async fn hold(
-        &self,
-        stage: &str,
-        scope: HoldScope,
-        reason: &str,
-        actor: &str,
-    ) -> Result<Hold> {
+    pub async fn hold(&self, stage: &str, scope: HoldScope, reason: &str, actor: &str) -> Result<Hold> {
         self.stage(stage)?;
         let view = self.view().await?;
         let hold = Hold {
@@ -445,12 +381,7 @@ impl Pipeline {
             placed_by: actor.to_owned(),
             at: self.now(),
         };
-        self.append(
-            actor,
-            None,
-            vec![LedgerEvent::HoldPlaced { hold: hold.clone() }],
-        )
-        .await?;
+        self.append(actor, None, vec![LedgerEvent::HoldPlaced { hold: hold.clone() }]).await?;
         self.emit(Event::HoldPlaced { hold: hold.clone() });
         Ok(hold)
     }
@@ -458,24 +389,15 @@ impl Pipeline {
     /// Lifts a hold by id.
     pub async fn lift_hold(&self, hold: &str, actor: &str) -> Result<()> {
         let view = self.view().await?;
-        let existing = view
-            .all_holds()
-            .find(|h| h.id == hold)
-            .ok_or_else(|| Error::not_found(Resource::Hold, hold))?
-            .clone();
+        let existing =
+            view.all_holds().find(|h| h.id == hold).ok_or_else(|| Error::not_found(Resource::Hold, hold))?.clone();
         self.append(
             actor,
             None,
-            vec![LedgerEvent::HoldLifted {
-                hold: hold.to_owned(),
-                stage: existing.stage.clone(),
-            }],
+            vec![LedgerEvent::HoldLifted { hold: hold.to_owned(), stage: existing.stage.clone() }],
         )
         .await?;
-        self.emit(Event::HoldLifted {
-            hold: hold.to_owned(),
-            stage: existing.stage,
-        });
+        self.emit(Event::HoldLifted { hold: hold.to_owned(), stage: existing.stage });
         Ok(())
     }
 
@@ -485,12 +407,7 @@ impl Pipeline {
             self.stage(stage)?;
         }
         let view = self.view().await?;
-        Ok(view
-            .promotions()
-            .iter()
-            .filter(|p| stage.is_none_or(|s| p.stage == s))
-            .cloned()
-            .collect())
+        Ok(view.promotions().iter().filter(|p| stage.is_none_or(|s| p.stage == s)).cloned().collect())
     }
 
     /// For each stage: the current build, the builds eligible to enter it, holds and open promotions.
@@ -502,10 +419,6 @@ impl Pipeline {
 
 /// Whether an image's revision annotation names the build's commit (either may be abbreviated).
 fn same_commit(revision: &str, commit: &str) -> bool {
-    let (short, long) = if revision.len() <= commit.len() {
-        (revision, commit)
-    } else {
-        (commit, revision)
-    };
+    let (short, long) = if revision.len() <= commit.len() { (revision, commit) } else { (commit, revision) };
     short.len() >= 7 && long.starts_with(short) || revision == commit
 }

@@ -111,31 +111,18 @@ pub(crate) fn upstream_passes(
     build: &BuildId,
 ) -> std::result::Result<Vec<PromotionId>, String> {
     let stages = pipeline.stages();
-    let passes = |name: &str| {
-        view.passes(name, build)
-            .last()
-            .map(|record| record.id.clone())
-    };
+    let passes = |name: &str| view.passes(name, build).last().map(|record| record.id.clone());
     match &stage.upstream {
         Upstream::Previous => {
-            let index = stages
-                .iter()
-                .position(|s| s.name == stage.name)
-                .expect("stage of this pipeline");
+            let index = stages.iter().position(|s| s.name == stage.name).expect("stage of this pipeline");
             if index == 0 {
                 return Ok(Vec::new());
             }
             let previous = &stages[index - 1].name;
-            passes(previous)
-                .map(|id| vec![id])
-                .ok_or_else(|| format!("it has not passed stage {previous}"))
+            passes(previous).map(|id| vec![id]).ok_or_else(|| format!("it has not passed stage {previous}"))
         }
         Upstream::AllOf(names) => {
-            let missing: Vec<&str> = names
-                .iter()
-                .filter(|n| passes(n).is_none())
-                .map(String::as_str)
-                .collect();
+            let missing: Vec<&str> = names.iter().filter(|n| passes(n).is_none()).map(String::as_str).collect();
             if missing.is_empty() {
                 Ok(names.iter().filter_map(|n| passes(n)).collect())
             } else {
@@ -144,11 +131,7 @@ pub(crate) fn upstream_passes(
         }
         Upstream::AnyOf(names) => {
             let found: Vec<PromotionId> = names.iter().filter_map(|n| passes(n)).collect();
-            if found.is_empty() {
-                Err(format!("it has passed none of {}", names.join(", ")))
-            } else {
-                Ok(found)
-            }
+            if found.is_empty() { Err(format!("it has passed none of {}", names.join(", "))) } else { Ok(found) }
         }
     }
 }
@@ -169,18 +152,12 @@ pub(crate) fn status(pipeline: &Pipeline, view: &LedgerView) -> Status {
                 .collect();
             StageStatus {
                 stage: stage.name.clone(),
-                current_label: current_build
-                    .as_ref()
-                    .and_then(|id| view.build(id))
-                    .map(Build::label),
+                current_label: current_build.as_ref().and_then(|id| view.build(id)).map(Build::label),
                 current: current_build,
                 current_promotion: current.map(|record| record.id.clone()),
                 eligible,
                 holds: view.holds(&stage.name).cloned().collect(),
-                in_progress: view
-                    .open_promotions(&stage.name)
-                    .map(|record| record.id.clone())
-                    .collect(),
+                in_progress: view.open_promotions(&stage.name).map(|record| record.id.clone()).collect(),
                 failed_since_current: failed_after(view, &stage.name, current.map(|r| r.finished_at)),
             }
         })
@@ -198,10 +175,8 @@ pub(crate) fn failed_after(
     use crate::ledger::{FinalState, PromotionState, Step};
     let since = current_since.flatten();
     let last = view.promotions().iter().rev().find(|p| p.stage == stage && !p.state.in_progress())?;
-    let deployed_and_failed = matches!(
-        &last.state,
-        PromotionState::Finished(FinalState::Failed { step: Step::Deploy | Step::Verify, .. })
-    );
+    let deployed_and_failed =
+        matches!(&last.state, PromotionState::Finished(FinalState::Failed { step: Step::Deploy | Step::Verify, .. }));
     let after_current = match (since, last.finished_at) {
         (Some(since), Some(finished)) => finished >= since,
         _ => true,

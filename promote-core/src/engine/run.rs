@@ -15,8 +15,8 @@ use crate::deploy::{ApplyMode, Bundle, diff_objects};
 use crate::error::{Error, Resource, Result};
 use crate::gate::{Gate, GateContext, GatePhase};
 use crate::ledger::{
-    Fence, FinalState, GateEvidence, Hold, HoldScope, LedgerEvent, LedgerView, PlacedArtifact,
-    PromotionId, PromotionKind, PromotionRecord, Step, StepDetail, StepOutcome, Verdict,
+    Fence, FinalState, GateEvidence, Hold, HoldScope, LedgerEvent, LedgerView, PlacedArtifact, PromotionId,
+    PromotionKind, PromotionRecord, Step, StepDetail, StepOutcome, Verdict,
 };
 use crate::store::ArtifactStoreExt;
 
@@ -47,33 +47,18 @@ impl Pipeline {
     /// the same promotion. Refusals (unknown stage or build, not eligible, held, locked) record nothing.
     /// Pending gates stop the promotion with [`Error::GatePending`]; a failing gate, deploy or verification
     /// ends it as failed.
-    pub async fn promote(
-        &self,
-        build: &BuildId,
-        stage: &str,
-        actor: &str,
-    ) -> Result<PromotionRecord> {
+    pub async fn promote(&self, build: &BuildId, stage: &str, actor: &str) -> Result<PromotionRecord> {
         self.run(build, stage, PromotionKind::Promote, actor).await
     }
 
     /// Rolls `stage` back to `to` (default: the build it ran before the current one), which must have
     /// passed the stage before. Entry gates and holds do not apply to a rollback. On success, a hold on
     /// automatic promotion is placed on the stage so that automation does not undo it.
-    pub async fn rollback(
-        &self,
-        stage: &str,
-        to: Option<&BuildId>,
-        actor: &str,
-    ) -> Result<PromotionRecord> {
+    pub async fn rollback(&self, stage: &str, to: Option<&BuildId>, actor: &str) -> Result<PromotionRecord> {
         Box::pin(self.rollback_inner(stage, to, actor)).await
     }
 
-    async fn rollback_inner(
-        &self,
-        stage: &str,
-        to: Option<&BuildId>,
-        actor: &str,
-    ) -> Result<PromotionRecord> {
+    async fn rollback_inner(&self, stage: &str, to: Option<&BuildId>, actor: &str) -> Result<PromotionRecord> {
         self.stage(stage)?;
         let view = self.view().await?;
         let current = view.current_build(stage).cloned();
@@ -99,13 +84,7 @@ impl Pipeline {
                 reason: "it never passed this stage, so the stage cannot roll back to it".into(),
             });
         }
-        self.run(
-            &target,
-            stage,
-            PromotionKind::Rollback { replacing: current },
-            actor,
-        )
-        .await
+        self.run(&target, stage, PromotionKind::Rollback { replacing: current }, actor).await
     }
 
     async fn run(
@@ -120,24 +99,15 @@ impl Pipeline {
         let span = info_span!("promotion", stage = stage_name, build = %build_id, rollback);
         async move {
             let view = self.view().await?;
-            let build = view
-                .build(build_id)
-                .cloned()
-                .ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
+            let build =
+                view.build(build_id).cloned().ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
             if let Some(done) = already_current(&view, stage_name, build_id) {
                 return Ok(done);
             }
 
             // Step 1: the lock. Everything after this happens under its fencing token.
-            let lease = self
-                .inner
-                .lock
-                .acquire(stage_name, actor, stage.lock_wait)
-                .await?;
-            let fence = Fence {
-                stage: stage_name.to_owned(),
-                token: lease.token(),
-            };
+            let lease = self.inner.lock.acquire(stage_name, actor, stage.lock_wait).await?;
+            let fence = Fence { stage: stage_name.to_owned(), token: lease.token() };
             let view = self.view().await?;
             if let Some(done) = already_current(&view, stage_name, build_id) {
                 return Ok(done);
@@ -146,39 +116,21 @@ impl Pipeline {
             // Step 2: eligibility. A refusal records nothing: nothing happened.
             let upstream = self.check_eligibility(&view, stage, &build, &kind)?;
 
-            let open = view
-                .open_promotion(stage_name, build_id)
-                .map(|record| record.id.clone());
+            let open = view.open_promotion(stage_name, build_id).map(|record| record.id.clone());
             let resumed = open.is_some();
-            let id = open.unwrap_or_else(|| {
-                PromotionId::new(
-                    stage_name,
-                    build_id,
-                    view.attempts(stage_name, build_id) + 1,
-                )
-            });
+            let id =
+                open.unwrap_or_else(|| PromotionId::new(stage_name, build_id, view.attempts(stage_name, build_id) + 1));
             let mut opening = Vec::new();
             // Other builds' interrupted promotions into this stage can never complete now: say so.
-            for stale in view
-                .open_promotions(stage_name)
-                .filter(|record| record.id != id)
-            {
-                let step = stale
-                    .steps
-                    .last()
-                    .map_or(Step::Lock, |journal| journal.step);
+            for stale in view.open_promotions(stage_name).filter(|record| record.id != id) {
+                let step = stale.steps.last().map_or(Step::Lock, |journal| journal.step);
                 opening.push(LedgerEvent::PromotionFinished {
                     promotion: stale.id.clone(),
-                    state: FinalState::Failed {
-                        step,
-                        reason: format!("abandoned: superseded by {id}"),
-                    },
+                    state: FinalState::Failed { step, reason: format!("abandoned: superseded by {id}") },
                 });
             }
             opening.push(if resumed {
-                LedgerEvent::PromotionResumed {
-                    promotion: id.clone(),
-                }
+                LedgerEvent::PromotionResumed { promotion: id.clone() }
             } else {
                 LedgerEvent::PromotionStarted {
                     promotion: id.clone(),
@@ -188,15 +140,9 @@ impl Pipeline {
                 }
             });
             opening.extend([
-                LedgerEvent::StepStarted {
-                    promotion: id.clone(),
-                    step: Step::Lock,
-                },
+                LedgerEvent::StepStarted { promotion: id.clone(), step: Step::Lock },
                 finished(&id, Step::Lock, StepDetail::Locked { token: fence.token }),
-                LedgerEvent::StepStarted {
-                    promotion: id.clone(),
-                    step: Step::Eligibility,
-                },
+                LedgerEvent::StepStarted { promotion: id.clone(), step: Step::Eligibility },
                 finished(&id, Step::Eligibility, StepDetail::Eligible { upstream }),
             ]);
             self.append(actor, Some(fence.clone()), opening).await?;
@@ -209,14 +155,7 @@ impl Pipeline {
                 resumed,
             });
 
-            let run = Run {
-                stage,
-                build,
-                id,
-                kind,
-                actor: actor.to_owned(),
-                fence,
-            };
+            let run = Run { stage, build, id, kind, actor: actor.to_owned(), fence };
             let previous = view.current_build(stage_name).cloned();
             let outcome = self.execute(&run, &view).await;
             drop(lease);
@@ -230,14 +169,10 @@ impl Pipeline {
                             gate: reason.0,
                             reason: reason.1,
                         },
-                        _ => Error::DeployFailed {
-                            stage: stage_name.to_owned(),
-                            reason: reason.1,
-                        },
+                        _ => Error::DeployFailed { stage: stage_name.to_owned(), reason: reason.1 },
                     };
-                    let auto_rollback = stage.on_failure == OnFailure::Rollback
-                        && !rollback
-                        && step != Step::EntryGates;
+                    let auto_rollback =
+                        stage.on_failure == OnFailure::Rollback && !rollback && step != Step::EntryGates;
                     if let Some(previous) = previous.filter(|p| auto_rollback && p != build_id) {
                         warn!(to = %previous, "rolling back after a failed promotion");
                         // Boxed: a rollback is itself a run.
@@ -263,17 +198,9 @@ impl Pipeline {
         kind: &PromotionKind,
     ) -> Result<Vec<PromotionId>> {
         if matches!(kind, PromotionKind::Rollback { .. }) {
-            return Ok(view
-                .passes(&stage.name, &build.id)
-                .last()
-                .map(|r| r.id.clone())
-                .into_iter()
-                .collect());
+            return Ok(view.passes(&stage.name, &build.id).last().map(|r| r.id.clone()).into_iter().collect());
         }
-        if let Some(hold) = view
-            .holds(&stage.name)
-            .find(|hold| hold.scope == HoldScope::All)
-        {
+        if let Some(hold) = view.holds(&stage.name).find(|hold| hold.scope == HoldScope::All) {
             return Err(Error::Held {
                 stage: stage.name.clone(),
                 reason: hold.reason.clone(),
@@ -288,11 +215,7 @@ impl Pipeline {
     }
 
     /// Steps 3 to 8. `Ok(Some((step, (gate, reason))))` is a deliberate failure, already recorded.
-    async fn execute(
-        &self,
-        run: &Run<'_>,
-        view: &LedgerView,
-    ) -> Result<Option<(Step, (String, String))>> {
+    async fn execute(&self, run: &Run<'_>, view: &LedgerView) -> Result<Option<(Step, (String, String))>> {
         let rollback = matches!(run.kind, PromotionKind::Rollback { .. });
 
         // Step 3: entry gates (not for a rollback: it returns to a build that already passed them).
@@ -309,17 +232,13 @@ impl Pipeline {
                         )]),
                     }]
                 } else {
-                    self.evaluate_gates(run.stage.entry_gates(), run, view, GatePhase::Entry, false)
-                        .await?
+                    self.evaluate_gates(run.stage.entry_gates(), run, view, GatePhase::Entry, false).await?
                 };
                 Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
             })
             .await?;
         for evidence in &verdicts {
-            self.emit(Event::GateEvaluated {
-                promotion: run.id.clone(),
-                evidence: evidence.clone(),
-            });
+            self.emit(Event::GateEvaluated { promotion: run.id.clone(), evidence: evidence.clone() });
         }
         if let Some(failed) = verdicts.iter().find_map(|v| match &v.verdict {
             Verdict::Fail(reason) => Some((v.gate.clone(), reason.clone())),
@@ -327,10 +246,7 @@ impl Pipeline {
         }) {
             self.finish(
                 run,
-                FinalState::Failed {
-                    step: Step::EntryGates,
-                    reason: format!("{}: {}", failed.0, failed.1),
-                },
+                FinalState::Failed { step: Step::EntryGates, reason: format!("{}: {}", failed.0, failed.1) },
             )
             .await?;
             return Ok(Some((Step::EntryGates, failed)));
@@ -343,13 +259,7 @@ impl Pipeline {
             })
             .collect();
         if !pending.is_empty() {
-            self.finish(
-                run,
-                FinalState::Pending {
-                    reasons: pending.clone(),
-                },
-            )
-            .await?;
+            self.finish(run, FinalState::Pending { reasons: pending.clone() }).await?;
             return Err(Error::GatePending {
                 build: run.build.id.to_string(),
                 stage: run.stage.name.clone(),
@@ -368,24 +278,16 @@ impl Pipeline {
         // Step 5: config and render.
         let rendered = self
             .step(run, Step::Render, async {
-                let pins = if rollback {
-                    pinned_config(view, &run.stage.name, &run.build.id)
-                } else {
-                    BTreeMap::new()
-                };
+                let pins = if rollback { pinned_config(view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
                 let config = load_layered(&run.stage.config, &run.stage.name, &pins).await?;
                 let bundle = match &run.stage.templates {
-                    Some(templates) => {
-                        Some(templates.render(&run.stage.name, &run.build, &placed, &config)?)
-                    }
+                    Some(templates) => Some(templates.render(&run.stage.name, &run.build, &placed, &config)?),
                     None => None,
                 };
                 let detail = StepDetail::Rendered {
                     config_fingerprint: config.fingerprint(),
                     provenance: config.provenance(),
-                    bundle_hash: bundle
-                        .as_ref()
-                        .map_or_else(String::new, |b| b.hash().to_owned()),
+                    bundle_hash: bundle.as_ref().map_or_else(String::new, |b| b.hash().to_owned()),
                     objects: bundle.as_ref().map_or(0, |b| b.manifests().len()),
                 };
                 Ok((bundle, detail))
@@ -396,46 +298,31 @@ impl Pipeline {
         if let (Some(deployer), Some(bundle)) = (&run.stage.deployer, &rendered) {
             let health = self
                 .step(run, Step::Deploy, async {
-                    deployer.apply(bundle, ApplyMode::Apply).await?;
-                    match deployer
-                        .wait_healthy(bundle, run.stage.health_timeout)
-                        .await
-                    {
+                    // A refusal (a plaintext Secret, an invalid object) will not pass on a re-run: it fails
+                    // the promotion like an unhealthy rollout. Backend errors leave it open for a re-run.
+                    let applied = match deployer.apply(bundle, ApplyMode::Apply).await {
+                        Ok(_) => deployer.wait_healthy(bundle, run.stage.health_timeout).await,
+                        Err(error) => Err(error),
+                    };
+                    match applied {
                         Ok(summary) => Ok((Health::Healthy, StepDetail::Deployed { summary })),
-                        Err(Error::DeployFailed { reason, .. }) => Ok((
-                            Health::Unhealthy(reason.clone()),
-                            StepDetail::Deployed {
-                                summary: format!("unhealthy: {reason}"),
-                            },
-                        )),
-                        Err(error @ Error::Timeout { .. }) => {
-                            let reason = error.to_string();
-                            Ok((
-                                Health::Unhealthy(reason.clone()),
-                                StepDetail::Deployed {
-                                    summary: format!("unhealthy: {reason}"),
-                                },
-                            ))
+                        Err(error @ (Error::DeployFailed { .. } | Error::Timeout { .. })) => {
+                            let reason = match error {
+                                Error::DeployFailed { reason, .. } => reason,
+                                other => other.to_string(),
+                            };
+                            let summary = format!("failed: {reason}");
+                            Ok((Health::Unhealthy(reason), StepDetail::Deployed { summary }))
                         }
                         Err(other) => Err(other),
                     }
                 })
                 .await?;
             if let Health::Unhealthy(reason) = health {
-                self.finish(
-                    run,
-                    FinalState::Failed {
-                        step: Step::Deploy,
-                        reason: reason.clone(),
-                    },
-                )
-                .await?;
+                self.finish(run, FinalState::Failed { step: Step::Deploy, reason: reason.clone() }).await?;
                 return Ok(Some((Step::Deploy, ("deploy".into(), reason))));
             }
-            self.emit(Event::Deployed {
-                promotion: run.id.clone(),
-                bundle_hash: bundle.hash().to_owned(),
-            });
+            self.emit(Event::Deployed { promotion: run.id.clone(), bundle_hash: bundle.hash().to_owned() });
         }
 
         // Step 7: verification gates.
@@ -443,42 +330,26 @@ impl Pipeline {
             let verdicts = self
                 .step(run, Step::Verify, async {
                     let verdicts = self
-                        .evaluate_gates(
-                            run.stage.verify_gates(),
-                            run,
-                            view,
-                            GatePhase::Verification,
-                            false,
-                        )
+                        .evaluate_gates(run.stage.verify_gates(), run, view, GatePhase::Verification, false)
                         .await?;
                     Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
                 })
                 .await?;
             for evidence in &verdicts {
-                self.emit(Event::GateEvaluated {
-                    promotion: run.id.clone(),
-                    evidence: evidence.clone(),
-                });
+                self.emit(Event::GateEvaluated { promotion: run.id.clone(), evidence: evidence.clone() });
             }
             if let Some(failed) = verdicts.iter().find_map(|v| match &v.verdict {
-                Verdict::Fail(reason) | Verdict::Pending(reason) => {
-                    Some((v.gate.clone(), reason.clone()))
-                }
+                Verdict::Fail(reason) | Verdict::Pending(reason) => Some((v.gate.clone(), reason.clone())),
                 Verdict::Pass => None,
             }) {
                 self.finish(
                     run,
-                    FinalState::Failed {
-                        step: Step::Verify,
-                        reason: format!("{}: {}", failed.0, failed.1),
-                    },
+                    FinalState::Failed { step: Step::Verify, reason: format!("{}: {}", failed.0, failed.1) },
                 )
                 .await?;
                 return Ok(Some((Step::Verify, failed)));
             }
-            self.emit(Event::Verified {
-                promotion: run.id.clone(),
-            });
+            self.emit(Event::Verified { promotion: run.id.clone() });
         }
 
         // Step 8: the outcome.
@@ -497,58 +368,30 @@ impl Pipeline {
         self.append(
             &run.actor,
             Some(run.fence.clone()),
-            vec![LedgerEvent::StepStarted {
-                promotion: run.id.clone(),
-                step,
-            }],
+            vec![LedgerEvent::StepStarted { promotion: run.id.clone(), step }],
         )
         .await?;
-        self.emit(Event::StepStarted {
-            promotion: run.id.clone(),
-            step,
-        });
+        self.emit(Event::StepStarted { promotion: run.id.clone(), step });
         match work.instrument(info_span!("step", %step)).await {
             Ok((value, detail)) => {
-                self.append(
-                    &run.actor,
-                    Some(run.fence.clone()),
-                    vec![finished(&run.id, step, detail)],
-                )
-                .await?;
+                self.append(&run.actor, Some(run.fence.clone()), vec![finished(&run.id, step, detail)]).await?;
                 Ok(value)
             }
             Err(error) => {
-                let outcome = StepOutcome::Error {
-                    message: error.to_string(),
-                    retryable: error.is_retryable(),
-                };
-                let entry = LedgerEvent::StepFinished {
-                    promotion: run.id.clone(),
-                    step,
-                    outcome,
-                };
-                if let Err(journal_error) = self
-                    .append(&run.actor, Some(run.fence.clone()), vec![entry])
-                    .await
-                {
+                let outcome = StepOutcome::Error { message: error.to_string(), retryable: error.is_retryable() };
+                let entry = LedgerEvent::StepFinished { promotion: run.id.clone(), step, outcome };
+                if let Err(journal_error) = self.append(&run.actor, Some(run.fence.clone()), vec![entry]).await {
                     warn!(error = %journal_error, "could not journal a step's failure; a re-run will resume it");
                 }
                 warn!(%step, %error, "step failed; the promotion stays open for a re-run");
-                self.emit(Event::StepFailed {
-                    promotion: run.id.clone(),
-                    step,
-                    error: error.to_string(),
-                });
+                self.emit(Event::StepFailed { promotion: run.id.clone(), step, error: error.to_string() });
                 Err(error)
             }
         }
     }
 
     async fn finish(&self, run: &Run<'_>, state: FinalState) -> Result<()> {
-        let mut events = vec![LedgerEvent::PromotionFinished {
-            promotion: run.id.clone(),
-            state: state.clone(),
-        }];
+        let mut events = vec![LedgerEvent::PromotionFinished { promotion: run.id.clone(), state: state.clone() }];
         let rolled_back = match (&run.kind, &state) {
             (PromotionKind::Rollback { replacing }, FinalState::Succeeded) => {
                 // The hold is written with the outcome, so a crash cannot leave one without the other.
@@ -566,19 +409,11 @@ impl Pipeline {
             }
             _ => None,
         };
-        self.append(&run.actor, Some(run.fence.clone()), events)
-            .await?;
+        self.append(&run.actor, Some(run.fence.clone()), events).await?;
         info!(promotion = %run.id, ?state, "promotion finished");
-        self.emit(Event::Finished {
-            promotion: run.id.clone(),
-            state,
-        });
+        self.emit(Event::Finished { promotion: run.id.clone(), state });
         if let Some((from, hold)) = rolled_back {
-            self.emit(Event::RolledBack {
-                stage: run.stage.name.clone(),
-                to: run.build.id.clone(),
-                from,
-            });
+            self.emit(Event::RolledBack { stage: run.stage.name.clone(), to: run.build.id.clone(), from });
             self.emit(Event::HoldPlaced { hold });
         }
         Ok(())
@@ -586,9 +421,7 @@ impl Pipeline {
 
     async fn record(&self, id: &PromotionId) -> Result<PromotionRecord> {
         let view = self.view().await?;
-        view.promotion(id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(Resource::Promotion, id.to_string()))
+        view.promotion(id).cloned().ok_or_else(|| Error::not_found(Resource::Promotion, id.to_string()))
     }
 
     async fn evaluate_gates(
@@ -599,10 +432,8 @@ impl Pipeline {
         phase: GatePhase,
         dry_run: bool,
     ) -> Result<Vec<GateEvidence>> {
-        let upstream = upstream_names(self, run.stage);
-        let current = view
-            .current_build(&run.stage.name)
-            .and_then(|id| view.build(id));
+        let upstream = self.upstream_of(run.stage);
+        let current = view.current_build(&run.stage.name).and_then(|id| view.build(id));
         let context = GateContext {
             build: &run.build,
             stage: &run.stage.name,
@@ -628,10 +459,7 @@ impl Pipeline {
             .iter()
             .map(|(name, artifact)| self.place_artifact(run, name, artifact, version.as_deref()))
             .collect();
-        futures::stream::iter(placements)
-            .buffer_unordered(ARTIFACT_CONCURRENCY)
-            .try_collect()
-            .await
+        futures::stream::iter(placements).buffer_unordered(ARTIFACT_CONCURRENCY).try_collect().await
     }
 
     async fn place_artifact(
@@ -642,7 +470,8 @@ impl Pipeline {
         version: Option<&str>,
     ) -> Result<(String, PlacedArtifact)> {
         let store = &self.inner.store;
-        let target = run.stage.placement.target(&run.stage.name, name, &artifact.reference, &run.build.commit, version)?;
+        let target =
+            run.stage.placement.target(&run.stage.name, name, &artifact.reference, &run.build.commit, version)?;
         let present = match store.resolve(&target).await {
             Ok(found) => found.digest == artifact.digest,
             Err(Error::NotFound { .. }) => false,
@@ -668,70 +497,36 @@ impl Pipeline {
     pub async fn plan(&self, build_id: &BuildId, stage_name: &str, actor: &str) -> Result<Plan> {
         let stage = self.stage(stage_name)?;
         let view = self.view().await?;
-        let build = view
-            .build(build_id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
+        let build =
+            view.build(build_id).cloned().ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
         let kind = PromotionKind::Promote;
-        let blocked = self
-            .check_eligibility(&view, stage, &build, &kind)
-            .err()
-            .map(|e| e.to_string());
+        let blocked = self.check_eligibility(&view, stage, &build, &kind).err().map(|e| e.to_string());
         let run = Run {
             stage,
             build: build.clone(),
-            id: PromotionId::new(
-                stage_name,
-                build_id,
-                view.attempts(stage_name, build_id) + 1,
-            ),
+            id: PromotionId::new(stage_name, build_id, view.attempts(stage_name, build_id) + 1),
             kind,
             actor: actor.to_owned(),
-            fence: Fence {
-                stage: stage_name.to_owned(),
-                token: 0,
-            },
+            fence: Fence { stage: stage_name.to_owned(), token: 0 },
         };
-        let gates = self
-            .evaluate_gates(stage.entry_gates(), &run, &view, GatePhase::Entry, true)
-            .await?;
+        let gates = self.evaluate_gates(stage.entry_gates(), &run, &view, GatePhase::Entry, true).await?;
 
         let version = build.version.as_ref().map(ToString::to_string);
         let mut artifacts = BTreeMap::new();
         let mut placed = BTreeMap::new();
         for (name, artifact) in &build.artifacts {
-            let target = stage.placement.target(
-                stage_name,
-                name,
-                &artifact.reference,
-                &build.commit,
-                version.as_deref(),
-            )?;
+            let target =
+                stage.placement.target(stage_name, name, &artifact.reference, &build.commit, version.as_deref())?;
             let action = match self.inner.store.resolve(&target).await {
                 Ok(found) if found.digest == artifact.digest => ArtifactAction::AlreadyPresent,
-                Ok(_) | Err(Error::NotFound { .. })
-                    if target.same_repository(&artifact.reference) =>
-                {
+                Ok(_) | Err(Error::NotFound { .. }) if target.same_repository(&artifact.reference) => {
                     ArtifactAction::Retag
                 }
                 Ok(_) | Err(Error::NotFound { .. }) => ArtifactAction::Copy,
                 Err(other) => return Err(other),
             };
-            placed.insert(
-                name.clone(),
-                PlacedArtifact {
-                    target: target.clone(),
-                    digest: artifact.digest.clone(),
-                },
-            );
-            artifacts.insert(
-                name.clone(),
-                PlannedArtifact {
-                    target,
-                    digest: artifact.digest.clone(),
-                    action,
-                },
-            );
+            placed.insert(name.clone(), PlacedArtifact { target: target.clone(), digest: artifact.digest.clone() });
+            artifacts.insert(name.clone(), PlannedArtifact { target, digest: artifact.digest.clone(), action });
         }
 
         let config = load_layered(&stage.config, stage_name, &BTreeMap::new()).await?;
@@ -765,23 +560,15 @@ impl Pipeline {
             None => None,
         };
         let changes = match &stage.deployer {
-            Some(deployer) if deployer.capabilities().dry_run => {
-                deployer.apply(bundle, ApplyMode::DryRun).await?
-            }
+            Some(deployer) if deployer.capabilities().dry_run => deployer.apply(bundle, ApplyMode::DryRun).await?,
             _ => diff_objects(current.as_ref(), bundle),
         };
-        let before = current
-            .as_ref()
-            .map(Bundle::masked_text)
-            .unwrap_or_default();
+        let before = current.as_ref().map(Bundle::masked_text).unwrap_or_default();
         let after = bundle.masked_text();
         let diff = similar::TextDiff::from_lines(&before, &after)
             .unified_diff()
             .context_radius(3)
-            .header(
-                &format!("{} (running)", stage.name),
-                &format!("{} (planned)", stage.name),
-            )
+            .header(&format!("{} (running)", stage.name), &format!("{} (planned)", stage.name))
             .to_string();
         Ok((changes, diff, Some(bundle.hash().to_owned())))
     }
@@ -800,11 +587,7 @@ fn provenance_of(config: &ConfigSet) -> BTreeMap<String, Provenance> {
 }
 
 fn finished(id: &PromotionId, step: Step, detail: StepDetail) -> LedgerEvent {
-    LedgerEvent::StepFinished {
-        promotion: id.clone(),
-        step,
-        outcome: StepOutcome::Ok(detail),
-    }
+    LedgerEvent::StepFinished { promotion: id.clone(), step, outcome: StepOutcome::Ok(detail) }
 }
 
 /// The record of the promotion that made `build` current in `stage`, if it is current, nothing is open, and
@@ -817,25 +600,5 @@ fn already_current(view: &LedgerView, stage: &str, build: &BuildId) -> Option<Pr
 
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.
 fn pinned_config(view: &LedgerView, stage: &str, build: &BuildId) -> BTreeMap<String, Provenance> {
-    view.passes(stage, build)
-        .last()
-        .map(|record| record.config_provenance.clone())
-        .unwrap_or_default()
-}
-
-fn upstream_names(pipeline: &Pipeline, stage: &Stage) -> Vec<String> {
-    match &stage.upstream {
-        super::Upstream::AllOf(names) | super::Upstream::AnyOf(names) => names.clone(),
-        super::Upstream::Previous => {
-            let stages = pipeline.stages();
-            let index = stages
-                .iter()
-                .position(|s| s.name == stage.name)
-                .unwrap_or(0);
-            stages[..index]
-                .last()
-                .map(|s| vec![s.name.clone()])
-                .unwrap_or_default()
-        }
-    }
+    view.passes(stage, build).last().map(|record| record.config_provenance.clone()).unwrap_or_default()
 }

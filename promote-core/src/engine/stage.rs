@@ -49,11 +49,7 @@ pub struct Placement {
 
 impl Default for Placement {
     fn default() -> Self {
-        Placement {
-            registry: None,
-            repository: None,
-            tag: "{stage}".to_owned(),
-        }
+        Placement { registry: None, repository: None, tag: "{stage}".to_owned() }
     }
 }
 
@@ -75,14 +71,8 @@ impl Placement {
                 .replace("{commit}", commit)
                 .replace("{version}", version.unwrap_or("unversioned"))
         };
-        let registry = self
-            .registry
-            .clone()
-            .unwrap_or_else(|| source.registry().to_owned());
-        let repository = self
-            .repository
-            .as_deref()
-            .map_or_else(|| source.repository().to_owned(), fill);
+        let registry = self.registry.clone().unwrap_or_else(|| source.registry().to_owned());
+        let repository = self.repository.as_deref().map_or_else(|| source.repository().to_owned(), fill);
         ArtifactRef::by_tag(&registry, &repository, &fill(&self.tag))
     }
 }
@@ -218,18 +208,12 @@ impl Stage {
     pub(crate) fn validate_name(name: &str) -> Result<()> {
         let ok = !name.is_empty()
             && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && name.as_bytes()[0].is_ascii_alphanumeric();
         if ok {
             Ok(())
         } else {
-            Err(Error::invalid(
-                "stage name",
-                name,
-                "use lowercase letters, digits and '-', at most 63 characters",
-            ))
+            Err(Error::invalid("stage name", name, "use lowercase letters, digits and '-', at most 63 characters"))
         }
     }
 }

@@ -47,7 +47,7 @@ impl fmt::Debug for PromotionId {
 
 /// Why a promotion happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum PromotionKind {
     /// A build moves forward into a stage.
     Promote,
@@ -81,15 +81,8 @@ pub enum Step {
 
 impl Step {
     /// Every step in order.
-    pub const ALL: [Step; 7] = [
-        Step::Lock,
-        Step::Eligibility,
-        Step::EntryGates,
-        Step::Artifacts,
-        Step::Render,
-        Step::Deploy,
-        Step::Verify,
-    ];
+    pub const ALL: [Step; 7] =
+        [Step::Lock, Step::Eligibility, Step::EntryGates, Step::Artifacts, Step::Render, Step::Deploy, Step::Verify];
 }
 
 impl fmt::Display for Step {
@@ -108,7 +101,7 @@ impl fmt::Display for Step {
 
 /// A gate's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "verdict", content = "reason")]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The gate lets the build through.
     Pass,
@@ -133,7 +126,6 @@ pub struct GateEvidence {
     /// The gate's kind (`approval`, `soak`, …).
     pub kind: String,
     /// The verdict.
-    #[serde(flatten)]
     pub verdict: Verdict,
     /// What the gate looked at (approvers, durations, command output), never a secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -151,7 +143,7 @@ pub struct PlacedArtifact {
 
 /// What a finished step found or did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "detail")]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StepDetail {
     /// Nothing worth recording beyond success.
@@ -196,7 +188,7 @@ pub enum StepDetail {
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
+#[serde(rename_all = "snake_case")]
 pub enum StepOutcome {
     /// The step did its work.
     Ok(StepDetail),
@@ -211,7 +203,7 @@ pub enum StepOutcome {
 
 /// How a promotion ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
+#[serde(rename_all = "snake_case")]
 pub enum FinalState {
     /// The build is in the stage and verified.
     Succeeded,
@@ -273,8 +265,11 @@ pub struct Hold {
 }
 
 /// What happened, as the ledger records it.
+///
+/// Every enum in a ledger entry is externally tagged (`{"step_finished": {…}}`): serde parses that form
+/// without buffering, which keeps opening a large ledger fast.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LedgerEvent {
     /// A build was registered.
@@ -291,7 +286,6 @@ pub enum LedgerEvent {
         /// The target stage.
         stage: String,
         /// Promote or rollback.
-        #[serde(flatten)]
         kind: PromotionKind,
     },
     /// An interrupted promotion was picked up again.
@@ -313,7 +307,6 @@ pub enum LedgerEvent {
         /// The step.
         step: Step,
         /// How it ended.
-        #[serde(flatten)]
         outcome: StepOutcome,
     },
     /// A promotion finished.
@@ -321,7 +314,6 @@ pub enum LedgerEvent {
         /// The promotion.
         promotion: PromotionId,
         /// How.
-        #[serde(flatten)]
         state: FinalState,
     },
     /// An approval was recorded.
@@ -401,20 +393,10 @@ impl LedgerEntry {
     /// Seals `entry` as number `seq` after an entry whose hash is `prev`. Returns the entry and the exact
     /// line a line-oriented backend writes for it (JSON, no trailing newline).
     pub fn seal(seq: u64, prev: &str, entry: NewEntry) -> (LedgerEntry, String) {
-        let body = Body {
-            seq,
-            prev,
-            at: &entry.at,
-            actor: &entry.actor,
-            fence: &entry.fence,
-            event: &entry.event,
-        };
+        let body = Body { seq, prev, at: &entry.at, actor: &entry.actor, fence: &entry.fence, event: &entry.event };
         let body_json = serde_json::to_string(&body).expect("ledger entries always serialise");
         let hash = hex::encode(Sha256::digest(body_json.as_bytes()));
-        let line = format!(
-            "{},\"hash\":\"{hash}\"}}",
-            &body_json[..body_json.len() - 1]
-        );
+        let line = format!("{},\"hash\":\"{hash}\"}}", &body_json[..body_json.len() - 1]);
         let sealed = LedgerEntry {
             seq,
             prev: prev.to_owned(),
@@ -445,9 +427,7 @@ impl LedgerEntry {
     pub fn parse_line(line: &str) -> std::result::Result<LedgerEntry, String> {
         const MARK: &str = ",\"hash\":\"";
         let at = line.rfind(MARK).ok_or("the record has no hash")?;
-        let stored = line[at + MARK.len()..]
-            .strip_suffix("\"}")
-            .ok_or("the record does not end after its hash")?;
+        let stored = line[at + MARK.len()..].strip_suffix("\"}").ok_or("the record does not end after its hash")?;
         let mut hasher = Sha256::new();
         hasher.update(&line.as_bytes()[..at]);
         hasher.update(b"}");
@@ -463,27 +443,15 @@ impl LedgerEntry {
 pub fn verify_chain(name: &str, after: (u64, &str), entries: &[LedgerEntry]) -> Result<()> {
     let (mut seq, mut hash) = (after.0, after.1.to_owned());
     for entry in entries {
-        let broken = |reason: String| Error::LedgerCorrupt {
-            path: name.to_owned(),
-            line: entry.seq,
-            reason,
-        };
+        let broken = |reason: String| Error::LedgerCorrupt { path: name.to_owned(), line: entry.seq, reason };
         if entry.seq != seq + 1 {
-            return Err(broken(format!(
-                "expected record {} but found {}",
-                seq + 1,
-                entry.seq
-            )));
+            return Err(broken(format!("expected record {} but found {}", seq + 1, entry.seq)));
         }
         if entry.prev != hash {
-            return Err(broken(
-                "the record does not follow the one before it (hash chain broken)".into(),
-            ));
+            return Err(broken("the record does not follow the one before it (hash chain broken)".into()));
         }
         if entry.computed_hash() != entry.hash {
-            return Err(broken(
-                "the record's hash does not match its content".into(),
-            ));
+            return Err(broken("the record's hash does not match its content".into()));
         }
         seq = entry.seq;
         hash = entry.hash.clone();

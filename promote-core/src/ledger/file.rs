@@ -28,6 +28,8 @@ struct State {
     offsets: Vec<u64>,
     /// Bytes verified so far.
     end: u64,
+    /// What `open` parsed, handed to the first full read so that opening parses the file once.
+    opened: Option<Vec<LedgerEntry>>,
 }
 
 /// What [`FileLedger::recover`] did.
@@ -47,20 +49,18 @@ impl FileLedger {
     /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let ledger = FileLedger {
-            path: Arc::new(path),
-            state: Arc::default(),
-        };
+        let ledger = FileLedger { path: Arc::new(path), state: Arc::default() };
         let this = ledger.clone();
         blocking(move || {
             if let Some(parent) = this.path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
             let mut file = this.open_file()?;
-            file.lock_shared()
-                .map_err(|e| Error::io(this.path.as_ref(), e))?;
+            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
             let mut state = this.state.lock().expect("ledger poisoned");
-            this.scan(&mut file, &mut state, u64::MAX).map(|_| ())
+            let entries = this.scan(&mut file, &mut state, 0)?;
+            state.opened = Some(entries);
+            Ok(())
         })
         .await?;
         Ok(ledger)
@@ -77,21 +77,13 @@ impl FileLedger {
     pub async fn recover(path: impl Into<PathBuf>) -> Result<Recovery> {
         let path = path.into();
         blocking(move || {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
+            let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
             file.lock().map_err(|e| Error::io(&path, e))?;
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
-                .map_err(|e| Error::io(&path, e))?;
+            file.read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
             let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             // Verify what is whole before touching anything.
-            let probe = FileLedger {
-                path: Arc::new(path.clone()),
-                state: Arc::default(),
-            };
+            let probe = FileLedger { path: Arc::new(path.clone()), state: Arc::default() };
             let mut state = State::default();
             probe.verify_lines(&bytes[..whole], 0, &mut state, u64::MAX)?;
             let torn = &bytes[whole..];
@@ -100,16 +92,11 @@ impl FileLedger {
             } else {
                 let aside = PathBuf::from(format!("{}.torn-{whole}", path.display()));
                 std::fs::write(&aside, torn).map_err(|e| Error::io(&aside, e))?;
-                file.set_len(whole as u64)
-                    .map_err(|e| Error::io(&path, e))?;
+                file.set_len(whole as u64).map_err(|e| Error::io(&path, e))?;
                 file.sync_all().map_err(|e| Error::io(&path, e))?;
                 Some(aside)
             };
-            Ok(Recovery {
-                entries: state.tip.seq(),
-                torn_bytes: torn.len() as u64,
-                saved_to,
-            })
+            Ok(Recovery { entries: state.tip.seq(), torn_bytes: torn.len() as u64, saved_to })
         })
         .await
     }
@@ -124,18 +111,11 @@ impl FileLedger {
     }
 
     /// Reads and verifies everything past `state.end`, returning the entries whose seq is above `collect_after`.
-    fn scan(
-        &self,
-        file: &mut File,
-        state: &mut State,
-        collect_after: u64,
-    ) -> Result<Vec<LedgerEntry>> {
+    fn scan(&self, file: &mut File, state: &mut State, collect_after: u64) -> Result<Vec<LedgerEntry>> {
         let start = state.end;
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| Error::io(self.path.as_ref(), e))?;
+        file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(self.path.as_ref(), e))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(self.path.as_ref(), e))?;
+        file.read_to_end(&mut bytes).map_err(|e| Error::io(self.path.as_ref(), e))?;
         if bytes.last().is_some_and(|&b| b != b'\n') {
             let whole_lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             return Err(self.corrupt(
@@ -147,13 +127,7 @@ impl FileLedger {
         self.verify_lines(&bytes, start, state, collect_after)
     }
 
-    fn verify_lines(
-        &self,
-        bytes: &[u8],
-        base: u64,
-        state: &mut State,
-        collect_after: u64,
-    ) -> Result<Vec<LedgerEntry>> {
+    fn verify_lines(&self, bytes: &[u8], base: u64, state: &mut State, collect_after: u64) -> Result<Vec<LedgerEntry>> {
         let mut collected = Vec::new();
         let mut offset = 0usize;
         for raw in bytes.split_inclusive(|&b| b == b'\n') {
@@ -161,19 +135,12 @@ impl FileLedger {
             let text = std::str::from_utf8(raw)
                 .map_err(|_| self.corrupt(line_no, "the record is not UTF-8"))?
                 .trim_end_matches('\n');
-            let entry =
-                LedgerEntry::parse_line(text).map_err(|reason| self.corrupt(line_no, &reason))?;
+            let entry = LedgerEntry::parse_line(text).map_err(|reason| self.corrupt(line_no, &reason))?;
             if entry.seq != line_no {
-                return Err(self.corrupt(
-                    line_no,
-                    &format!("expected record {line_no}, found {}", entry.seq),
-                ));
+                return Err(self.corrupt(line_no, &format!("expected record {line_no}, found {}", entry.seq)));
             }
             if entry.prev != state.tip.hash() {
-                return Err(self.corrupt(
-                    line_no,
-                    "the record does not follow the one before it (hash chain broken)",
-                ));
+                return Err(self.corrupt(line_no, "the record does not follow the one before it (hash chain broken)"));
             }
             state.offsets.push(base + offset as u64);
             state.tip.advance(&entry);
@@ -187,25 +154,17 @@ impl FileLedger {
     }
 
     fn corrupt(&self, line: u64, reason: &str) -> Error {
-        Error::LedgerCorrupt {
-            path: self.path.display().to_string(),
-            line,
-            reason: reason.to_owned(),
-        }
+        Error::LedgerCorrupt { path: self.path.display().to_string(), line, reason: reason.to_owned() }
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| Error::Backend {
-            backend: "file-ledger",
-            message: format!("ledger task failed: {error}"),
-            class: ErrorClass::Temporary,
-            source: None,
-        })?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| Error::Backend {
+        backend: "file-ledger",
+        message: format!("ledger task failed: {error}"),
+        class: ErrorClass::Temporary,
+        source: None,
+    })?
 }
 
 #[async_trait]
@@ -222,15 +181,14 @@ impl Ledger for FileLedger {
             let mut state = this.state.lock().expect("ledger poisoned");
             // Another process may have appended since we last looked.
             this.scan(&mut file, &mut state, u64::MAX)?;
+            state.opened = None;
             let sealed = state.tip.seal(entries)?;
             let mut buffer = String::new();
             for (_, line) in &sealed {
                 buffer.push_str(line);
                 buffer.push('\n');
             }
-            let written = file
-                .write_all(buffer.as_bytes())
-                .and_then(|()| file.sync_data());
+            let written = file.write_all(buffer.as_bytes()).and_then(|()| file.sync_data());
             if let Err(error) = written {
                 // Leave no partial batch behind: cut the file back to where it was.
                 let _ = file.set_len(state.end);
@@ -254,29 +212,25 @@ impl Ledger for FileLedger {
         let this = self.clone();
         blocking(move || {
             let mut file = this.open_file()?;
-            file.lock_shared()
-                .map_err(|e| Error::io(this.path.as_ref(), e))?;
+            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
             let mut state = this.state.lock().expect("ledger poisoned");
             let known = state.tip.seq();
             let mut entries = Vec::new();
-            if after < known {
+            if let Some(opened) = state.opened.take().filter(|_| after == 0) {
+                entries = opened;
+            } else if after < known {
                 // Re-read what we have seen before, re-checking each line's own hash.
                 let start = state.offsets[after as usize];
                 let len = (state.end - start) as usize;
                 let mut bytes = vec![0; len];
-                file.seek(SeekFrom::Start(start))
-                    .map_err(|e| Error::io(this.path.as_ref(), e))?;
-                file.read_exact(&mut bytes)
-                    .map_err(|e| Error::io(this.path.as_ref(), e))?;
+                file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(this.path.as_ref(), e))?;
+                file.read_exact(&mut bytes).map_err(|e| Error::io(this.path.as_ref(), e))?;
                 for (index, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
                     let line_no = after + index as u64 + 1;
                     let text = std::str::from_utf8(raw)
                         .map_err(|_| this.corrupt(line_no, "the record is not UTF-8"))?
                         .trim_end_matches('\n');
-                    entries.push(
-                        LedgerEntry::parse_line(text)
-                            .map_err(|reason| this.corrupt(line_no, &reason))?,
-                    );
+                    entries.push(LedgerEntry::parse_line(text).map_err(|reason| this.corrupt(line_no, &reason))?);
                 }
             }
             entries.extend(this.scan(&mut file, &mut state, after)?);

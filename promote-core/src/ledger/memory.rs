@@ -39,20 +39,12 @@ impl MemoryLedger {
 #[async_trait]
 impl Ledger for MemoryLedger {
     fn capabilities(&self) -> LedgerCapabilities {
-        LedgerCapabilities {
-            durable: false,
-            shared: false,
-        }
+        LedgerCapabilities { durable: false, shared: false }
     }
 
     async fn append(&self, entries: Vec<NewEntry>) -> Result<Vec<LedgerEntry>> {
         let mut state = self.state.lock().expect("ledger poisoned");
-        let sealed: Vec<LedgerEntry> = state
-            .tip
-            .seal(entries)?
-            .into_iter()
-            .map(|(entry, _)| entry)
-            .collect();
+        let sealed: Vec<LedgerEntry> = state.tip.seal(entries)?.into_iter().map(|(entry, _)| entry).collect();
         for entry in &sealed {
             state.tip.advance(entry);
         }
@@ -63,9 +55,7 @@ impl Ledger for MemoryLedger {
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>> {
         let state = self.state.lock().expect("ledger poisoned");
         // Sequence numbers start at 1 and have no gaps, so `after` is also an index.
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(state.entries.len());
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(state.entries.len());
         Ok(state.entries[start..].to_vec())
     }
 }

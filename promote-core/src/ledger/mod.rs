@@ -15,9 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use entry::{
-    Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, Hold, HoldScope, LedgerEntry,
-    LedgerEvent, NewEntry, PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail,
-    StepOutcome, Verdict, verify_chain,
+    Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, Hold, HoldScope, LedgerEntry, LedgerEvent, NewEntry,
+    PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict, verify_chain,
 };
 pub use file::{FileLedger, Recovery};
 pub use memory::MemoryLedger;
@@ -38,10 +37,7 @@ pub struct LedgerCapabilities {
 impl LedgerCapabilities {
     /// A durable ledger shared by processes.
     pub fn durable_shared() -> Self {
-        LedgerCapabilities {
-            durable: true,
-            shared: true,
-        }
+        LedgerCapabilities { durable: true, shared: true }
     }
 }
 
@@ -148,11 +144,7 @@ impl ChainTip {
             if let Some(fence) = &entry.fence {
                 let newest = fences.get(&fence.stage).copied().unwrap_or(0);
                 if fence.token < newest {
-                    return Err(Error::Fenced {
-                        stage: fence.stage.clone(),
-                        token: fence.token,
-                        newest,
-                    });
+                    return Err(Error::Fenced { stage: fence.stage.clone(), token: fence.token, newest });
                 }
                 fences.insert(fence.stage.clone(), fence.token);
             }

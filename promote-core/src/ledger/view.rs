@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::entry::{
-    Approval, FinalState, GENESIS_HASH, GateEvidence, Hold, LedgerEntry, LedgerEvent,
-    PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome,
+    Approval, FinalState, GENESIS_HASH, GateEvidence, Hold, LedgerEntry, LedgerEvent, PlacedArtifact, PromotionId,
+    PromotionKind, Step, StepDetail, StepOutcome,
 };
 use crate::build::{Build, BuildId};
 use crate::config::Provenance;
@@ -139,16 +139,8 @@ impl LedgerView {
                     self.builds.insert(build.id.clone(), build.clone());
                 }
             }
-            LedgerEvent::PromotionStarted {
-                promotion,
-                build,
-                stage,
-                kind,
-            } => {
-                *self
-                    .attempts
-                    .entry((stage.clone(), build.clone()))
-                    .or_default() += 1;
+            LedgerEvent::PromotionStarted { promotion, build, stage, kind } => {
+                *self.attempts.entry((stage.clone(), build.clone())).or_default() += 1;
                 self.by_id.insert(promotion.clone(), self.promotions.len());
                 self.promotions.push(PromotionRecord {
                     id: promotion.clone(),
@@ -170,39 +162,23 @@ impl LedgerView {
             }
             LedgerEvent::PromotionResumed { promotion } => {
                 if let Some(record) = self.record_mut(promotion) {
-                    record
-                        .fencing_tokens
-                        .extend(entry.fence.iter().map(|fence| fence.token));
+                    record.fencing_tokens.extend(entry.fence.iter().map(|fence| fence.token));
                 }
             }
             LedgerEvent::StepStarted { promotion, step } => {
                 if let Some(record) = self.record_mut(promotion) {
                     record.steps.retain(|journal| journal.step != *step);
-                    record.steps.push(StepRecord {
-                        step: *step,
-                        started_at: entry.at,
-                        finished: None,
-                    });
+                    record.steps.push(StepRecord { step: *step, started_at: entry.at, finished: None });
                 }
             }
-            LedgerEvent::StepFinished {
-                promotion,
-                step,
-                outcome,
-            } => {
+            LedgerEvent::StepFinished { promotion, step, outcome } => {
                 if let Some(record) = self.record_mut(promotion) {
-                    if let Some(journal) = record
-                        .steps
-                        .iter_mut()
-                        .find(|journal| journal.step == *step)
-                    {
+                    if let Some(journal) = record.steps.iter_mut().find(|journal| journal.step == *step) {
                         journal.finished = Some((entry.at, outcome.clone()));
                     }
                     match outcome {
                         StepOutcome::Error { message, .. } => {
-                            record.state = PromotionState::InProgress {
-                                last_error: Some(message.clone()),
-                            };
+                            record.state = PromotionState::InProgress { last_error: Some(message.clone()) };
                         }
                         StepOutcome::Ok(detail) => record_detail(record, *step, detail),
                     }
@@ -223,15 +199,8 @@ impl LedgerView {
                     {
                         last.until = Some(entry.at);
                     }
-                    tenures.push(Tenure {
-                        build: build.clone(),
-                        from: entry.at,
-                        until: None,
-                    });
-                    self.passed
-                        .entry(stage)
-                        .or_default()
-                        .push((build, promotion.clone()));
+                    tenures.push(Tenure { build: build.clone(), from: entry.at, until: None });
+                    self.passed.entry(stage).or_default().push((build, promotion.clone()));
                 }
             }
             LedgerEvent::ApprovalRecorded { approval } => self.approvals.push(approval.clone()),
@@ -285,25 +254,17 @@ impl LedgerView {
 
     /// How many promotions of `build` into `stage` have been started.
     pub fn attempts(&self, stage: &str, build: &BuildId) -> u32 {
-        self.attempts
-            .get(&(stage.to_owned(), build.clone()))
-            .copied()
-            .unwrap_or(0)
+        self.attempts.get(&(stage.to_owned(), build.clone())).copied().unwrap_or(0)
     }
 
     /// The unfinished promotion of `build` into `stage`, if one exists.
     pub fn open_promotion(&self, stage: &str, build: &BuildId) -> Option<&PromotionRecord> {
-        self.promotions
-            .iter()
-            .rev()
-            .find(|p| p.stage == stage && &p.build == build && p.state.in_progress())
+        self.promotions.iter().rev().find(|p| p.stage == stage && &p.build == build && p.state.in_progress())
     }
 
     /// The unfinished promotions into `stage`.
     pub fn open_promotions(&self, stage: &str) -> impl Iterator<Item = &PromotionRecord> {
-        self.promotions
-            .iter()
-            .filter(move |p| p.stage == stage && p.state.in_progress())
+        self.promotions.iter().filter(move |p| p.stage == stage && p.state.in_progress())
     }
 
     /// The promotion that made the stage's current build current.
@@ -318,11 +279,7 @@ impl LedgerView {
     }
 
     /// The successful promotions of `build` into `stage`, oldest first.
-    pub fn passes<'a>(
-        &'a self,
-        stage: &str,
-        build: &'a BuildId,
-    ) -> impl Iterator<Item = &'a PromotionRecord> + 'a {
+    pub fn passes<'a>(&'a self, stage: &str, build: &'a BuildId) -> impl Iterator<Item = &'a PromotionRecord> + 'a {
         self.passed
             .get(stage)
             .into_iter()
@@ -353,14 +310,8 @@ impl LedgerView {
     }
 
     /// Approvals of `build` for `stage`, oldest first.
-    pub fn approvals<'a>(
-        &'a self,
-        stage: &'a str,
-        build: &'a BuildId,
-    ) -> impl Iterator<Item = &'a Approval> + 'a {
-        self.approvals
-            .iter()
-            .filter(move |a| a.stage == stage && &a.build == build)
+    pub fn approvals<'a>(&'a self, stage: &'a str, build: &'a BuildId) -> impl Iterator<Item = &'a Approval> + 'a {
+        self.approvals.iter().filter(move |a| a.stage == stage && &a.build == build)
     }
 
     /// Active holds on `stage`.
@@ -379,26 +330,16 @@ fn record_detail(record: &mut PromotionRecord, step: Step, detail: &StepDetail) 
         StepDetail::Gates { verdicts } => {
             // A re-run replaces the verdicts of the same phase instead of piling them up.
             let phase_gates: Vec<&str> = verdicts.iter().map(|v| v.gate.as_str()).collect();
-            record
-                .gates
-                .retain(|old| !phase_gates.contains(&old.gate.as_str()));
+            record.gates.retain(|old| !phase_gates.contains(&old.gate.as_str()));
             record.gates.extend(verdicts.iter().cloned());
             let _ = step;
         }
         StepDetail::Artifacts { placed } => record.artifacts = placed.clone(),
-        StepDetail::Rendered {
-            config_fingerprint,
-            provenance,
-            bundle_hash,
-            ..
-        } => {
+        StepDetail::Rendered { config_fingerprint, provenance, bundle_hash, .. } => {
             record.config_fingerprint = Some(config_fingerprint.clone());
             record.config_provenance = provenance.clone();
             record.bundle_hash = Some(bundle_hash.clone());
         }
-        StepDetail::Locked { .. }
-        | StepDetail::Eligible { .. }
-        | StepDetail::Deployed { .. }
-        | StepDetail::Done => {}
+        StepDetail::Locked { .. } | StepDetail::Eligible { .. } | StepDetail::Deployed { .. } | StepDetail::Done => {}
     }
 }

@@ -37,10 +37,7 @@ impl Drop for Release {
     fn drop(&mut self) {
         let mut state = self.shared.state.lock().expect("lock poisoned");
         if let Some(slot) = state.get_mut(&self.stage)
-            && slot
-                .holder
-                .as_ref()
-                .is_some_and(|(_, token)| *token == self.token)
+            && slot.holder.as_ref().is_some_and(|(_, token)| *token == self.token)
         {
             slot.holder = None;
         }
@@ -64,11 +61,7 @@ impl MemoryLock {
         slot.last_token += 1;
         let token = slot.last_token;
         slot.holder = Some((holder.to_owned(), token));
-        let release = Release {
-            shared: self.shared.clone(),
-            stage: stage.to_owned(),
-            token,
-        };
+        let release = Release { shared: self.shared.clone(), stage: stage.to_owned(), token };
         Ok(Lease::new(stage, holder, token, Box::new(release)))
     }
 }
@@ -86,10 +79,7 @@ impl EnvironmentLock for MemoryLock {
             match self.try_acquire(stage, holder) {
                 Ok(lease) => return Ok(lease),
                 Err(current) => {
-                    let locked = || Error::Locked {
-                        stage: stage.to_owned(),
-                        holder: current.clone(),
-                    };
+                    let locked = || Error::Locked { stage: stage.to_owned(), holder: current.clone() };
                     let Some(deadline) = deadline else {
                         return Err(locked());
                     };

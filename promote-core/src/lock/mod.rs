@@ -39,12 +39,7 @@ pub struct Lease {
 impl Lease {
     /// A lease on `stage` for `holder` with fencing `token`; `release` is dropped when the lease is.
     pub fn new(stage: &str, holder: &str, token: u64, release: Box<dyn Any + Send + Sync>) -> Self {
-        Lease {
-            stage: stage.to_owned(),
-            holder: holder.to_owned(),
-            token,
-            _release: release,
-        }
+        Lease { stage: stage.to_owned(), holder: holder.to_owned(), token, _release: release }
     }
 
     /// The stage.

@@ -103,12 +103,7 @@ pub(crate) struct SpecFile {
 }
 
 impl SpecFile {
-    pub(crate) fn error(
-        &self,
-        node: Option<&Node>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> Error {
+    pub(crate) fn error(&self, node: Option<&Node>, key: &str, message: impl Into<String>) -> Error {
         let mark = node.and_then(|n| n.span().start().copied());
         Error::Spec {
             location: Location {
@@ -143,21 +138,13 @@ impl SpecFile {
 
     /// A path from the spec, relative to the spec's directory.
     pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
     }
 }
 
 impl SpecRegistry {
     /// Loads a pipeline from a spec file.
-    pub async fn load_file(
-        &self,
-        path: impl AsRef<Path>,
-        clock: Option<Arc<dyn Clock>>,
-    ) -> Result<Pipeline> {
+    pub async fn load_file(&self, path: impl AsRef<Path>, clock: Option<Arc<dyn Clock>>) -> Result<Pipeline> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
@@ -172,23 +159,14 @@ impl SpecRegistry {
         base_dir: &Path,
         clock: Option<Arc<dyn Clock>>,
     ) -> Result<Pipeline> {
-        let file = SpecFile {
-            path: path.to_owned(),
-            base_dir: base_dir.to_owned(),
-        };
+        let file = SpecFile { path: path.to_owned(), base_dir: base_dir.to_owned() };
         let root = marked_yaml::parse_yaml(0, text).map_err(|error| Error::Spec {
-            location: Location {
-                file: path.to_owned(),
-                line: None,
-                column: None,
-            },
+            location: Location { file: path.to_owned(), line: None, column: None },
             key: "<document>".into(),
             message: error.to_string(),
         })?;
-        let mut top = root
-            .as_mapping()
-            .cloned()
-            .ok_or_else(|| file.error(Some(&root), "<document>", "a spec is a mapping"))?;
+        let mut top =
+            root.as_mapping().cloned().ok_or_else(|| file.error(Some(&root), "<document>", "a spec is a mapping"))?;
         let store_node = take(&mut top, "store");
         let ledger_node = take(&mut top, "ledger");
         let lock_node = take(&mut top, "lock");
@@ -198,31 +176,22 @@ impl SpecRegistry {
             .ok_or_else(|| file.error(Some(&root), "stages", "a spec needs a list of stages"))?;
         let settings: TopSettings = file.parse(&Node::from(top), "<document>")?;
 
-        let context = registry::Context {
-            file: file.clone(),
-            clock: clock.clone(),
-        };
+        let context = registry::Context { file: file.clone(), clock: clock.clone() };
         let store = self
             .build_store(
                 &context,
-                store_node
-                    .as_ref()
-                    .ok_or_else(|| file.error(Some(&root), "store", "a spec needs a store"))?,
+                store_node.as_ref().ok_or_else(|| file.error(Some(&root), "store", "a spec needs a store"))?,
                 "store",
             )
             .await?;
         let ledger = self
             .build_ledger(
                 &context,
-                ledger_node
-                    .as_ref()
-                    .ok_or_else(|| file.error(Some(&root), "ledger", "a spec needs a ledger"))?,
+                ledger_node.as_ref().ok_or_else(|| file.error(Some(&root), "ledger", "a spec needs a ledger"))?,
                 "ledger",
             )
             .await?;
-        let mut builder = Pipeline::builder(settings.pipeline)
-            .store(store)
-            .ledger(ledger);
+        let mut builder = Pipeline::builder(settings.pipeline).store(store).ledger(ledger);
         if let Some(node) = &lock_node {
             builder = builder.lock(self.build_lock(&context, node, "lock").await?);
         }
@@ -242,9 +211,8 @@ impl SpecRegistry {
             None => None,
         };
 
-        let stages = stages_node
-            .as_sequence()
-            .ok_or_else(|| file.error(Some(&stages_node), "stages", "must be a list"))?;
+        let stages =
+            stages_node.as_sequence().ok_or_else(|| file.error(Some(&stages_node), "stages", "must be a list"))?;
         for (index, stage_node) in stages.iter().enumerate() {
             let key = format!("stages[{index}]");
             let stage = self
@@ -259,9 +227,7 @@ impl SpecRegistry {
                 .await?;
             builder = builder.stage(stage);
         }
-        builder
-            .build()
-            .map_err(|error| file.error(Some(&stages_node), "stages", error.to_string()))
+        builder.build().map_err(|error| file.error(Some(&stages_node), "stages", error.to_string()))
     }
 
     async fn build_stage(
@@ -274,10 +240,8 @@ impl SpecRegistry {
         shared_templates: Option<Templates>,
     ) -> Result<Stage> {
         let file = &context.file;
-        let mut mapping = node
-            .as_mapping()
-            .cloned()
-            .ok_or_else(|| file.error(Some(node), key, "a stage is a mapping"))?;
+        let mut mapping =
+            node.as_mapping().cloned().ok_or_else(|| file.error(Some(node), key, "a stage is a mapping"))?;
         let gates_node = take(&mut mapping, "gates");
         let verify_node = take(&mut mapping, "verify");
         let config_node = take(&mut mapping, "config");
@@ -304,22 +268,12 @@ impl SpecRegistry {
         if let Some(wait) = settings.lock_wait {
             let parsed = match wait.as_str() {
                 "fail" => LockWait::Fail,
-                other => LockWait::Wait(parse_duration(
-                    file,
-                    node,
-                    &format!("{key}.lock_wait"),
-                    other,
-                )?),
+                other => LockWait::Wait(parse_duration(file, node, &format!("{key}.lock_wait"), other)?),
             };
             stage = stage.lock_wait(parsed);
         }
         if let Some(timeout) = settings.health_timeout {
-            stage = stage.health_timeout(parse_duration(
-                file,
-                node,
-                &format!("{key}.health_timeout"),
-                &timeout,
-            )?);
+            stage = stage.health_timeout(parse_duration(file, node, &format!("{key}.health_timeout"), &timeout)?);
         }
         let templates = match settings.templates {
             Some(dir) => Some(Templates::from_dir(&file.resolve(&dir))?),
@@ -329,10 +283,7 @@ impl SpecRegistry {
             stage = stage.templates(templates);
         }
         let deployer = match &deployer_node {
-            Some(node) => Some(
-                self.build_deployer(context, node, &format!("{key}.deployer"))
-                    .await?,
-            ),
+            Some(node) => Some(self.build_deployer(context, node, &format!("{key}.deployer")).await?),
             None => shared_deployer,
         };
         if let Some(deployer) = deployer {
@@ -342,28 +293,19 @@ impl SpecRegistry {
             stage = stage.config_source_arc(source.clone());
         }
         if let Some(node) = &config_node {
-            for source in self
-                .build_configs(context, node, &format!("{key}.config"))
-                .await?
-            {
+            for source in self.build_configs(context, node, &format!("{key}.config")).await? {
                 stage = stage.config_source_arc(source);
             }
         }
         for (field, verification) in [(&gates_node, false), (&verify_node, true)] {
             let Some(list_node) = field else { continue };
             let name = if verification { "verify" } else { "gates" };
-            let list = list_node.as_sequence().ok_or_else(|| {
-                file.error(Some(list_node), &format!("{key}.{name}"), "must be a list")
-            })?;
+            let list = list_node
+                .as_sequence()
+                .ok_or_else(|| file.error(Some(list_node), &format!("{key}.{name}"), "must be a list"))?;
             for (index, gate_node) in list.iter().enumerate() {
-                let gate = self
-                    .build_gate(context, gate_node, &format!("{key}.{name}[{index}]"))
-                    .await?;
-                stage = if verification {
-                    stage.verify_gate(gate)
-                } else {
-                    stage.entry_gate(gate)
-                };
+                let gate = self.build_gate(context, gate_node, &format!("{key}.{name}[{index}]")).await?;
+                stage = if verification { stage.verify_gate(gate) } else { stage.entry_gate(gate) };
             }
         }
         Ok(stage)
@@ -375,17 +317,12 @@ impl SpecRegistry {
         node: &Node,
         key: &str,
     ) -> Result<Vec<Arc<dyn crate::config::ConfigSource>>> {
-        let list = node.as_sequence().ok_or_else(|| {
-            context
-                .file
-                .error(Some(node), key, "must be a list of config sources")
-        })?;
+        let list = node
+            .as_sequence()
+            .ok_or_else(|| context.file.error(Some(node), key, "must be a list of config sources"))?;
         let mut sources = Vec::new();
         for (index, source_node) in list.iter().enumerate() {
-            sources.push(
-                self.build_config(context, source_node, &format!("{key}[{index}]"))
-                    .await?,
-            );
+            sources.push(self.build_config(context, source_node, &format!("{key}[{index}]")).await?);
         }
         Ok(sources)
     }
@@ -396,11 +333,6 @@ fn take(mapping: &mut MarkedMappingNode, key: &str) -> Option<Node> {
 }
 
 fn parse_duration(file: &SpecFile, node: &Node, key: &str, text: &str) -> Result<Duration> {
-    humantime::parse_duration(text).map_err(|error| {
-        file.error(
-            Some(node),
-            key,
-            format!("`{text}` is not a duration like 30s, 5m or 2h: {error}"),
-        )
-    })
+    humantime::parse_duration(text)
+        .map_err(|error| file.error(Some(node), key, format!("`{text}` is not a duration like 30s, 5m or 2h: {error}")))
 }

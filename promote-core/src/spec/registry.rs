@@ -13,8 +13,7 @@ use serde::Deserialize;
 use super::SpecFile;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret,
-    SourceCapabilities,
+    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret, SourceCapabilities,
 };
 use crate::deploy::{Deployer, MemoryDeployer};
 use crate::error::{Error, Result};
@@ -37,14 +36,13 @@ pub struct BackendSpec {
     node: Node,
     file: SpecFile,
     clock: Arc<dyn Clock>,
+    /// The registry that is building this backend, so composites can build children of any kind.
+    registry: Arc<SpecRegistry>,
 }
 
 impl fmt::Debug for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackendSpec")
-            .field("kind", &self.kind)
-            .field("key", &self.key)
-            .finish()
+        f.debug_struct("BackendSpec").field("kind", &self.kind).field("key", &self.key).finish()
     }
 }
 
@@ -57,6 +55,12 @@ impl BackendSpec {
     /// The key path of this backend in the spec (`stages[2].deployer`).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The registry building this backend: composites build their children with it, so every kind the
+    /// caller registered can be nested.
+    pub(crate) fn registry(&self) -> &SpecRegistry {
+        &self.registry
     }
 
     /// The pipeline's clock.
@@ -175,10 +179,7 @@ impl ConfigSource for InlineConfig {
         &self.name
     }
     fn capabilities(&self) -> SourceCapabilities {
-        SourceCapabilities {
-            versioned: false,
-            secrets: true,
-        }
+        SourceCapabilities { versioned: false, secrets: true }
     }
     async fn load(&self, _request: &ConfigRequest) -> Result<ConfigSet> {
         Ok(self.values.clone())
@@ -192,7 +193,8 @@ impl SpecRegistry {
     }
 
     /// A registry with the core's kinds: store `memory`; ledger `memory`, `file`; lock `memory`, `file`;
-    /// deployer `memory`; config `inline`, `memory`; gate `approval`.
+    /// deployer `memory`; config `inline`, `memory`; gate `approval`, `soak`, `semver`, `window`, `metric`,
+    /// `command`, `http`, `all`, `any`, `not`.
     pub fn with_defaults() -> Self {
         let mut registry = Self::empty();
         registry.register_store("memory", |spec| async move {
@@ -205,10 +207,7 @@ impl SpecRegistry {
         });
         registry.register_ledger("file", |spec| async move {
             let settings: FileLedgerSettings = spec.parse()?;
-            Ok(
-                Arc::new(FileLedger::open(spec.resolve_path(&settings.path)).await?)
-                    as Arc<dyn Ledger>,
-            )
+            Ok(Arc::new(FileLedger::open(spec.resolve_path(&settings.path)).await?) as Arc<dyn Ledger>)
         });
         registry.register_lock("memory", |spec| async move {
             spec.parse::<NoSettings>()?;
@@ -216,8 +215,7 @@ impl SpecRegistry {
         });
         registry.register_lock("file", |spec| async move {
             let settings: FileLockSettings = spec.parse()?;
-            Ok(Arc::new(FileLock::new(spec.resolve_path(&settings.dir)))
-                as Arc<dyn EnvironmentLock>)
+            Ok(Arc::new(FileLock::new(spec.resolve_path(&settings.dir))) as Arc<dyn EnvironmentLock>)
         });
         registry.register_deployer("memory", |spec| async move {
             spec.parse::<NoSettings>()?;
@@ -229,28 +227,16 @@ impl SpecRegistry {
         });
         registry.register_config("inline", |spec| async move {
             let settings: InlineSettings = spec.parse()?;
-            let name = settings
-                .name
-                .unwrap_or_else(|| format!("inline:{}", spec.key()));
+            let name = settings.name.unwrap_or_else(|| format!("inline:{}", spec.key()));
             let mut values = ConfigSet::new();
             for (key, value) in settings.values {
-                values.insert(
-                    key,
-                    ConfigEntry {
-                        value: ConfigValue::Plain(value),
-                        source: name.clone(),
-                        version: None,
-                    },
-                );
+                values
+                    .insert(key, ConfigEntry { value: ConfigValue::Plain(value), source: name.clone(), version: None });
             }
             for (key, value) in settings.secrets {
                 values.insert(
                     key,
-                    ConfigEntry {
-                        value: ConfigValue::Secret(Secret::new(value)),
-                        source: name.clone(),
-                        version: None,
-                    },
+                    ConfigEntry { value: ConfigValue::Secret(Secret::new(value)), source: name.clone(), version: None },
                 );
             }
             Ok(Arc::new(InlineConfig { name, values }) as Arc<dyn ConfigSource>)
@@ -262,11 +248,8 @@ impl SpecRegistry {
                 .allow_self_approval(settings.allow_self_approval);
             policy.groups = settings.groups;
             if let Some(text) = settings.expires_after {
-                let after = humantime::parse_duration(&text).map_err(|e| {
-                    spec.error(format!(
-                        "expires_after: `{text}` is not a duration like 24h: {e}"
-                    ))
-                })?;
+                let after = humantime::parse_duration(&text)
+                    .map_err(|e| spec.error(format!("expires_after: `{text}` is not a duration like 24h: {e}")))?;
                 policy = policy.expires_after(after);
             }
             if policy.min_approvals == 0 {
@@ -278,7 +261,33 @@ impl SpecRegistry {
             let name = settings.name.unwrap_or_else(|| "approval".into());
             Ok(Arc::new(ApprovalGate::new(name, policy)) as Arc<dyn Gate>)
         });
+        crate::config::kinds::register(&mut registry);
+        crate::deploy::kinds::register(&mut registry);
+        crate::gate::kinds::register(&mut registry);
         registry
+    }
+
+    /// Builds the gates nested under `field` of a gate's settings (the `gates:` list of `all`/`any`, the
+    /// `gate:` of `not`), each through this registry, with errors naming their own key.
+    pub(crate) async fn build_nested_gates(&self, parent: &BackendSpec, field: &str) -> Result<Vec<Arc<dyn Gate>>> {
+        let key = format!("{}.{field}", parent.key);
+        let node = parent
+            .node
+            .as_mapping()
+            .and_then(|mapping| mapping.get_node(field))
+            .ok_or_else(|| parent.file.error(Some(&parent.node), &key, format!("missing `{field}`")))?;
+        let context = Context { file: parent.file.clone(), clock: Some(parent.clock.clone()) };
+        let mut gates = Vec::new();
+        match node.as_sequence() {
+            Some(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    let child_key = format!("{key}[{index}]");
+                    gates.push(self.build_gate(&context, child, &child_key).await?);
+                }
+            }
+            None => gates.push(self.build_gate(&context, node, &key).await?),
+        }
+        Ok(gates)
     }
 }
 
@@ -291,19 +300,11 @@ macro_rules! kind_family {
                 F: Fn(BackendSpec) -> Fut + Send + Sync + 'static,
                 Fut: Future<Output = Result<Arc<dyn $trait>>> + Send + 'static,
             {
-                self.$field.insert(
-                    kind.to_owned(),
-                    Arc::new(move |spec| Box::pin(constructor(spec))),
-                );
+                self.$field.insert(kind.to_owned(), Arc::new(move |spec| Box::pin(constructor(spec))));
                 self
             }
 
-            pub(super) async fn $build(
-                &self,
-                context: &Context,
-                node: &Node,
-                key: &str,
-            ) -> Result<Arc<dyn $trait>> {
+            pub(super) async fn $build(&self, context: &Context, node: &Node, key: &str) -> Result<Arc<dyn $trait>> {
                 let spec = self.backend_spec(context, node, key)?;
                 let constructor = self.$field.get(spec.kind()).ok_or_else(|| {
                     let known = sorted(self.$field.keys()).join(", ");
@@ -319,63 +320,34 @@ macro_rules! kind_family {
     };
 }
 
-kind_family!(
-    register_store,
-    build_store,
-    stores,
-    ArtifactStore,
-    "artifact store"
-);
+kind_family!(register_store, build_store, stores, ArtifactStore, "artifact store");
 kind_family!(register_ledger, build_ledger, ledgers, Ledger, "ledger");
 kind_family!(register_lock, build_lock, locks, EnvironmentLock, "lock");
-kind_family!(
-    register_deployer,
-    build_deployer,
-    deployers,
-    Deployer,
-    "deployer"
-);
-kind_family!(
-    register_config,
-    build_config,
-    configs,
-    ConfigSource,
-    "config source"
-);
+kind_family!(register_deployer, build_deployer, deployers, Deployer, "deployer");
+kind_family!(register_config, build_config, configs, ConfigSource, "config source");
 kind_family!(register_gate, build_gate, gates, Gate, "gate");
 
 impl SpecRegistry {
     fn backend_spec(&self, context: &Context, node: &Node, key: &str) -> Result<BackendSpec> {
         let file = &context.file;
-        let mut mapping = node
-            .as_mapping()
-            .cloned()
-            .ok_or_else(|| file.error(Some(node), key, "must be a mapping with a `kind`"))?;
-        let kind_node = mapping
-            .remove("kind")
-            .ok_or_else(|| file.error(Some(node), &format!("{key}.kind"), "missing `kind`"))?;
+        let mut mapping =
+            node.as_mapping().cloned().ok_or_else(|| file.error(Some(node), key, "must be a mapping with a `kind`"))?;
+        let kind_node =
+            mapping.remove("kind").ok_or_else(|| file.error(Some(node), &format!("{key}.kind"), "missing `kind`"))?;
         let kind = kind_node
             .as_scalar()
             .map(|s| s.as_str().to_owned())
-            .ok_or_else(|| {
-                file.error(
-                    Some(&kind_node),
-                    &format!("{key}.kind"),
-                    "`kind` must be a string",
-                )
-            })?;
+            .ok_or_else(|| file.error(Some(&kind_node), &format!("{key}.kind"), "`kind` must be a string"))?;
         let mut node_without_kind = Node::from(mapping);
         // Keep the block's position for errors about the whole block.
         *node_without_kind.span_mut() = *node.span();
         Ok(BackendSpec {
+            registry: Arc::new(self.clone()),
             kind,
             key: key.to_owned(),
             node: node_without_kind,
             file: file.clone(),
-            clock: context
-                .clock
-                .clone()
-                .unwrap_or_else(|| Arc::new(SystemClock)),
+            clock: context.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
         })
     }
 }

@@ -62,11 +62,7 @@ impl Default for MemoryArtifactStore {
 impl MemoryArtifactStore {
     /// An empty store answering to `memory.local`, with mutable tags.
     pub fn new() -> Self {
-        MemoryArtifactStore {
-            registry: MEMORY_REGISTRY.to_owned(),
-            immutable_tags: false,
-            state: Arc::default(),
-        }
+        MemoryArtifactStore { registry: MEMORY_REGISTRY.to_owned(), immutable_tags: false, state: Arc::default() }
     }
 
     /// Answers to another registry name.
@@ -88,20 +84,12 @@ impl MemoryArtifactStore {
 
     /// Stores manifest `bytes` under `reference` (its tag, if any) and returns the artifact; this is what a
     /// CI build's push does. The digest is the sha256 of the bytes.
-    pub fn push(
-        &self,
-        reference: ArtifactRef,
-        media_type: &str,
-        bytes: Vec<u8>,
-    ) -> Result<Artifact> {
+    pub fn push(&self, reference: ArtifactRef, media_type: &str, bytes: Vec<u8>) -> Result<Artifact> {
         self.check_registry(&reference)?;
         let digest = Digest::sha256_of(&bytes);
         let mut state = self.state.lock().expect("memory store poisoned");
         let repo = state.entry(reference.repository().to_owned()).or_default();
-        let stored = Stored {
-            media_type: media_type.to_owned(),
-            bytes: Arc::new(bytes),
-        };
+        let stored = Stored { media_type: media_type.to_owned(), bytes: Arc::new(bytes) };
         repo.manifests.insert(digest.clone(), stored.clone());
         if let Some(tag) = reference.tag() {
             repo.tags.insert(tag.to_owned(), digest.clone());
@@ -130,20 +118,14 @@ impl MemoryArtifactStore {
             Some(digest) => digest.clone(),
             None => repo.tags.get(reference.tag()?)?.clone(),
         };
-        repo.manifests
-            .get(&digest)
-            .map(|stored| stored.bytes.to_vec())
+        repo.manifests.get(&digest).map(|stored| stored.bytes.to_vec())
     }
 
     fn check_registry(&self, reference: &ArtifactRef) -> Result<()> {
         if reference.registry() != self.registry {
             return Err(Error::NotSupported {
                 backend: "memory",
-                operation: format!(
-                    "reaching registry {} from {}",
-                    reference.registry(),
-                    self.registry
-                ),
+                operation: format!("reaching registry {} from {}", reference.registry(), self.registry),
             });
         }
         Ok(())
@@ -151,16 +133,9 @@ impl MemoryArtifactStore {
 }
 
 fn artifact_of(reference: &ArtifactRef, digest: &Digest, stored: &Stored) -> Artifact {
-    let annotations = ManifestSummary::parse(&stored.bytes)
-        .map(|m| m.annotations)
-        .unwrap_or_default();
-    Artifact::new(
-        reference,
-        digest.clone(),
-        stored.media_type.clone(),
-        stored.bytes.len() as u64,
-    )
-    .with_annotations(annotations)
+    let annotations = ManifestSummary::parse(&stored.bytes).map(|m| m.annotations).unwrap_or_default();
+    Artifact::new(reference, digest.clone(), stored.media_type.clone(), stored.bytes.len() as u64)
+        .with_annotations(annotations)
 }
 
 /// Collects the manifest and, for an index, its children, as held in `repo`.
@@ -181,9 +156,7 @@ fn closure(repo: &Repository, root: &Digest) -> Vec<(Digest, Stored)> {
 #[async_trait]
 impl ArtifactStore for MemoryArtifactStore {
     fn capabilities(&self) -> StoreCapabilities {
-        StoreCapabilities::none()
-            .with_immutable_tags(self.immutable_tags)
-            .with_cross_repository(true)
+        StoreCapabilities::none().with_immutable_tags(self.immutable_tags).with_cross_repository(true)
     }
 
     async fn resolve(&self, reference: &ArtifactRef) -> Result<Artifact> {
@@ -205,9 +178,8 @@ impl ArtifactStore for MemoryArtifactStore {
         self.check_registry(source)?;
         self.check_registry(target)?;
         let mut state = self.state.lock().expect("memory store poisoned");
-        let source_repo = state
-            .get(source.repository())
-            .ok_or_else(|| Error::not_found(Resource::Artifact, source.to_string()))?;
+        let source_repo =
+            state.get(source.repository()).ok_or_else(|| Error::not_found(Resource::Artifact, source.to_string()))?;
         let manifests = closure(source_repo, &digest);
         if manifests.is_empty() {
             return Err(Error::not_found(Resource::Artifact, source.to_string()));
@@ -226,10 +198,7 @@ impl ArtifactStore for MemoryArtifactStore {
         }
         // Children first, the tagged root last, as a registry copy would.
         for (child, stored) in manifests.iter().rev() {
-            target_repo
-                .manifests
-                .entry(child.clone())
-                .or_insert_with(|| stored.clone());
+            target_repo.manifests.entry(child.clone()).or_insert_with(|| stored.clone());
         }
         if let Some(tag) = target.tag() {
             target_repo.tags.insert(tag.to_owned(), digest.clone());
@@ -240,18 +209,12 @@ impl ArtifactStore for MemoryArtifactStore {
 
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
         let Some(digest) = reference.digest() else {
-            return Err(Error::invalid(
-                "reference",
-                reference.to_string(),
-                "exists needs a digest",
-            ));
+            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
         };
         if reference.registry() != self.registry {
             return Ok(false);
         }
         let state = self.state.lock().expect("memory store poisoned");
-        Ok(state
-            .get(reference.repository())
-            .is_some_and(|repo| repo.manifests.contains_key(digest)))
+        Ok(state.get(reference.repository()).is_some_and(|repo| repo.manifests.contains_key(digest)))
     }
 }

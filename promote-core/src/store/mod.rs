@@ -35,12 +35,7 @@ pub struct Artifact {
 
 impl Artifact {
     /// An artifact at `reference` (pinned to `digest`) with no annotations.
-    pub fn new(
-        reference: &ArtifactRef,
-        digest: Digest,
-        media_type: impl Into<String>,
-        size: u64,
-    ) -> Self {
+    pub fn new(reference: &ArtifactRef, digest: Digest, media_type: impl Into<String>, size: u64) -> Self {
         Artifact {
             reference: reference.pinned(&digest),
             digest,
@@ -58,9 +53,7 @@ impl Artifact {
 
     /// The source revision the image declares (`org.opencontainers.image.revision`), if any.
     pub fn revision(&self) -> Option<&str> {
-        self.annotations
-            .get(REVISION_ANNOTATION)
-            .map(String::as_str)
+        self.annotations.get(REVISION_ANNOTATION).map(String::as_str)
     }
 }
 
@@ -184,11 +177,7 @@ impl<T: ArtifactStore + ?Sized> ArtifactStoreExt for T {}
 /// source digest. Backends call it first.
 pub fn check_promote_args<'a>(source: &'a ArtifactRef, target: &ArtifactRef) -> Result<&'a Digest> {
     let digest = source.digest().ok_or_else(|| {
-        Error::invalid(
-            "reference",
-            source.to_string(),
-            "promotion needs a source pinned to a digest",
-        )
+        Error::invalid("reference", source.to_string(), "promotion needs a source pinned to a digest")
     })?;
     if let Some(target_digest) = target.digest()
         && target_digest != digest

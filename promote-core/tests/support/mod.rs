@@ -207,7 +207,9 @@ impl Ledger for FaultyLedger {
             let count = self.faults.appends.fetch_add(1, Ordering::SeqCst) + 1;
             if count == nth {
                 match mode {
-                    Mode::Error => return Err(Error::backend("faulty", ErrorClass::Temporary, "injected ledger fault")),
+                    Mode::Error => {
+                        return Err(Error::backend("faulty", ErrorClass::Temporary, "injected ledger fault"));
+                    }
                     Mode::Hang => std::future::pending::<()>().await,
                 }
             }
@@ -281,10 +283,21 @@ impl Harness {
             config.set(stage, "REPLICAS", "2").set_secret(stage, "DB_PASSWORD", SECRET_VALUE);
         }
         let lock = MemoryLock::new();
-        let entry_gate = Arc::new(FaultyGate { point: Point::EntryGate, faults: faults.clone(), verdict: Mutex::new(Verdict::Pass), only_for: Mutex::new(None) });
-        let verify_gate = Arc::new(FaultyGate { point: Point::VerifyGate, faults: faults.clone(), verdict: Mutex::new(Verdict::Pass), only_for: Mutex::new(None) });
+        let entry_gate = Arc::new(FaultyGate {
+            point: Point::EntryGate,
+            faults: faults.clone(),
+            verdict: Mutex::new(Verdict::Pass),
+            only_for: Mutex::new(None),
+        });
+        let verify_gate = Arc::new(FaultyGate {
+            point: Point::VerifyGate,
+            faults: faults.clone(),
+            verdict: Mutex::new(Verdict::Pass),
+            only_for: Mutex::new(None),
+        });
         let templates = Templates::from_sources([("app.yaml", TEMPLATE)]).unwrap();
-        let faulty_deployer: Arc<dyn Deployer> = Arc::new(FaultyDeployer { inner: deployer.clone(), faults: faults.clone() });
+        let faulty_deployer: Arc<dyn Deployer> =
+            Arc::new(FaultyDeployer { inner: deployer.clone(), faults: faults.clone() });
         let mut builder = Pipeline::builder("shop")
             .store(store.clone())
             .ledger(Arc::new(FaultyLedger { inner: ledger.clone(), faults: faults.clone() }))
@@ -315,10 +328,7 @@ impl Harness {
     pub async fn build(&self, commit: &str) -> Build {
         let reference: ArtifactRef = format!("memory.local/shop/web:{}", &commit[..7]).parse().unwrap();
         self.store.inner.push(reference.clone(), OCI_MANIFEST, oci_manifest(commit, commit)).unwrap();
-        self.pipeline
-            .register(BuildRequest::new(commit).artifact("web", reference).author("dana"), "ci")
-            .await
-            .unwrap()
+        self.pipeline.register(BuildRequest::new(commit).artifact("web", reference).author("dana"), "ci").await.unwrap()
     }
 
     pub fn entries(&self) -> usize {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check CI runs, on a fresh Debian machine or this one.
+#
+# 1. Installs what the tests need and is missing: docker-registry, skopeo and htpasswd (apt), and
+#    moto_server (pip). The tests start their own registries and moto servers on loopback ports.
+# 2. Runs: cargo fmt --check, clippy -D warnings on all targets, rustdoc with warnings denied, every test,
+#    and the quickstart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v moto_server >/dev/null; then
+  echo "==> installing moto[server]"
+  python3 -m pip install --quiet 'moto[server]'
+  hash -r
+  if ! command -v moto_server >/dev/null && command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+echo "==> cargo doc"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features --quiet
+echo "==> quickstart (twice, in a scratch state directory)"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+PROMOTE_QUICKSTART_DIR="$scratch/qs" cargo run --quiet --example quickstart >/dev/null
+PROMOTE_QUICKSTART_DIR="$scratch/qs" cargo run --quiet --example quickstart >/dev/null
+echo "==> cargo test"
+cargo test --workspace --all-features
