@@ -1,18 +1,22 @@
-//! The quickstart: a two-service build promoted dev → stg → prd with an approval before prd, then prd
-//! rolled back. No services needed. State lives in `.promote-quickstart/` (delete it to start over), so
-//! running it again continues the same ledger.
+//! The quickstart: a two-service build (web, worker) promoted dev → stg → prd. prd needs a soak in stg and
+//! two approvals. Manifests are rendered from one template set per stage's config, and written for a GitOps
+//! tool. Then prd is rolled back. No services are needed: images live in an OCI image layout on disk, the
+//! ledger is a file. State lives in `.promote-quickstart/` (or `$PROMOTE_QUICKSTART_DIR`); delete it to start
+//! over. Running it again continues the same ledger.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
 use promote_core::error::ApprovalRefusal;
-use promote_core::manifest::{OCI_MANIFEST, REVISION_ANNOTATION};
-use promote_core::{
-    ArtifactRef, ArtifactStore, Build, BuildRequest, Error, Identity, MemoryArtifactStore, Pipeline, SpecRegistry,
-};
+use promote_core::ledger::{FinalState, PromotionState};
+use promote_core::manifest::REVISION_ANNOTATION;
+use promote_core::{Build, BuildRequest, Error, Identity, Pipeline, SpecRegistry};
+use promote_oci::{OciLayoutStore, image_manifest};
 
 const SPEC: &str = include_str!("promote.yaml");
 const TEMPLATE: &str = include_str!("manifests/app.yaml");
+const SOAK: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() {
@@ -26,21 +30,12 @@ async fn run() -> Result<(), Error> {
     let state =
         std::env::var_os("PROMOTE_QUICKSTART_DIR").map_or_else(|| PathBuf::from(".promote-quickstart"), PathBuf::from);
     let spec_path = write_defaults(&state)?;
-    println!("state kept in {}/ (delete it to start over)\n", state.display());
+    println!("state kept in {}/ (delete it to start over)", state.display());
 
-    // The images CI built: in this quickstart, an in-memory registry the spec's `memory` store serves.
-    let images = MemoryArtifactStore::new();
     let mut registry = SpecRegistry::with_defaults();
-    let shared = images.clone();
-    registry.register_store("memory", move |spec| {
-        let store = shared.clone();
-        async move {
-            spec.parse::<std::collections::BTreeMap<String, String>>()?;
-            Ok(Arc::new(store) as Arc<dyn ArtifactStore>)
-        }
-    });
+    promote_oci::kinds::register(&mut registry);
     let pipeline = registry.load_file(&spec_path, None).await?;
-    println!("pipeline {} loaded from {}", pipeline.name(), spec_path.display());
+    println!("pipeline {} loaded from {}\n", pipeline.name(), spec_path.display());
 
     // A previous run's rollback left a hold on automatic promotion into prd; a person lifts it.
     for hold in pipeline.status().await?.stages.into_iter().flat_map(|stage| stage.holds) {
@@ -48,18 +43,20 @@ async fn run() -> Result<(), Error> {
         println!("lifted {} on {} ({})", hold.id, hold.stage, hold.reason);
     }
 
+    let images = OciLayoutStore::new(state.join("images"));
     let v1 = ci_build(&pipeline, &images, "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "1.0.0").await?;
     let v2 = ci_build(&pipeline, &images, "f00dfeed0123456789abcdef0123456789abcdef", "1.1.0").await?;
 
     for build in [&v1, &v2] {
         println!("\n== promoting {} ({}) through the pipeline", build.label(), build.id);
         for stage in ["dev", "stg", "prd"] {
-            promote_with_approval(&pipeline, build, stage).await?;
+            promote(&pipeline, build, stage).await?;
         }
     }
 
     print_status(&pipeline).await?;
     print_history(&pipeline).await?;
+    print_rendered(&state)?;
 
     println!("\n== prd misbehaves: rolling back to the build it ran before");
     let record = pipeline.rollback("prd", None, "oncall").await?;
@@ -80,22 +77,25 @@ fn write_defaults(state: &Path) -> Result<PathBuf, Error> {
     Ok(state.join("promote.yaml"))
 }
 
-/// What a CI job does: push one image per service tagged with the commit, then register the build.
-async fn ci_build(
-    pipeline: &Pipeline,
-    images: &MemoryArtifactStore,
-    commit: &str,
-    version: &str,
-) -> Result<Build, Error> {
+/// What a CI job does: build one image per service (config, a layer, a manifest declaring the commit),
+/// write it to the image layout tagged with the commit, then register the build.
+async fn ci_build(pipeline: &Pipeline, images: &OciLayoutStore, commit: &str, version: &str) -> Result<Build, Error> {
     let mut request = BuildRequest::new(commit).version(version.parse().expect("valid version")).author("dana");
     for service in ["web", "worker"] {
-        let reference: ArtifactRef = format!("memory.local/shop/{service}:{}", &commit[..7]).parse()?;
-        let manifest = format!(
-            "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{OCI_MANIFEST}\",\n  \"config\": {{\"mediaType\": \"application/vnd.oci.image.config.v1+json\", \"digest\": \"sha256:{}\", \"size\": 2}},\n  \"layers\": [],\n  \"annotations\": {{\"{REVISION_ANNOTATION}\": \"{commit}\", \"org.opencontainers.image.title\": \"{service}\"}}\n}}\n",
-            "4".repeat(64)
+        let repository = format!("shop/{service}");
+        let tag = &commit[..7];
+        let config = format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{\"Labels\":{{\"{REVISION_ANNOTATION}\":\"{commit}\"}}}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}}}}"
         );
-        images.push(reference.clone(), OCI_MANIFEST, manifest.into_bytes())?;
-        request = request.artifact(service, reference);
+        let layer = format!("{service} {version} built from {commit}\n");
+        let annotations = BTreeMap::from([(REVISION_ANNOTATION.to_owned(), commit.to_owned())]);
+        let manifest = image_manifest(config.as_bytes(), &[layer.as_bytes()], &annotations);
+        images
+            .layout(&repository)
+            .await?
+            .write_image(Some(tag), config.as_bytes(), &[layer.as_bytes()], &manifest)
+            .await?;
+        request = request.artifact(service, images.reference(&repository, tag)?);
     }
     let build = pipeline.register(request, "ci").await?;
     println!("registered {} = commit {} version {}", build.id, &build.commit[..7], build.label());
@@ -105,24 +105,35 @@ async fn ci_build(
     Ok(build)
 }
 
-async fn promote_with_approval(pipeline: &Pipeline, build: &Build, stage: &str) -> Result<(), Error> {
-    match pipeline.promote(&build.id, stage, "dana").await {
-        Ok(record) => println!("  {stage}: {:?} ({})", record.state, record.id),
-        Err(Error::GatePending { reasons, .. }) => {
-            println!("  {stage}: pending: {}", reasons.join("; "));
-            let approver = Identity::new(if build.label() == "1.0.0" { "alice" } else { "bob" });
-            match pipeline.approve(&build.id, stage, &approver, Some("looks good"), None).await {
-                Ok(_) => println!("  {stage}: approved by {}", approver.name),
-                Err(Error::ApprovalRefused { reason: ApprovalRefusal::Duplicate, .. }) => {
-                    println!("  {stage}: {} had already approved", approver.name)
-                }
-                Err(other) => return Err(other),
-            }
-            let record = pipeline.promote(&build.id, stage, "dana").await?;
-            println!("  {stage}: {:?} ({})", record.state, record.id);
-        }
+/// Promotes, and when gates are pending, does what they wait for: two approvals and the soak.
+async fn promote(pipeline: &Pipeline, build: &Build, stage: &str) -> Result<(), Error> {
+    let reasons = match pipeline.promote(&build.id, stage, "dana").await {
+        Ok(record) => return report(stage, &record),
+        Err(Error::GatePending { reasons, .. }) => reasons,
         Err(other) => return Err(other),
+    };
+    for reason in &reasons {
+        println!("  {stage}: pending: {reason}");
     }
+    for approver in ["alice", "bob"] {
+        match pipeline.approve(&build.id, stage, &Identity::new(approver), Some("looks good"), None).await {
+            Ok(_) => println!("  {stage}: approved by {approver}"),
+            Err(Error::ApprovalRefused { reason: ApprovalRefusal::Duplicate, .. }) => {
+                println!("  {stage}: {approver} had already approved")
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if reasons.iter().any(|reason| reason.starts_with("stg-soak")) {
+        println!("  {stage}: letting the build soak in stg for {SOAK:?}");
+        tokio::time::sleep(SOAK).await;
+    }
+    let record = pipeline.promote(&build.id, stage, "dana").await?;
+    report(stage, &record)
+}
+
+fn report(stage: &str, record: &promote_core::PromotionRecord) -> Result<(), Error> {
+    println!("  {stage}: {} ({})", state_label(&record.state), record.id);
     Ok(())
 }
 
@@ -145,7 +156,7 @@ async fn print_status(pipeline: &Pipeline) -> Result<(), Error> {
 }
 
 async fn print_history(pipeline: &Pipeline) -> Result<(), Error> {
-    println!("\nhistory (newest last):");
+    println!("\nhistory (oldest first):");
     for record in pipeline.history(None).await? {
         let finished = record.finished_at.map_or("-".into(), |t| t.format("%H:%M:%S").to_string());
         let approvers: Vec<String> = record
@@ -156,7 +167,7 @@ async fn print_history(pipeline: &Pipeline) -> Result<(), Error> {
             .filter_map(|a| a.as_str().map(str::to_owned))
             .collect();
         println!(
-            "  {:<28} {:<10} by {:<7} at {finished}  tokens {:?}{}{}",
+            "  {:<28} {:<10} by {:<7} at {finished}  token {:?}{}{}",
             record.id.to_string(),
             state_label(&record.state),
             record.actor,
@@ -168,12 +179,36 @@ async fn print_history(pipeline: &Pipeline) -> Result<(), Error> {
     Ok(())
 }
 
-fn state_label(state: &promote_core::ledger::PromotionState) -> String {
-    use promote_core::ledger::{FinalState, PromotionState};
+/// Shows what the GitOps deployer wrote: one file per object per stage, rendered from one template set.
+fn print_rendered(state: &Path) -> Result<(), Error> {
+    let deploy = state.join("deploy");
+    println!("\nmanifests written for a GitOps tool under {}/:", deploy.display());
+    for stage in ["dev", "stg", "prd"] {
+        let dir = deploy.join(stage);
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        files.sort();
+        println!("  {stage}/: {}", files.join(", "));
+    }
+    let web = deploy.join("prd").join("deployment-web.yaml");
+    let text = std::fs::read_to_string(&web).map_err(|e| Error::io(&web, e))?;
+    println!("  prd/deployment-web.yaml has:");
+    for line in
+        text.lines().filter(|line| line.contains("image:") || line.contains("replicas:") || line.contains("DB_HOST"))
+    {
+        println!("    {}", line.trim());
+    }
+    Ok(())
+}
+
+fn state_label(state: &PromotionState) -> &'static str {
     match state {
-        PromotionState::InProgress { .. } => "open".into(),
-        PromotionState::Finished(FinalState::Succeeded) => "succeeded".into(),
-        PromotionState::Finished(FinalState::Pending { .. }) => "pending".into(),
-        PromotionState::Finished(FinalState::Failed { .. }) => "failed".into(),
+        PromotionState::InProgress { .. } => "open",
+        PromotionState::Finished(FinalState::Succeeded) => "succeeded",
+        PromotionState::Finished(FinalState::Pending { .. }) => "pending",
+        PromotionState::Finished(FinalState::Failed { .. }) => "failed",
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod ecr;
 mod error;
+pub mod kinds;
 mod secrets_manager;
 
 #[cfg(feature = "oci-copy")]

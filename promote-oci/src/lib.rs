@@ -4,6 +4,7 @@ mod auth;
 mod config;
 pub mod copy;
 mod error;
+pub mod kinds;
 mod layout;
 mod registry;
 mod retry;
