@@ -104,6 +104,8 @@ impl Pipeline {
             if let Some(done) = already_current(&view, stage_name, build_id) {
                 return Ok(done);
             }
+            // A held snapshot makes the next refresh copy the whole view: let go of each when done with it.
+            drop(view);
 
             // Step 1: the lock. Everything after this happens under its fencing token.
             let lease = self.inner.lock.acquire(stage_name, actor, stage.lock_wait).await?;
@@ -158,6 +160,7 @@ impl Pipeline {
             let run = Run { stage, build, id, kind, actor: actor.to_owned(), fence };
             let previous = view.current_build(stage_name).cloned();
             let outcome = self.execute(&run, &view).await;
+            drop(view);
             drop(lease);
             match outcome {
                 Ok(None) => self.record(&run.id).await,
