@@ -277,3 +277,56 @@ async fn throttled_secret_reads_are_retried() {
     assert!(error.is_retryable(), "{error:?}");
     assert!(matches!(&error, Error::ConfigSource { stage, .. } if stage == "prd"), "{error:?}");
 }
+
+/// A whole promotion with a Secrets Manager source: the value reaches the deployed manifest and nothing
+/// else — not the engine's events, not the ledger, not the plan.
+#[tokio::test]
+async fn secret_values_never_reach_engine_events_the_ledger_or_a_plan() {
+    use promote_core::Ledger;
+    use promote_core::ledger::LedgerExt;
+    use promote_core::manifest::OCI_MANIFEST;
+    use promote_core::{
+        BuildRequest, Deployer, MemoryArtifactStore, MemoryDeployer, MemoryLedger, Pipeline, Stage, Templates,
+    };
+
+    let Some(moto) = Moto::start() else { return };
+    let sm = client(&moto.endpoint).await;
+    create(&sm, "prd/app", r#"{"DB_PASSWORD": "engine-canary-7"}"#).await;
+    let source = builder(&moto.endpoint).await.stage("prd", [SecretSpec::json("prd/app")]).build().await.unwrap();
+
+    let store = MemoryArtifactStore::new();
+    let image: promote_core::ArtifactRef = "memory.local/shop/web:abc1234".parse().unwrap();
+    store.push(image.clone(), OCI_MANIFEST, br#"{"schemaVersion":2}"#.to_vec()).unwrap();
+    let template =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{config.DB_PASSWORD}}\n";
+    let deployer = MemoryDeployer::new();
+    let ledger = MemoryLedger::new();
+    let pipeline = Pipeline::builder("shop")
+        .store(Arc::new(store))
+        .ledger(Arc::new(ledger.clone()))
+        .stage(
+            Stage::new("prd")
+                .config_source(source)
+                .templates(Templates::from_sources([("secret.yaml", template)]).unwrap())
+                .deployer(Arc::new(deployer.clone())),
+        )
+        .build()
+        .unwrap();
+    let mut events = pipeline.subscribe();
+    let build = pipeline.register(BuildRequest::new("abc1234").artifact("web", image), "ci").await.unwrap();
+    let plan = pipeline.plan(&build.id, "prd", "ci").await.unwrap();
+    pipeline.promote(&build.id, "prd", "ci").await.unwrap();
+
+    let deployed = deployer.current("prd").await.unwrap().unwrap();
+    assert!(deployed.manifests()[0].expose_content().contains("engine-canary-7"), "the deploy gets the value");
+    let mut shown = format!("{plan:?}\n{}\n{}", serde_json::to_string(&plan).unwrap(), plan.diff);
+    while let Ok(event) = events.try_recv() {
+        shown.push_str(&format!("{event:?}\n{}\n", serde_json::to_string(&event).unwrap()));
+    }
+    for entry in ledger.read_since(0).await.unwrap() {
+        shown.push_str(&serde_json::to_string(&entry).unwrap());
+    }
+    shown.push_str(&format!("{:?}", ledger.view().await.unwrap().promotions()));
+    assert!(shown.contains("DB_PASSWORD"), "the key is shown, with its provenance");
+    assert!(!shown.contains("engine-canary-7"), "a secret value leaked:\n{shown}");
+}

@@ -100,3 +100,29 @@ async fn file_lock_passes() {
 async fn memory_deployer_passes() {
     conformance::deployer(Arc::new(MemoryDeployer::new()), "dev").await;
 }
+
+#[tokio::test]
+async fn built_in_gates_pass() {
+    use promote_core::gate::{Composite, MetricGate, SemverGate, SoakGate, WindowGate};
+    use promote_core::{ApprovalGate, ApprovalPolicy, Gate};
+    let now: chrono::DateTime<chrono::Utc> = "2026-03-04T10:00:00Z".parse().unwrap();
+    let soak: Arc<dyn Gate> = Arc::new(SoakGate::new("soak", std::time::Duration::from_secs(3600)));
+    let gates: Vec<Arc<dyn Gate>> = vec![
+        Arc::new(ApprovalGate::new("approval", ApprovalPolicy::promoters(["alice"]))),
+        soak.clone(),
+        Arc::new(SemverGate::new("semver")),
+        Arc::new(MetricGate::parse("metric", "coverage >= 80").unwrap()),
+        Arc::new(WindowGate::new("window", "Europe/Berlin").unwrap()),
+        Arc::new(Composite::all("all", vec![soak.clone()])),
+        Arc::new(Composite::not("not", soak)),
+    ];
+    for gate in gates {
+        conformance::gate(gate, now).await;
+    }
+}
+
+#[test]
+fn clocks_pass() {
+    conformance::clock(Arc::new(promote_core::SystemClock));
+    conformance::clock(Arc::new(promote_core::ManualClock::at("2026-01-01T00:00:00Z".parse().unwrap())));
+}

@@ -9,12 +9,14 @@
 
 mod config;
 mod deploy;
+mod gate;
 mod ledger;
 mod lock;
 mod store;
 
 pub use config::{ConfigFixture, config_source};
 pub use deploy::deployer;
+pub use gate::{clock, gate};
 pub use ledger::ledger;
 pub use lock::environment_lock;
 pub use store::{StoreFixture, artifact_store};
