@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, on a fresh Debian machine or this one.
 #
-# 1. Installs what the tests need and is missing: docker-registry, skopeo and htpasswd (apt), and
+# 1. Installs what the tests need and is missing: docker-registry, skopeo, htpasswd and openssl (apt), and
 #    moto_server (pip). The tests start their own registries and moto servers on loopback ports.
 # 2. Runs: cargo fmt --check, clippy -D warnings on all targets, rustdoc with warnings denied, every test,
 #    and the quickstart.
@@ -14,6 +14,7 @@ missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq

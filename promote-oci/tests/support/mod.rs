@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod proxy;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,9 @@ pub fn require(binary: &str) -> bool {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!("`{binary}` is required (apt-get install -y docker-registry skopeo apache2-utils)");
+        panic!("`{binary}` is required (apt-get install -y docker-registry skopeo apache2-utils openssl)");
     }
-    eprintln!("SKIPPED: `{binary}` is not installed (apt-get install -y docker-registry skopeo apache2-utils)");
+    eprintln!("SKIPPED: `{binary}` is not installed (apt-get install -y docker-registry skopeo apache2-utils openssl)");
     false
 }
 
@@ -59,8 +60,6 @@ impl Registry {
     fn start_with(credentials: Option<(String, String)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
         let mut auth = String::new();
         if let Some((user, password)) = &credentials {
             let htpasswd = dir.path().join("htpasswd");
@@ -74,6 +73,14 @@ impl Registry {
             assert!(status.success(), "htpasswd failed");
             auth = format!("auth:\n  htpasswd:\n    realm: promote-test\n    path: {}\n", htpasswd.display());
         }
+        Self::spawn(dir, port, &auth, credentials)
+    }
+
+    /// Starts the registry in `dir` on `port` with `auth` (a YAML `auth:` section, or empty). `credentials`
+    /// are what the skopeo helpers send.
+    pub fn spawn(dir: tempfile::TempDir, port: u16, auth: &str, credentials: Option<(String, String)>) -> Registry {
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,

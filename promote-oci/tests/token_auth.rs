@@ -1,0 +1,139 @@
+//! The bearer-token flow of `OciRegistryStore` against a real `docker-registry` configured for token auth,
+//! with a loopback token server that signs RS256 JWTs (see `support/token.rs`).
+
+mod support;
+
+use std::time::Duration;
+
+use promote_core::{ArtifactRef, ArtifactStore, Error};
+use promote_oci::{CopyOptions, OciRegistryStore, RegistryAuth, RetryPolicy};
+use support::Fixture;
+use support::token::TokenRegistry;
+
+const USER: &str = "ci";
+const PASSWORD: &str = "s3cret";
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(300),
+        max_retries: 12,
+        total: Duration::from_secs(30),
+    }
+}
+
+fn store(host: &str, auth: RegistryAuth) -> OciRegistryStore {
+    let mut builder = OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry());
+    if auth != RegistryAuth::Anonymous {
+        builder = builder.credentials(host, auth);
+    }
+    builder.build().unwrap()
+}
+
+fn reference(text: &str) -> ArtifactRef {
+    text.parse().unwrap()
+}
+
+fn require_tools() -> bool {
+    support::require("docker-registry") & support::require("skopeo") & support::require("openssl")
+}
+
+/// skopeo (with the good credentials) reads back exactly `expected` at `reference`.
+fn assert_bytes(server: &TokenRegistry, reference: &str, expected: &[u8]) {
+    let served = server.registry.raw(reference);
+    assert!(served == expected, "{reference}: skopeo reads different bytes than the source's");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_resolve_retag_and_copy_across_repositories() {
+    if !require_tools() {
+        return;
+    }
+    let server = TokenRegistry::start(USER, PASSWORD).await;
+    let fixture = Fixture::new(31, 64 * 1024);
+    fixture.push_all(&server.registry, "token/app");
+    let host = server.host().to_owned();
+    server.clear_requests();
+    let store = store(&host, RegistryAuth::basic(USER, PASSWORD));
+
+    let resolved = store.resolve(&reference(&format!("{host}/token/app:multi"))).await.unwrap();
+    assert_eq!(resolved.digest, fixture.index_digest);
+    assert_eq!(resolved.media_type, support::OCI_INDEX);
+    assert_eq!(resolved.revision(), Some(fixture.revision.as_str()));
+    let requests = server.requests();
+    assert!(
+        requests.iter().any(|r| r.status == 200
+            && r.user.as_deref() == Some(USER)
+            && r.scopes.iter().any(|s| s == "repository:token/app:pull")),
+        "the store fetched a pull token with the credentials: {requests:?}"
+    );
+
+    // Retag within the repository: a push token.
+    let source = reference(&format!("{host}/token/app@{}", fixture.index_digest));
+    let promoted = store.promote(&source, &reference(&format!("{host}/token/app:stg"))).await.unwrap();
+    assert_eq!(promoted.digest, fixture.index_digest);
+    assert_bytes(&server, "token/app:stg", &fixture.index_bytes);
+    let requests = server.requests();
+    assert!(
+        requests.iter().any(|r| r.status == 200 && r.scopes.iter().any(|s| s == "repository:token/app:pull,push")),
+        "the store fetched a push token: {requests:?}"
+    );
+
+    // Into another repository of the same registry: mounting needs a token for both repositories; a
+    // streamed fallback is fine too. Either way the bytes must match.
+    let options = CopyOptions::default().with_signatures(true).with_retry(fast_retry());
+    let report = store
+        .copy(&reference(&format!("{host}/token/app:multi")), &reference(&format!("{host}/token/prd:1.0")), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.digest, fixture.index_digest, "{report}");
+    assert_eq!(report.related_copied, 1, "the signature tag comes along: {report}");
+    assert_eq!(report.blobs_copied + report.blobs_mounted, 6 + 2, "every blob arrived, one way or the other: {report}");
+    assert_bytes(&server, "token/prd:1.0", &fixture.index_bytes);
+    for (digest, bytes) in &fixture.children {
+        assert_bytes(&server, &format!("token/prd@{digest}"), bytes);
+    }
+    let signature = server.registry.raw(&format!("token/app:{}", fixture.signature_tag));
+    assert_bytes(&server, &format!("token/prd:{}", fixture.signature_tag), &signature);
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| r.status == 200), "no token request was refused: {requests:?}");
+    println!("cross-repository copy with bearer tokens: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_refused_credentials_are_permission_denied_without_the_password() {
+    if !require_tools() {
+        return;
+    }
+    let server = TokenRegistry::start(USER, PASSWORD).await;
+    let fixture = Fixture::new(32, 4096);
+    server.registry.push(fixture.path(), "single", "token/private");
+    let host = server.host().to_owned();
+    let image = reference(&format!("{host}/token/private:single"));
+
+    let wrong_password = "wr0ng-pa55word";
+    let wrong = store(&host, RegistryAuth::basic(USER, wrong_password));
+    match wrong.resolve(&image).await {
+        Err(error @ Error::PermissionDenied { .. }) => {
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains(wrong_password), "the password must not appear: {text}");
+        }
+        other => panic!("wrong credentials must be PermissionDenied, got {other:?}"),
+    }
+    let requests = server.requests();
+    assert!(
+        requests.iter().any(|r| r.status == 401 && r.user.as_deref() == Some(USER)),
+        "the token server refused the wrong password: {requests:?}"
+    );
+
+    // Anonymous: the token server hands out a token without access, which the registry refuses.
+    let anonymous = store(&host, RegistryAuth::Anonymous);
+    assert!(
+        matches!(anonymous.resolve(&image).await, Err(Error::PermissionDenied { .. })),
+        "an anonymous token has no access"
+    );
+
+    // The good credentials still work against the same server.
+    let good = store(&host, RegistryAuth::basic(USER, PASSWORD));
+    assert_eq!(good.resolve(&image).await.unwrap().digest, fixture.single_digest);
+}
