@@ -221,6 +221,7 @@ impl Authenticator {
     /// Answers a 401 challenge (`WWW-Authenticate`) with a header, or `None` when we have nothing to offer.
     pub(crate) async fn answer_challenge(
         &self,
+        http: &reqwest::Client,
         registry: &str,
         repository: &str,
         access: Access,
@@ -235,6 +236,11 @@ impl Authenticator {
                 Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
             }
             ("basic", _) => None,
+            ("bearer", _) if challenged_repositories(challenge) > 1 => {
+                // A cross-repository mount: the registry wants one token for both repositories, which
+                // oci-client's single-repository token request cannot ask for.
+                Some(format!("Bearer {}", self.token_for_scopes(http, registry, challenge, &auth).await?.expose()))
+            }
             ("bearer", _) => {
                 let reference = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".to_owned());
                 let operation = match access {
@@ -260,6 +266,96 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// Asks the challenge's token service for a token covering every scope the challenge names.
+    async fn token_for_scopes(
+        &self,
+        http: &reqwest::Client,
+        registry: &str,
+        challenge: &str,
+        auth: &RegistryAuth,
+    ) -> FailResult<Secret> {
+        let params = challenge_params(challenge);
+        let realm =
+            params.get("realm").ok_or_else(|| persistent(format!("{registry}: a bearer challenge without a realm")))?;
+        let plain_http_allowed = self.insecure.iter().any(|host| host == registry);
+        let trusted = realm.starts_with("https://") || (plain_http_allowed && realm.starts_with("http://"));
+        if !trusted {
+            return Err(persistent(format!(
+                "{registry}: refusing to send credentials to the token service at {realm}"
+            )));
+        }
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = params.get("service") {
+            query.push(("service", service));
+        }
+        let scopes = params.get("scope").map(String::as_str).unwrap_or_default();
+        query.extend(scopes.split_whitespace().map(|scope| ("scope", scope)));
+        let mut request = http.get(realm.as_str()).query(&query);
+        if let RegistryAuth::Basic { username, password } = auth {
+            request = request.basic_auth(username, Some(password.expose()));
+        }
+        let response =
+            request.send().await.map_err(|_| temporary(format!("cannot reach the token service of {registry}")))?;
+        match response.status() {
+            status if status.is_success() => {}
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                return Err(Error::PermissionDenied {
+                    backend: REGISTRY_BACKEND,
+                    message: format!("the token service of {registry} refused the credentials"),
+                }
+                .into());
+            }
+            status if status.is_server_error() => {
+                return Err(temporary(format!("the token service of {registry} answered {status}")));
+            }
+            status => return Err(persistent(format!("the token service of {registry} answered {status}"))),
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let no_token = || persistent(format!("the token service of {registry} sent no token"));
+        let bytes = response.bytes().await.map_err(|_| no_token())?;
+        let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| no_token())?;
+        body.token.or(body.access_token).map(Secret::new).ok_or_else(no_token)
+    }
+}
+
+/// The `key="value"` parameters of a `WWW-Authenticate` challenge (values may hold commas).
+fn challenge_params(challenge: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let rest = challenge.split_once(char::is_whitespace).map_or("", |(_, rest)| rest);
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.next_if(|c| *c == ',' || c.is_whitespace()).is_some() {}
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next().is_none() {
+            return params;
+        }
+        let value: String = if chars.next_if_eq(&'"').is_some() {
+            let value = std::iter::from_fn(|| chars.next_if(|c| *c != '"')).collect();
+            chars.next();
+            value
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect()
+        };
+        params.insert(key.trim().to_ascii_lowercase(), value);
+    }
+}
+
+/// How many distinct repositories a challenge's scope names.
+fn challenged_repositories(challenge: &str) -> usize {
+    let params = challenge_params(challenge);
+    let scopes = params.get("scope").map(String::as_str).unwrap_or_default();
+    let names: std::collections::BTreeSet<&str> = scopes
+        .split_whitespace()
+        .filter_map(|scope| scope.strip_prefix("repository:")?.rsplit_once(':').map(|(name, _)| name))
+        .collect();
+    names.len()
+}
+
 fn token_failure(registry: &str, error: OciDistributionError) -> crate::error::Failure {
     match error {
         OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
@@ -277,6 +373,18 @@ fn token_failure(registry: &str, error: OciDistributionError) -> crate::error::F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_with_several_repositories_are_read_whole() {
+        let challenge = r#"Bearer realm="https://auth.example/token",service="registry",scope="repository:dst:pull,push repository:src:pull""#;
+        let params = challenge_params(challenge);
+        assert_eq!(params["realm"], "https://auth.example/token");
+        assert_eq!(params["service"], "registry");
+        assert_eq!(params["scope"], "repository:dst:pull,push repository:src:pull");
+        assert_eq!(challenged_repositories(challenge), 2);
+        assert_eq!(challenged_repositories(r#"Bearer realm="r",scope="repository:a/b:pull,push""#), 1);
+        assert_eq!(challenged_repositories("Basic realm=\"x\""), 0);
+    }
 
     #[test]
     fn credentials_never_print() {

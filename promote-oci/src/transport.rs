@@ -78,7 +78,8 @@ impl Transport {
         };
         let challenge = challenge.to_owned();
         self.auth.forget(registry, repository).await;
-        let Some(header) = self.auth.answer_challenge(registry, repository, access, &challenge).await? else {
+        let Some(header) = self.auth.answer_challenge(&self.http, registry, repository, access, &challenge).await?
+        else {
             return Ok(response);
         };
         build(&self.http).header(AUTHORIZATION, header.value()).send().await.map_err(|error| transport(what, error))
