@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use promote_benches::pipeline_with;
-use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry, StepDetail, StepOutcome};
-use promote_core::{FileLedger, Ledger, MemoryArtifactStore};
+use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
+use promote_core::manifest::OCI_MANIFEST;
+use promote_core::{ArtifactRef, BuildRequest, FileLedger, Ledger, MemoryArtifactStore, MemoryLedger};
 
 const RECORDS: usize = 100_000;
-const BATCH: usize = 1_000;
+const BATCH: usize = 5_000;
 const APPENDS: usize = 2_000;
 const OPENS: usize = 10;
 
@@ -22,7 +23,8 @@ fn main() {
         let path = dir.path().join("ledger.jsonl");
         fill(&path).await;
         let bytes = std::fs::metadata(&path).unwrap().len();
-        println!("ledger: {RECORDS} records, {:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+        let records = FileLedger::open(&path).await.unwrap().read_since(0).await.unwrap().len();
+        println!("ledger: {records} records, {:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
 
         let mut opens = Vec::new();
         for _ in 0..OPENS {
@@ -61,37 +63,38 @@ fn main() {
     });
 }
 
-/// Writes `RECORDS` entries shaped like a real journal: mostly step records, some holds.
+/// Writes at least `RECORDS` entries recorded by real promotions: two-artifact builds registered and
+/// promoted dev → stg → prd on the memory backends, each step journalled as the engine writes it. They are
+/// copied into the file ledger in batches, so filling it does not pay an fsync per record.
 async fn fill(path: &std::path::Path) {
+    let journal = Arc::new(MemoryLedger::new());
+    let store = MemoryArtifactStore::new();
+    let pipeline = pipeline_with(Arc::new(store.clone()), journal.clone());
+    let mut builds = 0u64;
+    while pipeline.view().await.unwrap().head_seq() < RECORDS as u64 {
+        let commit = format!("{builds:040x}");
+        let mut request = BuildRequest::new(&commit);
+        for service in ["a0", "a1"] {
+            let reference: ArtifactRef = format!("memory.local/bench/{service}:{}", &commit[33..]).parse().unwrap();
+            let body = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"build\":{builds}}}");
+            store.push(reference.clone(), OCI_MANIFEST, body.into_bytes()).unwrap();
+            request = request.artifact(service, reference);
+        }
+        let build = pipeline.register(request, "ci").await.unwrap();
+        for stage in ["dev", "stg", "prd"] {
+            pipeline.promote(&build.id, stage, "ci").await.unwrap();
+        }
+        builds += 1;
+    }
     let ledger = FileLedger::open(path).await.unwrap();
-    let mut written = 0;
-    while written < RECORDS {
-        let entries = (0..BATCH)
-            .map(|n| {
-                let n = written + n;
-                if n % 10 == 0 {
-                    hold(n)
-                } else {
-                    NewEntry {
-                        at: Utc::now(),
-                        actor: "ci".into(),
-                        fence: None,
-                        event: LedgerEvent::StepFinished {
-                            promotion: promote_core::ledger::PromotionId::new(
-                                "dev",
-                                &promote_core::BuildId::parse("b-0123456789abcdef").unwrap(),
-                                (n / 10) as u32,
-                            ),
-                            step: promote_core::ledger::Step::Deploy,
-                            outcome: StepOutcome::Ok(StepDetail::Deployed { summary: "2 objects ready".into() }),
-                        },
-                    }
-                }
-            })
+    for batch in journal.read_since(0).await.unwrap().chunks(BATCH) {
+        let entries = batch
+            .iter()
+            .map(|e| NewEntry { at: e.at, actor: e.actor.clone(), fence: e.fence.clone(), event: e.event.clone() })
             .collect();
         ledger.append(entries).await.unwrap();
-        written += BATCH;
     }
+    println!("filled by promoting {builds} builds through 3 stages");
 }
 
 fn hold(n: usize) -> NewEntry {

@@ -101,3 +101,49 @@ async fn two_handles_on_one_file_append_one_chain() {
     promote_core::ledger::verify_chain("ledger", (0, promote_core::ledger::GENESIS_HASH), &entries).unwrap();
     assert_eq!(ledger.view().await.unwrap().promotions().len(), 2);
 }
+
+/// Large files are verified on several threads; damage must still be reported at its exact line.
+#[tokio::test]
+async fn a_large_ledger_opens_in_order_and_damage_deep_inside_is_named_by_line() {
+    use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
+    const RECORDS: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let ledger = FileLedger::open(&path).await.unwrap();
+    let hold = |n: u64| NewEntry {
+        at: chrono::Utc::now(),
+        actor: "ops".into(),
+        fence: None,
+        event: LedgerEvent::HoldPlaced {
+            hold: Hold {
+                id: format!("hold-{n}"),
+                stage: "prd".into(),
+                scope: HoldScope::Auto,
+                reason: "a reason long enough to make the file a few megabytes in size".into(),
+                placed_by: "ops".into(),
+                at: chrono::Utc::now(),
+            },
+        },
+    };
+    for batch in 0..RECORDS / 5_000 {
+        ledger.append((0..5_000).map(|n| hold(batch * 5_000 + n)).collect()).await.unwrap();
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() > 8 << 20, "large enough to be split across threads");
+
+    let entries = FileLedger::open(&path).await.unwrap().read_since(0).await.unwrap();
+    assert_eq!(entries.len() as u64, RECORDS);
+    assert!(entries.iter().enumerate().all(|(index, entry)| entry.seq == index as u64 + 1), "in order");
+
+    let damaged_line = RECORDS * 3 / 4;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let damaged =
+        text.replacen(&format!("\"hold-{}\"", damaged_line - 1), &format!("\"hold-{}x\"", damaged_line - 1), 1);
+    std::fs::write(&path, damaged).unwrap();
+    match FileLedger::open(&path).await {
+        Err(Error::LedgerCorrupt { line, reason, .. }) => {
+            assert_eq!(line, damaged_line);
+            assert!(reason.contains("hash"), "{reason}");
+        }
+        other => panic!("damage must be detected, got {other:?}"),
+    }
+}

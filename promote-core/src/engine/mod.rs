@@ -228,7 +228,7 @@ impl Pipeline {
         let entries = self.inner.ledger.read_since(cached.head_seq()).await?;
         if !entries.is_empty() {
             // Copies the view only if a caller still holds an older snapshot.
-            Arc::make_mut(&mut cached).apply_all(&entries);
+            Arc::make_mut(&mut cached).apply_all(entries);
         }
         Ok(cached.clone())
     }

@@ -228,8 +228,7 @@ impl Pipeline {
 
 /// Why the last finished promotion of `build` into `stage` failed, if it did.
 fn last_failure(view: &LedgerView, stage: &str, build: &BuildId) -> Option<String> {
-    let last =
-        view.promotions().iter().rev().find(|p| p.stage == stage && &p.build == build && !p.state.in_progress())?;
+    let last = view.promotions_of(stage, build).rev().find(|p| !p.state.in_progress())?;
     match &last.state {
         PromotionState::Finished(FinalState::Failed { step, reason }) => Some(format!("at {step}: {reason}")),
         _ => None,

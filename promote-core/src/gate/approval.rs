@@ -123,8 +123,7 @@ impl ApprovalPolicy {
         }
         if !self.allow_self_approval {
             let author = build.author.as_deref() == Some(identity.name.as_str());
-            let requester =
-                view.promotions().iter().any(|p| p.stage == stage && p.build == build.id && p.actor == identity.name);
+            let requester = view.promotions_of(stage, &build.id).any(|p| p.actor == identity.name);
             if author || requester {
                 return Err(ApprovalRefusal::SelfApproval);
             }

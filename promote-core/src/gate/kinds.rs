@@ -329,7 +329,7 @@ pub(crate) mod fixture {
                 self.view.head_hash(),
                 NewEntry { at, actor: "test".into(), fence: None, event },
             );
-            self.view.apply(&entry);
+            self.view.apply(entry);
         }
 
         /// Registers a build with a version (`""` for none) and metadata.

@@ -128,34 +128,69 @@ impl FileLedger {
     }
 
     fn verify_lines(&self, bytes: &[u8], base: u64, state: &mut State, collect_after: u64) -> Result<Vec<LedgerEntry>> {
+        let first_line = state.tip.seq() + 1;
+        let parsed = parse_lines(bytes).map_err(|(index, reason)| self.corrupt(first_line + index as u64, &reason))?;
         let mut collected = Vec::new();
-        let mut offset = 0usize;
-        for raw in bytes.split_inclusive(|&b| b == b'\n') {
+        let mut offset = base;
+        for (entry, len) in parsed {
             let line_no = state.tip.seq() + 1;
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| self.corrupt(line_no, "the record is not UTF-8"))?
-                .trim_end_matches('\n');
-            let entry = LedgerEntry::parse_line(text).map_err(|reason| self.corrupt(line_no, &reason))?;
             if entry.seq != line_no {
                 return Err(self.corrupt(line_no, &format!("expected record {line_no}, found {}", entry.seq)));
             }
             if entry.prev != state.tip.hash() {
                 return Err(self.corrupt(line_no, "the record does not follow the one before it (hash chain broken)"));
             }
-            state.offsets.push(base + offset as u64);
+            state.offsets.push(offset);
             state.tip.advance(&entry);
-            offset += raw.len();
+            offset += len as u64;
             if entry.seq > collect_after {
                 collected.push(entry);
             }
         }
-        state.end = base + offset as u64;
+        state.end = offset;
         Ok(collected)
     }
 
     fn corrupt(&self, line: u64, reason: &str) -> Error {
         Error::LedgerCorrupt { path: self.path.display().to_string(), line, reason: reason.to_owned() }
     }
+}
+
+/// Parses and hash-checks each newline-terminated line, returning each entry with its length in bytes,
+/// or the index of the first bad line and why. Each line's check is independent of the others (the chain
+/// is checked afterwards, in order), so a large read is split across threads.
+fn parse_lines(bytes: &[u8]) -> std::result::Result<Vec<(LedgerEntry, usize)>, (usize, String)> {
+    const PER_THREAD: usize = 4 << 20;
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(bytes.len() / PER_THREAD).max(1);
+    let chunk = lines.len().div_ceil(threads).max(1);
+    let parse_chunk = |(number, chunk_lines): (usize, &[&[u8]])| {
+        let first = number * chunk;
+        chunk_lines
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let text = std::str::from_utf8(raw)
+                    .map_err(|_| (first + index, "the record is not UTF-8".to_owned()))?
+                    .trim_end_matches('\n');
+                let entry = LedgerEntry::parse_line(text).map_err(|reason| (first + index, reason))?;
+                Ok((entry, raw.len()))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+    };
+    if threads == 1 {
+        return parse_chunk((0, &lines));
+    }
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            lines.chunks(chunk).enumerate().map(|part| scope.spawn(move || parse_chunk(part))).collect();
+        handles.into_iter().map(|handle| handle.join().expect("ledger parser panicked")).collect()
+    });
+    let mut parsed = Vec::with_capacity(lines.len());
+    for part in parts {
+        parsed.extend(part?);
+    }
+    Ok(parsed)
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -85,14 +85,14 @@ pub trait LedgerExt: Ledger {
     /// Reads the whole ledger and folds it into a view.
     async fn view(&self) -> Result<LedgerView> {
         let mut view = LedgerView::new();
-        view.apply_all(&self.read_since(0).await?);
+        view.apply_all(self.read_since(0).await?);
         Ok(view)
     }
 
     /// Brings `view` up to date with entries appended since it was last folded.
     async fn refresh(&self, view: &mut LedgerView) -> Result<()> {
         let entries = self.read_since(view.head_seq()).await?;
-        view.apply_all(&entries);
+        view.apply_all(entries);
         Ok(())
     }
 }

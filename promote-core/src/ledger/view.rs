@@ -1,6 +1,6 @@
 //! The state derived from the ledger: a fold of its entries, rebuilt on open and kept up to date.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -97,6 +97,9 @@ pub struct Tenure {
 }
 
 /// The state derived from a ledger's entries.
+///
+/// Lookups by stage and build go through indexes (positions in `promotions`), so that `status` over
+/// thousands of builds does not scan every promotion once per build.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerView {
     head: Option<(u64, String)>,
@@ -104,10 +107,16 @@ pub struct LedgerView {
     build_order: Vec<BuildId>,
     promotions: Vec<PromotionRecord>,
     by_id: HashMap<PromotionId, usize>,
-    attempts: HashMap<(String, BuildId), u32>,
+    /// Every promotion per stage and build, in start order.
+    by_stage_build: HashMap<String, HashMap<BuildId, Vec<usize>>>,
+    /// Unfinished promotions per stage.
+    open: HashMap<String, BTreeSet<usize>>,
     tenures: HashMap<String, Vec<Tenure>>,
-    passed: HashMap<String, Vec<(BuildId, PromotionId)>>,
-    approvals: Vec<Approval>,
+    /// Successful promotions per stage, in the order they finished; the last one is current.
+    passed: HashMap<String, Vec<usize>>,
+    /// Successful promotions per stage and build, in the order they finished.
+    passed_by_build: HashMap<String, HashMap<BuildId, Vec<usize>>>,
+    approvals: HashMap<String, HashMap<BuildId, Vec<Approval>>>,
     holds: BTreeMap<String, Hold>,
     fences: HashMap<String, u64>,
 }
@@ -119,39 +128,43 @@ impl LedgerView {
     }
 
     /// Folds `entries` (which must follow the view's head) into the view.
-    pub fn apply_all<'a>(&mut self, entries: impl IntoIterator<Item = &'a LedgerEntry>) {
+    pub fn apply_all(&mut self, entries: impl IntoIterator<Item = LedgerEntry>) {
         for entry in entries {
             self.apply(entry);
         }
     }
 
-    /// Folds one entry into the view.
-    pub fn apply(&mut self, entry: &LedgerEntry) {
-        self.head = Some((entry.seq, entry.hash.clone()));
-        if let Some(fence) = &entry.fence {
+    /// Folds one entry into the view. It takes the entry by value: a view of a large ledger is built
+    /// from freshly read entries, and moving their parts in is cheaper than copying them.
+    pub fn apply(&mut self, entry: LedgerEntry) {
+        let LedgerEntry { seq, at, actor, fence, event, hash, .. } = entry;
+        self.head = Some((seq, hash));
+        if let Some(fence) = &fence {
             let newest = self.fences.entry(fence.stage.clone()).or_default();
             *newest = (*newest).max(fence.token);
         }
-        match &entry.event {
+        match event {
             LedgerEvent::BuildRegistered { build } => {
                 if !self.builds.contains_key(&build.id) {
                     self.build_order.push(build.id.clone());
-                    self.builds.insert(build.id.clone(), build.clone());
+                    self.builds.insert(build.id.clone(), build);
                 }
             }
             LedgerEvent::PromotionStarted { promotion, build, stage, kind } => {
-                *self.attempts.entry((stage.clone(), build.clone())).or_default() += 1;
-                self.by_id.insert(promotion.clone(), self.promotions.len());
+                let index = self.promotions.len();
+                self.by_id.insert(promotion.clone(), index);
+                self.by_stage_build.entry(stage.clone()).or_default().entry(build.clone()).or_default().push(index);
+                self.open.entry(stage.clone()).or_default().insert(index);
                 self.promotions.push(PromotionRecord {
-                    id: promotion.clone(),
-                    build: build.clone(),
-                    stage: stage.clone(),
-                    kind: kind.clone(),
-                    actor: entry.actor.clone(),
-                    started_at: entry.at,
+                    id: promotion,
+                    build,
+                    stage,
+                    kind,
+                    actor,
+                    started_at: at,
                     finished_at: None,
                     state: PromotionState::InProgress { last_error: None },
-                    fencing_tokens: entry.fence.iter().map(|fence| fence.token).collect(),
+                    fencing_tokens: fence.iter().map(|fence| fence.token).collect(),
                     steps: Vec::new(),
                     gates: Vec::new(),
                     artifacts: BTreeMap::new(),
@@ -161,54 +174,65 @@ impl LedgerView {
                 });
             }
             LedgerEvent::PromotionResumed { promotion } => {
-                if let Some(record) = self.record_mut(promotion) {
-                    record.fencing_tokens.extend(entry.fence.iter().map(|fence| fence.token));
+                if let Some(record) = self.record_mut(&promotion) {
+                    record.fencing_tokens.extend(fence.iter().map(|fence| fence.token));
                 }
             }
             LedgerEvent::StepStarted { promotion, step } => {
-                if let Some(record) = self.record_mut(promotion) {
-                    record.steps.retain(|journal| journal.step != *step);
-                    record.steps.push(StepRecord { step: *step, started_at: entry.at, finished: None });
+                if let Some(record) = self.record_mut(&promotion) {
+                    record.steps.retain(|journal| journal.step != step);
+                    record.steps.push(StepRecord { step, started_at: at, finished: None });
                 }
             }
             LedgerEvent::StepFinished { promotion, step, outcome } => {
-                if let Some(record) = self.record_mut(promotion) {
-                    if let Some(journal) = record.steps.iter_mut().find(|journal| journal.step == *step) {
-                        journal.finished = Some((entry.at, outcome.clone()));
-                    }
-                    match outcome {
+                if let Some(record) = self.record_mut(&promotion) {
+                    match &outcome {
                         StepOutcome::Error { message, .. } => {
                             record.state = PromotionState::InProgress { last_error: Some(message.clone()) };
                         }
-                        StepOutcome::Ok(detail) => record_detail(record, *step, detail),
+                        StepOutcome::Ok(detail) => record_detail(record, detail),
+                    }
+                    if let Some(journal) = record.steps.iter_mut().find(|journal| journal.step == step) {
+                        journal.finished = Some((at, outcome));
                     }
                 }
             }
             LedgerEvent::PromotionFinished { promotion, state } => {
-                let Some(&index) = self.by_id.get(promotion) else {
+                let Some(&index) = self.by_id.get(&promotion) else {
                     return;
                 };
                 let record = &mut self.promotions[index];
-                record.finished_at = Some(entry.at);
-                record.state = PromotionState::Finished(state.clone());
-                if *state == FinalState::Succeeded {
+                record.finished_at = Some(at);
+                let succeeded = state == FinalState::Succeeded;
+                record.state = PromotionState::Finished(state);
+                if let Some(open) = self.open.get_mut(&record.stage) {
+                    open.remove(&index);
+                }
+                if succeeded {
                     let (stage, build) = (record.stage.clone(), record.build.clone());
                     let tenures = self.tenures.entry(stage.clone()).or_default();
                     if let Some(last) = tenures.last_mut()
                         && last.until.is_none()
                     {
-                        last.until = Some(entry.at);
+                        last.until = Some(at);
                     }
-                    tenures.push(Tenure { build: build.clone(), from: entry.at, until: None });
-                    self.passed.entry(stage).or_default().push((build, promotion.clone()));
+                    tenures.push(Tenure { build: build.clone(), from: at, until: None });
+                    self.passed_by_build.entry(stage.clone()).or_default().entry(build).or_default().push(index);
+                    self.passed.entry(stage).or_default().push(index);
                 }
             }
-            LedgerEvent::ApprovalRecorded { approval } => self.approvals.push(approval.clone()),
+            LedgerEvent::ApprovalRecorded { approval } => self
+                .approvals
+                .entry(approval.stage.clone())
+                .or_default()
+                .entry(approval.build.clone())
+                .or_default()
+                .push(approval),
             LedgerEvent::HoldPlaced { hold } => {
-                self.holds.insert(hold.id.clone(), hold.clone());
+                self.holds.insert(hold.id.clone(), hold);
             }
             LedgerEvent::HoldLifted { hold, .. } => {
-                self.holds.remove(hold);
+                self.holds.remove(&hold);
             }
         }
     }
@@ -252,25 +276,34 @@ impl LedgerView {
         &self.promotions
     }
 
+    /// Every promotion of `build` into `stage`, oldest first.
+    pub fn promotions_of<'a>(
+        &'a self,
+        stage: &str,
+        build: &BuildId,
+    ) -> impl DoubleEndedIterator<Item = &'a PromotionRecord> + 'a {
+        let indexes = self.by_stage_build.get(stage).and_then(|builds| builds.get(build));
+        indexes.into_iter().flatten().map(|&index| &self.promotions[index])
+    }
+
     /// How many promotions of `build` into `stage` have been started.
     pub fn attempts(&self, stage: &str, build: &BuildId) -> u32 {
-        self.attempts.get(&(stage.to_owned(), build.clone())).copied().unwrap_or(0)
+        self.promotions_of(stage, build).count() as u32
     }
 
     /// The unfinished promotion of `build` into `stage`, if one exists.
     pub fn open_promotion(&self, stage: &str, build: &BuildId) -> Option<&PromotionRecord> {
-        self.promotions.iter().rev().find(|p| p.stage == stage && &p.build == build && p.state.in_progress())
+        self.promotions_of(stage, build).rev().find(|p| p.state.in_progress())
     }
 
-    /// The unfinished promotions into `stage`.
+    /// The unfinished promotions into `stage`, oldest first.
     pub fn open_promotions(&self, stage: &str) -> impl Iterator<Item = &PromotionRecord> {
-        self.promotions.iter().filter(move |p| p.stage == stage && p.state.in_progress())
+        self.open.get(stage).into_iter().flatten().map(|&index| &self.promotions[index])
     }
 
     /// The promotion that made the stage's current build current.
     pub fn current(&self, stage: &str) -> Option<&PromotionRecord> {
-        let (_, id) = self.passed.get(stage)?.last()?;
-        self.promotion(id)
+        self.passed.get(stage)?.last().map(|&index| &self.promotions[index])
     }
 
     /// The current build of a stage.
@@ -278,14 +311,14 @@ impl LedgerView {
         self.current(stage).map(|record| &record.build)
     }
 
-    /// The successful promotions of `build` into `stage`, oldest first.
-    pub fn passes<'a>(&'a self, stage: &str, build: &'a BuildId) -> impl Iterator<Item = &'a PromotionRecord> + 'a {
-        self.passed
-            .get(stage)
-            .into_iter()
-            .flatten()
-            .filter(move |(passed, _)| passed == build)
-            .filter_map(|(_, id)| self.promotion(id))
+    /// The successful promotions of `build` into `stage`, in the order they finished.
+    pub fn passes<'a>(
+        &'a self,
+        stage: &str,
+        build: &BuildId,
+    ) -> impl DoubleEndedIterator<Item = &'a PromotionRecord> + 'a {
+        let indexes = self.passed_by_build.get(stage).and_then(|builds| builds.get(build));
+        indexes.into_iter().flatten().map(|&index| &self.promotions[index])
     }
 
     /// Whether `build` has ever passed `stage`.
@@ -295,13 +328,9 @@ impl LedgerView {
 
     /// The builds that passed `stage`, each once, in the order they first passed.
     pub fn passed_builds(&self, stage: &str) -> Vec<&BuildId> {
-        let mut seen = Vec::new();
-        for (build, _) in self.passed.get(stage).into_iter().flatten() {
-            if !seen.contains(&build) {
-                seen.push(build);
-            }
-        }
-        seen
+        let mut seen = std::collections::HashSet::new();
+        let passed = self.passed.get(stage).into_iter().flatten();
+        passed.map(|&index| &self.promotions[index].build).filter(|build| seen.insert(*build)).collect()
     }
 
     /// The periods each build was current in `stage`, oldest first.
@@ -310,8 +339,8 @@ impl LedgerView {
     }
 
     /// Approvals of `build` for `stage`, oldest first.
-    pub fn approvals<'a>(&'a self, stage: &'a str, build: &'a BuildId) -> impl Iterator<Item = &'a Approval> + 'a {
-        self.approvals.iter().filter(move |a| a.stage == stage && &a.build == build)
+    pub fn approvals<'a>(&'a self, stage: &str, build: &BuildId) -> impl Iterator<Item = &'a Approval> + 'a {
+        self.approvals.get(stage).and_then(|builds| builds.get(build)).into_iter().flatten()
     }
 
     /// Active holds on `stage`.
@@ -325,14 +354,13 @@ impl LedgerView {
     }
 }
 
-fn record_detail(record: &mut PromotionRecord, step: Step, detail: &StepDetail) {
+fn record_detail(record: &mut PromotionRecord, detail: &StepDetail) {
     match detail {
         StepDetail::Gates { verdicts } => {
             // A re-run replaces the verdicts of the same phase instead of piling them up.
             let phase_gates: Vec<&str> = verdicts.iter().map(|v| v.gate.as_str()).collect();
             record.gates.retain(|old| !phase_gates.contains(&old.gate.as_str()));
             record.gates.extend(verdicts.iter().cloned());
-            let _ = step;
         }
         StepDetail::Artifacts { placed } => record.artifacts = placed.clone(),
         StepDetail::Rendered { config_fingerprint, provenance, bundle_hash, .. } => {
