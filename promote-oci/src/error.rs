@@ -141,16 +141,36 @@ async fn read_error_body(mut response: reqwest::Response) -> ErrorBody {
     serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
-/// The `Retry-After` header in its delay-seconds form. The HTTP-date form is rare on registries; for it the
-/// retry layer falls back to its own backoff.
+/// The `Retry-After` header as a delay from now.
 pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// Either form RFC 9110 allows: delay-seconds (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`),
+/// which counts from `now`; a date already past means "retry now". Anything else is no hint.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Mon, 23 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 09:59:00 GMT", now), Some(Duration::ZERO), "past: now");
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 
     #[test]
     fn failures_keep_their_class() {
