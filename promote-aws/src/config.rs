@@ -29,6 +29,22 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// The connection a spec's settings describe.
+    fn from_settings(
+        region: &Option<String>,
+        endpoint_url: &Option<String>,
+        profile: &Option<String>,
+        max_attempts: Option<u32>,
+    ) -> Self {
+        Connection {
+            region: region.clone(),
+            endpoint_url: endpoint_url.clone(),
+            profile: profile.clone(),
+            max_attempts,
+            ..Connection::default()
+        }
+    }
+
     /// Loads the SDK configuration: the given one or the default chain, with this connection's overrides.
     pub(crate) async fn load(&self) -> SdkConfig {
         let mut retry = RetryConfig::standard().with_max_attempts(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS));
@@ -66,6 +82,53 @@ impl Connection {
     }
 }
 
+/// The connection setters every AWS builder shares; each builder has a `connection: Connection` field.
+macro_rules! connection_setters {
+    ($builder:ty, $service:literal) => {
+        impl $builder {
+            /// The AWS region (otherwise `AWS_REGION`, the profile, or instance metadata).
+            pub fn region(mut self, region: impl Into<String>) -> Self {
+                self.connection.region = Some(region.into());
+                self
+            }
+
+            #[doc = concat!("An endpoint URL that replaces the public ", $service, " endpoint: a VPC endpoint, or a test server.")]
+            pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+                self.connection.endpoint_url = Some(url.into());
+                self
+            }
+
+            /// A named profile of the shared AWS config files.
+            pub fn profile(mut self, profile: impl Into<String>) -> Self {
+                self.connection.profile = Some(profile.into());
+                self
+            }
+
+            /// Attempts per call, the first included (default [`DEFAULT_MAX_ATTEMPTS`]).
+            pub fn max_attempts(mut self, attempts: u32) -> Self {
+                self.connection.max_attempts = Some(attempts);
+                self
+            }
+
+            /// The first retry's backoff; later ones grow exponentially, with jitter (the SDK default is 1 s).
+            pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+                self.connection.initial_backoff = Some(backoff);
+                self
+            }
+
+            /// Starts from an SDK configuration loaded elsewhere (the builder's other settings still override
+            /// it).
+            pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+                self.connection.sdk_config = Some(config.clone());
+                self
+            }
+        }
+    };
+}
+
+connection_setters!(EcrStoreBuilder, "ECR API");
+connection_setters!(SecretsManagerBuilder, "Secrets Manager");
+
 /// Builds an [`EcrStore`]. Unset AWS settings come from the standard `aws-config` chain.
 ///
 /// ```no_run
@@ -95,42 +158,6 @@ impl EcrStoreBuilder {
     /// A builder with nothing set: everything comes from the standard chain.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The AWS region (otherwise `AWS_REGION`, the profile, or instance metadata).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.connection.region = Some(region.into());
-        self
-    }
-
-    /// An endpoint URL that replaces the public ECR API endpoint: a VPC interface endpoint, or a test server.
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.connection.endpoint_url = Some(url.into());
-        self
-    }
-
-    /// A named profile of the shared AWS config files.
-    pub fn profile(mut self, profile: impl Into<String>) -> Self {
-        self.connection.profile = Some(profile.into());
-        self
-    }
-
-    /// Attempts per call, the first included (default [`DEFAULT_MAX_ATTEMPTS`]).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.connection.max_attempts = Some(attempts);
-        self
-    }
-
-    /// The first retry's backoff; later ones grow exponentially, with jitter (the SDK default is 1 s).
-    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
-        self.connection.initial_backoff = Some(backoff);
-        self
-    }
-
-    /// Starts from an SDK configuration loaded elsewhere (the builder's other settings still override it).
-    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
-        self.connection.sdk_config = Some(config.clone());
-        self
     }
 
     /// Uses this ECR client as it is; the connection settings are then ignored for ECR API calls.
@@ -257,10 +284,8 @@ impl EcrConfig {
     /// [`Error::NotSupported`].
     pub fn builder(&self) -> Result<EcrStoreBuilder> {
         let mut builder = EcrStoreBuilder::new().immutable_tags(self.immutable_tags);
-        builder.connection.region = self.region.clone();
-        builder.connection.endpoint_url = self.endpoint_url.clone();
-        builder.connection.profile = self.profile.clone();
-        builder.connection.max_attempts = self.max_attempts;
+        builder.connection =
+            Connection::from_settings(&self.region, &self.endpoint_url, &self.profile, self.max_attempts);
         builder.registry_aliases = self.registry_aliases.clone();
         #[cfg(feature = "oci-copy")]
         {
@@ -434,10 +459,8 @@ impl SecretsManagerConfig {
         if let Some(name) = &self.name {
             builder = builder.name(name.clone());
         }
-        builder.connection.region = self.region.clone();
-        builder.connection.endpoint_url = self.endpoint_url.clone();
-        builder.connection.profile = self.profile.clone();
-        builder.connection.max_attempts = self.max_attempts;
+        builder.connection =
+            Connection::from_settings(&self.region, &self.endpoint_url, &self.profile, self.max_attempts);
         if let Some(template) = &self.template {
             builder = builder.template(template.stages.iter().cloned(), template.secrets.iter().cloned());
         }
@@ -507,42 +530,6 @@ impl SecretsManagerBuilder {
         for stage in stages {
             self.stages.entry(stage.into()).or_default().extend(secrets.iter().cloned());
         }
-        self
-    }
-
-    /// The AWS region (otherwise `AWS_REGION`, the profile, or instance metadata).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.connection.region = Some(region.into());
-        self
-    }
-
-    /// An endpoint URL replacing the public Secrets Manager endpoint: a VPC endpoint, or a test server.
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.connection.endpoint_url = Some(url.into());
-        self
-    }
-
-    /// A named profile of the shared AWS config files.
-    pub fn profile(mut self, profile: impl Into<String>) -> Self {
-        self.connection.profile = Some(profile.into());
-        self
-    }
-
-    /// Attempts per call, the first included (default [`DEFAULT_MAX_ATTEMPTS`]).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.connection.max_attempts = Some(attempts);
-        self
-    }
-
-    /// The first retry's backoff; later ones grow exponentially, with jitter (the SDK default is 1 s).
-    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
-        self.connection.initial_backoff = Some(backoff);
-        self
-    }
-
-    /// Starts from an SDK configuration loaded elsewhere (the builder's other settings still override it).
-    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
-        self.connection.sdk_config = Some(config.clone());
         self
     }
 
