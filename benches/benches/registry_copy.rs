@@ -9,7 +9,7 @@
 //!
 //! Needs `docker-registry` and `skopeo`. Environment: `REGISTRY_COPY_RUNS` (default 3),
 //! `REGISTRY_COPY_LAYER_MIB` (48), `REGISTRY_COPY_BIG_LAYER_MIB` (1024; 0 skips the RSS run),
-//! `OCI_COPY_BIN` (default: built with cargo into the target dir).
+//! `OCI_COPY_BIN` (relative to the workspace root; default: built with cargo into the target dir).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,10 +222,11 @@ fn raw(reference: &str) -> String {
 }
 
 fn oci_copy_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("OCI_COPY_BIN") {
-        return PathBuf::from(path);
-    }
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Ok(path) = std::env::var("OCI_COPY_BIN") {
+        // cargo runs benches from the package's directory; a relative path means the workspace root.
+        return manifest_dir.join("..").join(path);
+    }
     let target =
         std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| manifest_dir.join("../target"));
     run(Command::new(env!("CARGO")).current_dir(manifest_dir.join("..")).args([

@@ -34,6 +34,10 @@ pub enum RegistryAuth {
     },
     /// A ready-made bearer token, sent as is.
     Bearer(Secret),
+    /// An identity (OAuth2 refresh) token, as `docker login` stores it for registries whose token service
+    /// speaks OAuth2 (Azure Container Registry among them). It is exchanged for an access token with a
+    /// `grant_type=refresh_token` POST to the token service, never sent to the registry itself.
+    IdentityToken(Secret),
 }
 
 impl RegistryAuth {
@@ -49,6 +53,8 @@ impl RegistryAuth {
                 OciAuth::Basic(username.clone(), password.expose().to_owned())
             }
             RegistryAuth::Bearer(token) => OciAuth::Bearer(token.expose().to_owned()),
+            // Exchanged by `Authenticator::token_for_scopes`; oci-client has no refresh-token flow.
+            RegistryAuth::IdentityToken(_) => OciAuth::Anonymous,
         }
     }
 }
@@ -61,6 +67,7 @@ impl fmt::Debug for RegistryAuth {
                 f.debug_struct("Basic").field("username", username).field("password", password).finish()
             }
             RegistryAuth::Bearer(token) => f.debug_tuple("Bearer").field(token).finish(),
+            RegistryAuth::IdentityToken(token) => f.debug_tuple("IdentityToken").field(token).finish(),
         }
     }
 }
@@ -100,13 +107,7 @@ impl CredentialProvider for DockerConfigCredentials {
         use docker_credential::{CredentialRetrievalError as Missing, DockerCredential};
         match found {
             Ok(DockerCredential::UsernamePassword(username, password)) => Ok(RegistryAuth::basic(username, password)),
-            Ok(DockerCredential::IdentityToken(_)) => Err(Error::PermissionDenied {
-                backend: REGISTRY_BACKEND,
-                message: format!(
-                    "the docker config holds an identity (refresh) token for {registry_name}, which is not supported; \
-                     log in with a username and password or pass credentials explicitly"
-                ),
-            }),
+            Ok(DockerCredential::IdentityToken(token)) => Ok(RegistryAuth::IdentityToken(Secret::new(token))),
             Err(Missing::NoCredentialConfigured | Missing::ConfigNotFound | Missing::ConfigReadError) => {
                 Ok(RegistryAuth::Anonymous)
             }
@@ -236,6 +237,9 @@ impl Authenticator {
                 Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
             }
             ("basic", _) => None,
+            ("bearer", RegistryAuth::IdentityToken(_)) => {
+                Some(format!("Bearer {}", self.token_for_scopes(http, registry, challenge, &auth).await?.expose()))
+            }
             ("bearer", _) if challenged_repositories(challenge) > 1 => {
                 // A cross-repository mount: the registry wants one token for both repositories, which
                 // oci-client's single-repository token request cannot ask for.
@@ -267,7 +271,8 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// Asks the challenge's token service for a token covering every scope the challenge names.
+    /// Asks the challenge's token service for a token covering every scope the challenge names: a GET
+    /// (with basic credentials if there are any), or for an identity token the OAuth2 refresh-token POST.
     async fn token_for_scopes(
         &self,
         http: &reqwest::Client,
@@ -285,16 +290,31 @@ impl Authenticator {
                 "{registry}: refusing to send credentials to the token service at {realm}"
             )));
         }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(service) = params.get("service") {
-            query.push(("service", service));
-        }
+        let service = params.get("service").map(String::as_str);
         let scopes = params.get("scope").map(String::as_str).unwrap_or_default();
-        query.extend(scopes.split_whitespace().map(|scope| ("scope", scope)));
-        let mut request = http.get(realm.as_str()).query(&query);
-        if let RegistryAuth::Basic { username, password } = auth {
-            request = request.basic_auth(username, Some(password.expose()));
-        }
+        let request = match auth {
+            RegistryAuth::IdentityToken(token) => {
+                // distribution's OAuth2 token spec: the scopes go space-separated in one form field.
+                let scope = scopes.split_whitespace().collect::<Vec<_>>().join(" ");
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.expose()),
+                    ("client_id", OAUTH_CLIENT_ID),
+                    ("scope", scope.as_str()),
+                ];
+                form.extend(service.map(|service| ("service", service)));
+                http.post(realm.as_str()).form(&form)
+            }
+            _ => {
+                let mut query: Vec<(&str, &str)> = service.map(|service| ("service", service)).into_iter().collect();
+                query.extend(scopes.split_whitespace().map(|scope| ("scope", scope)));
+                let request = http.get(realm.as_str()).query(&query);
+                match auth {
+                    RegistryAuth::Basic { username, password } => request.basic_auth(username, Some(password.expose())),
+                    _ => request,
+                }
+            }
+        };
         let response =
             request.send().await.map_err(|_| temporary(format!("cannot reach the token service of {registry}")))?;
         match response.status() {
@@ -322,6 +342,9 @@ impl Authenticator {
         body.token.or(body.access_token).map(Secret::new).ok_or_else(no_token)
     }
 }
+
+/// The client id sent with an OAuth2 token request (the spec requires one; registries log it).
+const OAUTH_CLIENT_ID: &str = "promote";
 
 /// The `key="value"` parameters of a `WWW-Authenticate` challenge (values may hold commas).
 fn challenge_params(challenge: &str) -> HashMap<String, String> {

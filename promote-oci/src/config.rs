@@ -176,6 +176,10 @@ pub struct CredentialsConfig {
     /// The environment variable holding a bearer token (instead of a username and password).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// The environment variable holding an identity (OAuth2 refresh) token, see
+    /// [`RegistryAuth::IdentityToken`].
+    #[serde(default)]
+    pub identity_token_env: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -190,15 +194,16 @@ fn from_env(registry: &str, variable: &str) -> Result<Secret> {
 
 impl CredentialsConfig {
     fn to_auth(&self, registry: &str) -> Result<RegistryAuth> {
-        match (&self.username, &self.password_env, &self.token_env) {
-            (Some(username), Some(password), None) => {
+        match (&self.username, &self.password_env, &self.token_env, &self.identity_token_env) {
+            (Some(username), Some(password), None, None) => {
                 Ok(RegistryAuth::Basic { username: username.clone(), password: from_env(registry, password)? })
             }
-            (None, None, Some(token)) => Ok(RegistryAuth::Bearer(from_env(registry, token)?)),
+            (None, None, Some(token), None) => Ok(RegistryAuth::Bearer(from_env(registry, token)?)),
+            (None, None, None, Some(token)) => Ok(RegistryAuth::IdentityToken(from_env(registry, token)?)),
             _ => Err(Error::invalid(
                 "credentials",
                 registry,
-                "give either `username` with `password_env`, or `token_env`",
+                "give one of: `username` with `password_env`, `token_env`, or `identity_token_env`",
             )),
         }
     }
@@ -272,7 +277,18 @@ mod tests {
 
     #[test]
     fn credentials_need_a_complete_form() {
-        let half = CredentialsConfig { username: Some("ci".into()), password_env: None, token_env: None };
+        let half = CredentialsConfig {
+            username: Some("ci".into()),
+            password_env: None,
+            token_env: None,
+            identity_token_env: None,
+        };
         assert!(matches!(half.to_auth("r.example"), Err(Error::InvalidInput { .. })));
+        // PATH is set wherever tests run; its value stands in for a token.
+        let identity: CredentialsConfig = serde_json::from_str(r#"{"identity_token_env": "PATH"}"#).unwrap();
+        assert!(matches!(identity.to_auth("r.example"), Ok(RegistryAuth::IdentityToken(_))));
+        let both: CredentialsConfig =
+            serde_json::from_str(r#"{"token_env": "PATH", "identity_token_env": "PATH"}"#).unwrap();
+        assert!(matches!(both.to_auth("r.example"), Err(Error::InvalidInput { .. })));
     }
 }

@@ -8,6 +8,7 @@
 //!   copy_signatures: true
 //!   credentials:
 //!     registry.example.com: { username: ci, password_env: REGISTRY_PASSWORD }
+//!     myregistry.azurecr.io: { identity_token_env: ACR_REFRESH_TOKEN }  # or token_env: a bearer token
 //! ```
 //! ```yaml
 //! store: { kind: oci-layout, root: images }   # relative to the spec file

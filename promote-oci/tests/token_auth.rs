@@ -8,7 +8,7 @@ use std::time::Duration;
 use promote_core::{ArtifactRef, ArtifactStore, Error};
 use promote_oci::{CopyOptions, OciRegistryStore, RegistryAuth, RetryPolicy};
 use support::Fixture;
-use support::token::TokenRegistry;
+use support::token::{IDENTITY_TOKEN, TokenRegistry};
 
 const USER: &str = "ci";
 const PASSWORD: &str = "s3cret";
@@ -140,4 +140,77 @@ async fn bearer_tokens_refused_credentials_are_permission_denied_without_the_pas
     // The good credentials still work against the same server.
     let good = store(&host, RegistryAuth::basic(USER, PASSWORD));
     assert_eq!(good.resolve(&image).await.unwrap().digest, fixture.single_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_tokens_are_exchanged_with_the_oauth2_refresh_grant() {
+    if !require_tools() {
+        return;
+    }
+    let server = TokenRegistry::start(USER, PASSWORD).await;
+    let fixture = Fixture::new(33, 4096);
+    server.registry.push(fixture.path(), "single", "token/idt");
+    let host = server.host().to_owned();
+    server.clear_requests();
+
+    let accepted = store(&host, RegistryAuth::IdentityToken(promote_core::Secret::new(IDENTITY_TOKEN)));
+    let source = reference(&format!("{host}/token/idt:single"));
+    assert_eq!(accepted.resolve(&source).await.unwrap().digest, fixture.single_digest);
+    let pinned = reference(&format!("{host}/token/idt@{}", fixture.single_digest));
+    let promoted = accepted.promote(&pinned, &reference(&format!("{host}/token/idt:prd"))).await.unwrap();
+    assert_eq!(promoted.digest, fixture.single_digest);
+    // Taken before skopeo (which logs in with the password) reads the registry.
+    let requests = server.requests();
+    let original = server.registry.raw("token/idt:single");
+    assert_bytes(&server, "token/idt:prd", &original);
+    assert!(!requests.is_empty() && requests.iter().all(|r| r.oauth && r.status == 200), "{requests:?}");
+    let push_scope = |s: &String| s.starts_with("repository:token/idt:") && s.contains("push");
+    assert!(requests.iter().any(|r| r.scopes.iter().any(push_scope)), "a push token for the retag: {requests:?}");
+
+    let revoked = "idt-revoked-0000";
+    let refused = store(&host, RegistryAuth::IdentityToken(promote_core::Secret::new(revoked)));
+    match refused.resolve(&source).await {
+        Err(error @ Error::PermissionDenied { .. }) => {
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains(revoked), "the token must not appear: {text}");
+        }
+        other => panic!("a refused identity token must be PermissionDenied, got {other:?}"),
+    }
+}
+
+/// `docker login` against an OAuth2 registry stores `identitytoken` in the docker config; the store reads it
+/// from there. `DOCKER_CONFIG` is process-wide, so this runs the test below in a child process.
+#[test]
+fn identity_tokens_are_read_from_the_docker_config() {
+    if std::env::var_os("PROMOTE_TEST_DOCKER_CONFIG_CHILD").is_some() || !require_tools() {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "docker_config_child", "--nocapture"])
+        .env("PROMOTE_TEST_DOCKER_CONFIG_CHILD", "1")
+        .env("DOCKER_CONFIG", config.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child test failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_config_child() {
+    let Some(dir) = std::env::var_os("PROMOTE_TEST_DOCKER_CONFIG_CHILD").and(std::env::var_os("DOCKER_CONFIG")) else {
+        return;
+    };
+    let server = TokenRegistry::start(USER, PASSWORD).await;
+    let fixture = Fixture::new(34, 4096);
+    server.registry.push(fixture.path(), "single", "token/cfg");
+    let host = server.host().to_owned();
+    let config = serde_json::json!({ "auths": { host.clone(): { "auth": "", "identitytoken": IDENTITY_TOKEN } } });
+    std::fs::write(std::path::Path::new(&dir).join("config.json"), config.to_string()).unwrap();
+    server.clear_requests();
+
+    let store = OciRegistryStore::builder().insecure(&host).retry(fast_retry()).build().unwrap();
+    let resolved = store.resolve(&reference(&format!("{host}/token/cfg:single"))).await.unwrap();
+    assert_eq!(resolved.digest, fixture.single_digest);
+    let requests = server.requests();
+    assert!(requests.iter().any(|r| r.oauth && r.status == 200), "{requests:?}");
 }

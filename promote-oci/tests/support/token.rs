@@ -6,6 +6,10 @@
 //! certificate are made with the `openssl` command line, which also signs each token. Good credentials
 //! get every action they ask for; no credentials get a token with no access (as public registries hand
 //! out); wrong credentials get 401.
+//!
+//! It also speaks the OAuth2 form of the spec (`POST /token` with `grant_type=refresh_token`, used for the
+//! identity tokens `docker login` stores): [`IDENTITY_TOKEN`] stands for the user; any other refresh token
+//! gets 401.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,8 @@ use super::Registry;
 
 pub const SERVICE: &str = "promote-test";
 pub const ISSUER: &str = "promote-test-issuer";
+/// The refresh token the server accepts for its user.
+pub const IDENTITY_TOKEN: &str = "idt-3f9a-refresh-for-ci";
 
 /// One request the token server answered: who asked (`None` for anonymous), the scopes, and the status.
 #[derive(Debug, Clone)]
@@ -36,6 +42,8 @@ pub struct TokenRequest {
     pub user: Option<String>,
     pub scopes: Vec<String>,
     pub status: u16,
+    /// Whether it was the OAuth2 refresh-token POST (else the GET with basic credentials).
+    pub oauth: bool,
 }
 
 struct Issuer {
@@ -190,6 +198,9 @@ fn access_entries(scopes: &[String]) -> Vec<serde_json::Value> {
 }
 
 async fn handle(request: Request<Incoming>, issuer: Arc<Issuer>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() == hyper::Method::POST {
+        return Ok(handle_oauth(request, &issuer).await);
+    }
     let query = request.uri().query().unwrap_or("").to_owned();
     let scopes = query_values(&query, "scope");
     let service = query_values(&query, "service").into_iter().next().unwrap_or_default();
@@ -202,7 +213,8 @@ async fn handle(request: Request<Incoming>, issuer: Arc<Issuer>) -> Result<Respo
         .and_then(|decoded| String::from_utf8(decoded).ok())
         .and_then(|pair| pair.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
     let log = |user: Option<String>, status: StatusCode| {
-        issuer.log.lock().unwrap().push(TokenRequest { user, scopes: scopes.clone(), status: status.as_u16() });
+        let status = status.as_u16();
+        issuer.log.lock().unwrap().push(TokenRequest { user, scopes: scopes.clone(), status, oauth: false });
     };
     if request.uri().path() != "/token" || service != SERVICE {
         log(credentials.map(|(u, _)| u), StatusCode::BAD_REQUEST);
@@ -222,6 +234,32 @@ async fn handle(request: Request<Incoming>, issuer: Arc<Issuer>) -> Result<Respo
     log((!subject.is_empty()).then_some(subject), StatusCode::OK);
     let body = serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 });
     Ok(respond(StatusCode::OK, body.to_string()))
+}
+
+/// The OAuth2 token request: a form with `grant_type=refresh_token`, `refresh_token`, `client_id`,
+/// `service` and `scope` (space-separated). Answers `{"access_token", "expires_in", "scope"}`.
+async fn handle_oauth(request: Request<Incoming>, issuer: &Issuer) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let path_ok = request.uri().path() == "/token";
+    let form = String::from_utf8(request.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let field = |name: &str| query_values(&form, name).into_iter().next().unwrap_or_default();
+    let scopes: Vec<String> = field("scope").split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let well_formed = path_ok
+        && field("grant_type") == "refresh_token"
+        && field("service") == SERVICE
+        && !field("client_id").is_empty();
+    let (status, body) = if !well_formed {
+        (StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#.to_owned())
+    } else if field("refresh_token") != IDENTITY_TOKEN {
+        (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_grant"}"#.to_owned())
+    } else {
+        let token = issue(issuer, &issuer.username, access_entries(&scopes)).await;
+        let body = serde_json::json!({ "access_token": token, "expires_in": 300, "scope": scopes.join(" ") });
+        (StatusCode::OK, body.to_string())
+    };
+    let user = (status == StatusCode::OK).then(|| issuer.username.clone());
+    issuer.log.lock().unwrap().push(TokenRequest { user, scopes, status: status.as_u16(), oauth: true });
+    respond(status, body)
 }
 
 /// An RS256 JWT for `subject` with `access`, signed by `openssl dgst -sha256 -sign` (raw PKCS#1 v1.5).
