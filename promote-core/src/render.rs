@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use handlebars::{Handlebars, RenderErrorReason};
+use handlebars::{Context, Handlebars, RenderErrorReason};
 use serde_json::{Map, Value, json};
 
 use crate::build::Build;
-use crate::config::{ConfigSet, REDACTED};
+use crate::config::ConfigSet;
 use crate::deploy::{Bundle, Manifest};
 use crate::error::{Error, Location, Resource, Result};
 use crate::ledger::PlacedArtifact;
@@ -232,8 +232,7 @@ impl Templates {
         placed: &BTreeMap<String, PlacedArtifact>,
         config: &ConfigSet,
     ) -> Result<Bundle> {
-        let real = context(stage, build, placed, config, false);
-        let masked = context(stage, build, placed, config, true);
+        let (real, masked) = contexts(stage, build, placed, config);
         let mut manifests = Vec::new();
         for name in &self.names {
             let text = self.render_one(name, stage, &real)?;
@@ -267,8 +266,9 @@ impl Templates {
         Ok(Bundle::new(stage, manifests))
     }
 
-    fn render_one(&self, name: &str, stage: &str, data: &Value) -> Result<String> {
-        self.registry.render(name, data).map_err(|error| Error::Template {
+    fn render_one(&self, name: &str, stage: &str, data: &Context) -> Result<String> {
+        // `render_with_context`, not `render`: the latter deep-copies the whole context on every call.
+        self.registry.render_with_context(name, data).map_err(|error| Error::Template {
             location: Location {
                 file: error.template_name.clone().unwrap_or_else(|| name.to_owned()).into(),
                 line: error.line_no,
@@ -307,44 +307,50 @@ fn secret_shapes_output(template: &str, what: &str) -> Error {
     }
 }
 
-fn context(
+/// The template contexts: one with real config values, one with secrets masked. They differ only in
+/// `config`, so the rest (one entry per artifact) is built once.
+fn contexts(
     stage: &str,
     build: &Build,
     placed: &BTreeMap<String, PlacedArtifact>,
     config: &ConfigSet,
-    mask: bool,
-) -> Value {
+) -> (Context, Context) {
     let version = build.version.as_ref().map(ToString::to_string);
+    let version_value = version.clone().map_or(Value::Null, Value::String);
+    // Built as maps directly rather than with `json!`: a build may hold thousands of artifacts.
     let artifacts: Map<String, Value> = build
         .artifacts
         .iter()
         .map(|(name, artifact)| {
             let location = placed.get(name).map_or(&artifact.reference, |p| &p.target);
-            let image = location.pinned(&artifact.digest);
-            let value = json!({
-                "image": image.to_string(),
-                "digest": artifact.digest.as_str(),
-                "repository": location.name(),
-                "commit": build.commit,
-                "version": version,
-            });
-            (name.clone(), value)
+            let fields = [
+                ("image", Value::String(location.pinned(&artifact.digest).to_string())),
+                ("digest", Value::String(artifact.digest.as_str().to_owned())),
+                ("repository", Value::String(location.name())),
+                ("commit", Value::String(build.commit.clone())),
+                ("version", version_value.clone()),
+            ];
+            (name.clone(), Value::Object(fields.into_iter().map(|(key, value)| (key.to_owned(), value)).collect()))
         })
         .collect();
-    let config: Map<String, Value> = config
-        .iter()
-        .map(|(key, entry)| {
-            let value = if mask { entry.value.display_value() } else { entry.value.expose() };
-            (key.clone(), Value::String(value.to_owned()))
-        })
-        .collect();
-    let _ = REDACTED;
-    json!({
-        "stage": stage,
-        "build": { "id": build.id.as_str(), "commit": build.commit, "version": version },
-        "artifacts": artifacts,
-        "config": config,
-    })
+    let config_values = |mask: bool| -> Map<String, Value> {
+        config
+            .iter()
+            .map(|(key, entry)| {
+                let value = if mask { entry.value.display_value() } else { entry.value.expose() };
+                (key.clone(), Value::String(value.to_owned()))
+            })
+            .collect()
+    };
+    let context = |artifacts: Map<String, Value>, mask: bool| {
+        Context::from(json!({
+            "stage": stage,
+            "build": { "id": build.id.as_str(), "commit": build.commit, "version": version },
+            "artifacts": artifacts,
+            "config": config_values(mask),
+        }))
+    };
+    (context(artifacts.clone(), false), context(artifacts, true))
 }
 
 /// Splits a multi-document YAML text on `---` lines, dropping documents that hold only comments.
