@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
-use promote_core::manifest::{self, Descriptor, ManifestSummary, REVISION_ANNOTATION};
+use promote_core::manifest::{self, Descriptor, ManifestSummary};
 use promote_core::store::check_promote_args;
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::copy::{self, BlobStream, CopyOptions, GraphSource, GraphTarget, Manifest, Pointer};
 use crate::error::{FailResult, LAYOUT_BACKEND, layout as layout_error};
+use crate::image_config;
 use crate::registry::infer_media_type;
 
 /// The annotation an OCI layout's `index.json` names a tag with.
@@ -352,25 +353,12 @@ impl OciLayout {
 
     async fn annotations(&self, manifest: &Manifest) -> Result<BTreeMap<String, String>> {
         let Some(summary) = ManifestSummary::parse(&manifest.bytes) else { return Ok(BTreeMap::new()) };
+        let config = image_config::config_to_read(&summary).cloned();
         let mut annotations = summary.annotations;
-        if !annotations.contains_key(REVISION_ANNOTATION)
-            && let Some(config) = &summary.config
+        if let Some(config) = config
             && let Some(bytes) = self.read_blob(&config.digest).await?
         {
-            #[derive(Deserialize, Default)]
-            struct ImageConfig {
-                #[serde(default)]
-                config: Option<ContainerConfig>,
-            }
-            #[derive(Deserialize, Default)]
-            struct ContainerConfig {
-                #[serde(default, rename = "Labels")]
-                labels: Option<BTreeMap<String, String>>,
-            }
-            let parsed: ImageConfig = serde_json::from_slice(&bytes).unwrap_or_default();
-            for (key, value) in parsed.config.and_then(|c| c.labels).unwrap_or_default() {
-                annotations.entry(key).or_insert(value);
-            }
+            image_config::add_labels(&mut annotations, &bytes);
         }
         Ok(annotations)
     }

@@ -4,6 +4,7 @@ mod auth;
 mod config;
 pub mod copy;
 mod error;
+mod image_config;
 pub mod kinds;
 mod layout;
 mod registry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::TryStreamExt as _;
-use promote_core::manifest::{self, Descriptor, MANIFEST_MEDIA_TYPES, REVISION_ANNOTATION};
+use promote_core::manifest::{self, Descriptor, MANIFEST_MEDIA_TYPES};
 use promote_core::store::check_promote_args;
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -17,6 +17,7 @@ use crate::auth::Access;
 use crate::config::OciRegistryStoreBuilder;
 use crate::copy::{self, BlobStream, CopyOptions, CopyReport, GraphSource, GraphTarget, Manifest, Pointer};
 use crate::error::{FailResult, check_digest_header, persistent, status_failure, transport};
+use crate::image_config;
 use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 
@@ -25,8 +26,6 @@ use crate::transport::Transport;
 const MAX_MANIFEST_BYTES: usize = 32 * 1024 * 1024;
 /// The manifest size most registries cap at; used to explain a refusal.
 const COMMON_MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
-/// A config blob bigger than this is not read just for its labels.
-const MAX_CONFIG_FOR_LABELS: u64 = 1024 * 1024;
 /// The `Docker-Content-Digest` header.
 const CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -131,14 +130,11 @@ impl OciRegistryStore {
         let Some(summary) = manifest::ManifestSummary::parse(&manifest.bytes) else {
             return Ok(BTreeMap::new());
         };
+        let config = image_config::config_to_read(&summary).cloned();
         let mut annotations = summary.annotations;
-        if !annotations.contains_key(REVISION_ANNOTATION)
-            && let Some(config) = summary.config.filter(|config| config.size <= MAX_CONFIG_FOR_LABELS)
-        {
-            let labels = self.retry().run("fetch config", || handle.config_labels(&config)).await?;
-            for (key, value) in labels {
-                annotations.entry(key).or_insert(value);
-            }
+        if let Some(config) = config {
+            let bytes = self.retry().run("fetch config", || handle.read_config(&config)).await?;
+            image_config::add_labels(&mut annotations, &bytes);
         }
         Ok(annotations)
     }
@@ -508,17 +504,8 @@ impl RepositoryHandle {
         Ok(Box::pin(response.bytes_stream().map_err(std::io::Error::other)))
     }
 
-    async fn config_labels(&self, config: &Descriptor) -> FailResult<BTreeMap<String, String>> {
-        #[derive(Deserialize, Default)]
-        struct ImageConfig {
-            #[serde(default)]
-            config: Option<ContainerConfig>,
-        }
-        #[derive(Deserialize, Default)]
-        struct ContainerConfig {
-            #[serde(default, rename = "Labels")]
-            labels: Option<BTreeMap<String, String>>,
-        }
+    /// The bytes of a (small) config blob.
+    async fn read_config(&self, config: &Descriptor) -> FailResult<Vec<u8>> {
         let mut stream = self.open_blob(config).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) =
@@ -526,8 +513,7 @@ impl RepositoryHandle {
         {
             bytes.extend_from_slice(&chunk);
         }
-        let parsed: ImageConfig = serde_json::from_slice(&bytes).unwrap_or_default();
-        Ok(parsed.config.and_then(|c| c.labels).unwrap_or_default())
+        Ok(bytes)
     }
 
     pub(crate) async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {

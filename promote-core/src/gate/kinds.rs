@@ -262,24 +262,19 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         }
         Ok(Arc::new(gate) as Arc<dyn Gate>)
     });
-    registry.register_gate("all", |spec| async move {
-        let settings: ListSettings = spec.parse()?;
-        let children = spec.registry().build_nested_gates(&spec, "gates").await?;
-        if children.is_empty() {
-            return Err(key_error(&spec, "gates", "needs at least one gate"));
-        }
-        let name = settings.name.unwrap_or_else(|| "all".into());
-        Ok(Arc::new(Composite::all(name, children)) as Arc<dyn Gate>)
-    });
-    registry.register_gate("any", |spec| async move {
-        let settings: ListSettings = spec.parse()?;
-        let children = spec.registry().build_nested_gates(&spec, "gates").await?;
-        if children.is_empty() {
-            return Err(key_error(&spec, "gates", "needs at least one gate"));
-        }
-        let name = settings.name.unwrap_or_else(|| "any".into());
-        Ok(Arc::new(Composite::any(name, children)) as Arc<dyn Gate>)
-    });
+    type ListComposite = fn(String, Vec<Arc<dyn Gate>>) -> Composite;
+    let lists: [(&'static str, ListComposite); 2] = [("all", Composite::all), ("any", Composite::any)];
+    for (kind, composite) in lists {
+        registry.register_gate(kind, move |spec| async move {
+            let settings: ListSettings = spec.parse()?;
+            let children = spec.registry().build_nested_gates(&spec, "gates").await?;
+            if children.is_empty() {
+                return Err(key_error(&spec, "gates", "needs at least one gate"));
+            }
+            let name = settings.name.unwrap_or_else(|| kind.into());
+            Ok(Arc::new(composite(name, children)) as Arc<dyn Gate>)
+        });
+    }
     registry.register_gate("not", |spec| async move {
         let settings: NotSettings = spec.parse()?;
         let mut children = spec.registry().build_nested_gates(&spec, "gate").await?;
