@@ -35,7 +35,7 @@ pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
 pub use gate::{
     CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
 };
-pub use ledger::{FileLedger, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
+pub use ledger::{FileLedger, FileLedgerOptions, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
 pub use render::Templates;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 
 use crate::error::Error;
-use crate::ledger::{Fence, GENESIS_HASH, Hold, HoldScope, Ledger, LedgerEvent, NewEntry, verify_chain};
+use crate::ledger::{Fence, GENESIS_HASH, Hold, HoldScope, Ledger, LedgerEvent, LedgerSummary, NewEntry, verify_chain};
 
 fn entry(n: u32, fence: Option<(&str, u64)>) -> NewEntry {
     NewEntry {
@@ -74,4 +74,16 @@ pub async fn ledger(ledger: Arc<dyn Ledger>) {
     let all = ledger.read_since(0).await.unwrap();
     assert_eq!(all.len(), 6 + 80, "no concurrent append may be lost");
     verify_chain("conformance", (0, GENESIS_HASH), &all).expect("concurrent appends must keep the chain unbroken");
+
+    // a summary, if the ledger keeps one, is the fold of every entry, holds lifted included
+    let lifted =
+        NewEntry { event: LedgerEvent::HoldLifted { hold: "hold-1".into(), stage: "dev".into() }, ..entry(200, None) };
+    ledger.append(vec![lifted]).await.expect("append must succeed");
+    if let Some(summary) = ledger.summary().await.expect("summary must succeed") {
+        let mut folded = LedgerSummary::new();
+        folded.apply_all(&ledger.read_since(0).await.unwrap());
+        assert_eq!(*summary, folded, "summary() must equal the fold of every entry");
+        assert_eq!(summary.newest_fence("prd"), Some(5), "the summary must keep the newest fence per stage");
+        assert_eq!(summary.holds("dev").count(), 6 + 80 - 1, "the summary must keep the holds not lifted");
+    }
 }

@@ -411,9 +411,15 @@ impl Pipeline {
     }
 
     /// For each stage: the current build, the builds eligible to enter it, holds and open promotions.
+    ///
+    /// A ledger that keeps a [`LedgerSummary`](crate::ledger::LedgerSummary) (the file ledger does) answers
+    /// this without the whole history being read; otherwise it comes from the folded view.
     pub async fn status(&self) -> Result<Status> {
+        if let Some(summary) = self.inner.ledger.summary().await? {
+            return Ok(report::status(self, &summary));
+        }
         let view = self.view().await?;
-        Ok(report::status(self, &view))
+        Ok(report::status(self, view.summary()))
     }
 }
 

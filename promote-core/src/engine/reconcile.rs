@@ -141,7 +141,7 @@ impl Pipeline {
         let mut refused = Vec::new();
         let mut waiting = Vec::new();
         for build in newer.into_iter().rev() {
-            if report::upstream_passes(self, &view, stage, &build.id).is_err() {
+            if report::upstream_passes(self, view.summary(), stage, &build.id).is_err() {
                 continue;
             }
             if let Some(reason) = last_failure(&view, &stage.name, &build.id) {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Pipeline, Stage, Upstream};
-use crate::build::{Build, BuildId};
+use crate::build::BuildId;
 use crate::config::Provenance;
 use crate::deploy::Change;
 use crate::digest::Digest;
-use crate::ledger::{GateEvidence, Hold, LedgerView, PromotionId};
+use crate::ledger::{GateEvidence, Hold, LedgerSummary, PromotionId};
 use crate::reference::ArtifactRef;
 
 /// One stage's state.
@@ -106,7 +106,7 @@ impl Plan {
 /// Which upstream promotions qualify `build` for `stage`, or why it is not qualified.
 pub(crate) fn upstream_passes(
     pipeline: &Pipeline,
-    view: &LedgerView,
+    view: &LedgerSummary,
     stage: &Stage,
     build: &BuildId,
 ) -> std::result::Result<Vec<PromotionId>, String> {
@@ -136,23 +136,23 @@ pub(crate) fn upstream_passes(
     }
 }
 
-pub(crate) fn status(pipeline: &Pipeline, view: &LedgerView) -> Status {
-    let builds: Vec<&Build> = view.builds().rev().collect();
+pub(crate) fn status(pipeline: &Pipeline, view: &LedgerSummary) -> Status {
     let stages = pipeline
         .stages()
         .iter()
         .map(|stage| {
             let current = view.current(&stage.name);
             let current_build = current.map(|record| record.build.clone());
-            let eligible = builds
-                .iter()
+            let eligible = view
+                .builds()
+                .rev()
                 .filter(|build| Some(&build.id) != current_build.as_ref())
                 .filter(|build| upstream_passes(pipeline, view, stage, &build.id).is_ok())
                 .map(|build| build.id.clone())
                 .collect();
             StageStatus {
                 stage: stage.name.clone(),
-                current_label: current_build.as_ref().and_then(|id| view.build(id)).map(Build::label),
+                current_label: current_build.as_ref().and_then(|id| view.build(id)).map(|build| build.label.clone()),
                 current: current_build,
                 current_promotion: current.map(|record| record.id.clone()),
                 eligible,
@@ -168,18 +168,18 @@ pub(crate) fn status(pipeline: &Pipeline, view: &LedgerView) -> Status {
 /// The newest promotion into `stage` that failed after touching the deployment, if it finished after the
 /// current build became current.
 pub(crate) fn failed_after(
-    view: &LedgerView,
+    view: &LedgerSummary,
     stage: &str,
     current_since: Option<Option<chrono::DateTime<chrono::Utc>>>,
 ) -> Option<PromotionId> {
-    use crate::ledger::{FinalState, PromotionState, Step};
+    use crate::ledger::{FinalState, Step};
     let since = current_since.flatten();
-    let last = view.promotions().iter().rev().find(|p| p.stage == stage && !p.state.in_progress())?;
+    let last = view.promotions().iter().rev().find(|p| p.stage == stage && !p.in_progress())?;
     let deployed_and_failed =
-        matches!(&last.state, PromotionState::Finished(FinalState::Failed { step: Step::Deploy | Step::Verify, .. }));
+        matches!(&last.outcome, Some(FinalState::Failed { step: Step::Deploy | Step::Verify, .. }));
     let after_current = match (since, last.finished_at) {
         (Some(since), Some(finished)) => finished >= since,
         _ => true,
     };
-    (deployed_and_failed && after_current && !last.state.succeeded()).then(|| last.id.clone())
+    (deployed_and_failed && after_current).then(|| last.id.clone())
 }

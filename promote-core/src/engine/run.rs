@@ -210,7 +210,7 @@ impl Pipeline {
                 placed_by: hold.placed_by.clone(),
             });
         }
-        report::upstream_passes(self, view, stage, &build.id).map_err(|reason| Error::NotEligible {
+        report::upstream_passes(self, view.summary(), stage, &build.id).map_err(|reason| Error::NotEligible {
             build: build.id.to_string(),
             stage: stage.name.clone(),
             reason,
@@ -597,7 +597,7 @@ fn finished(id: &PromotionId, step: Step, detail: StepDetail) -> LedgerEvent {
 /// no later promotion failed after deploying over it (then the stage may run something else).
 fn already_current(view: &LedgerView, stage: &str, build: &BuildId) -> Option<PromotionRecord> {
     let current = view.current(stage)?;
-    let untouched = report::failed_after(view, stage, Some(current.finished_at)).is_none();
+    let untouched = report::failed_after(view.summary(), stage, Some(current.finished_at)).is_none();
     (current.build == *build && untouched && view.open_promotion(stage, build).is_none()).then(|| current.clone())
 }
 

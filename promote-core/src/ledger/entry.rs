@@ -425,17 +425,64 @@ impl LedgerEntry {
 
     /// Parses one line as written by [`LedgerEntry::seal`], checking its hash against its exact bytes.
     pub fn parse_line(line: &str) -> std::result::Result<LedgerEntry, String> {
-        const MARK: &str = ",\"hash\":\"";
-        let at = line.rfind(MARK).ok_or("the record has no hash")?;
-        let stored = line[at + MARK.len()..].strip_suffix("\"}").ok_or("the record does not end after its hash")?;
-        let mut hasher = Sha256::new();
-        hasher.update(&line.as_bytes()[..at]);
-        hasher.update(b"}");
-        if hex::encode(hasher.finalize()) != stored {
-            return Err("the record's hash does not match its content".into());
-        }
-        serde_json::from_str(line).map_err(|error| format!("the record does not parse: {error}"))
+        let link = ChainLink::read(line.as_bytes())?;
+        Self::from_checked_line(line.as_bytes(), &link)
     }
+
+    /// Parses a line whose hash [`ChainLink::read`] has checked (the parser checks it is UTF-8).
+    pub(crate) fn from_checked_line(line: &[u8], link: &ChainLink<'_>) -> std::result::Result<LedgerEntry, String> {
+        let entry: LedgerEntry =
+            serde_json::from_slice(line).map_err(|error| format!("the record does not parse: {error}"))?;
+        if entry.seq != link.seq || entry.prev != link.prev || entry.hash != link.hash {
+            return Err("the record's fields disagree with its chain header".into());
+        }
+        Ok(entry)
+    }
+}
+
+/// What a sealed line says of its place in the chain, read without parsing the rest of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainLink<'a> {
+    pub seq: u64,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+impl<'a> ChainLink<'a> {
+    /// Checks a line's hash against its exact bytes and reads its sequence number and the hash it follows.
+    /// The body is serialised in a fixed field order, so these are always the line's first two fields.
+    pub(crate) fn read(line: &'a [u8]) -> std::result::Result<Self, String> {
+        let hash = checked_hash(line)?;
+        let head = || "the record does not start with its sequence number and previous hash".to_owned();
+        let rest = line.strip_prefix(b"{\"seq\":").ok_or_else(head)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let seq = std::str::from_utf8(&rest[..digits]).ok().and_then(|d| d.parse().ok()).ok_or_else(head)?;
+        let rest = rest[digits..].strip_prefix(b",\"prev\":\"").ok_or_else(head)?;
+        let prev = rest.iter().position(|&b| b == b'"').and_then(|end| std::str::from_utf8(&rest[..end]).ok());
+        Ok(ChainLink { seq, prev: prev.ok_or_else(head)?, hash })
+    }
+}
+
+/// The hash a sealed line stores, once it is checked against the line's bytes.
+fn checked_hash(line: &[u8]) -> std::result::Result<&str, String> {
+    // A sealed line ends with its hash field: `,"hash":"<64 hex digits>"}`.
+    const MARK: &[u8] = b",\"hash\":\"";
+    const TAIL: usize = MARK.len() + 64 + 2;
+    let at = line.len().checked_sub(TAIL).ok_or("the record has no hash")?;
+    let tail = &line[at..];
+    if !tail.starts_with(MARK) || !tail.ends_with(b"\"}") {
+        return Err("the record does not end with its hash".into());
+    }
+    let stored = &tail[MARK.len()..TAIL - 2];
+    let mut hasher = Sha256::new();
+    hasher.update(&line[..at]);
+    hasher.update(b"}");
+    let mut computed = [0u8; 64];
+    hex::encode_to_slice(hasher.finalize(), &mut computed).expect("a sha256 is 32 bytes");
+    if computed != stored {
+        return Err("the record's hash does not match its content".into());
+    }
+    Ok(std::str::from_utf8(stored).expect("equal to a hex string"))
 }
 
 /// Checks that `entries` form an unbroken chain starting after (`seq`, `hash`). Used by backends that

@@ -3,6 +3,12 @@
 //! Each line carries its own hash and the hash of the line before, so a reader verifies every line it
 //! reads. A last line without its newline is a torn write (a crash mid-append): it is reported as
 //! [`Error::LedgerCorrupt`], never dropped silently; [`FileLedger::recover`] sets it aside on request.
+//!
+//! Opening checks every line's hash and the whole chain, but parses only the entries after the
+//! checkpoint (see `checkpoint.rs`): its summary plus those entries is what `status` reads. The first full
+//! read parses the rest.
+
+mod lines;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,14 +17,45 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{ChainTip, Ledger, LedgerCapabilities, LedgerEntry, NewEntry};
+use super::checkpoint::{self, Checkpoint};
+use super::entry::ChainLink;
+use super::{ChainTip, GENESIS_HASH, Ledger, LedgerCapabilities, LedgerEntry, LedgerSummary, NewEntry};
 use crate::error::{Error, ErrorClass, Result};
+use lines::{Checked, Problem};
 
 /// A durable, append-only ledger in one file, safe for several processes.
+///
+/// Beside the file it keeps a checkpoint, `<path>.checkpoint`: the ledger's [`LedgerSummary`] as of one
+/// entry, so that opening a large ledger and asking for `status` does not parse its whole history. The
+/// checkpoint is a cache: it is used only if the entry it names is in the file, and deleting it is safe.
 #[derive(Debug, Clone)]
 pub struct FileLedger {
     path: Arc<PathBuf>,
+    options: FileLedgerOptions,
     state: Arc<Mutex<State>>,
+}
+
+/// How a [`FileLedger`] keeps its checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileLedgerOptions {
+    checkpoint_every: Option<u64>,
+}
+
+impl Default for FileLedgerOptions {
+    fn default() -> Self {
+        FileLedgerOptions { checkpoint_every: Some(1 << 20) }
+    }
+}
+
+impl FileLedgerOptions {
+    /// Writes a new checkpoint once `bytes` of entries (1 MiB by default) were added since the last one,
+    /// and never sooner than the last checkpoint's own size, so that checkpoints cost a bounded share of
+    /// what is written. `None` writes none (an existing checkpoint is still used while it matches).
+    pub fn checkpoint_every(mut self, bytes: Option<u64>) -> Self {
+        self.checkpoint_every = bytes;
+        self
+    }
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +65,11 @@ struct State {
     offsets: Vec<u64>,
     /// Bytes verified so far.
     end: u64,
+    /// Where things stand as of `tip`: folded from every entry, or from a checkpoint and the entries after it.
+    summary: Arc<LedgerSummary>,
+    /// The last checkpoint read or written: where the part it covers ends, and its size.
+    checkpoint_end: u64,
+    checkpoint_bytes: u64,
     /// What `open` parsed, handed to the first full read so that opening parses the file once.
     opened: Option<Vec<LedgerEntry>>,
 }
@@ -44,12 +86,21 @@ pub struct Recovery {
 }
 
 impl FileLedger {
-    /// Opens (or creates) the ledger at `path` and verifies every entry in it.
+    /// Opens (or creates) the ledger at `path` and verifies every entry in it, with the default options.
     ///
     /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(path, FileLedgerOptions::default()).await
+    }
+
+    /// Opens (or creates) the ledger at `path` and verifies every entry in it: each line's hash against its
+    /// bytes, and the chain from the first line to the last. Entries up to a checkpoint that matches the
+    /// file are not parsed until something reads them.
+    ///
+    /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
+    pub async fn open_with(path: impl Into<PathBuf>, options: FileLedgerOptions) -> Result<Self> {
         let path = path.into();
-        let ledger = FileLedger { path: Arc::new(path), state: Arc::default() };
+        let ledger = FileLedger { path: Arc::new(path), options, state: Arc::default() };
         let this = ledger.clone();
         blocking(move || {
             if let Some(parent) = this.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -58,12 +109,39 @@ impl FileLedger {
             let mut file = this.open_file()?;
             file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
             let mut state = this.state.lock().expect("ledger poisoned");
-            let entries = this.scan(&mut file, &mut state, 0)?;
-            state.opened = Some(entries);
+            let end = this.whole_end(&mut file, &state)?;
+            match this.matching_checkpoint(&mut file, end) {
+                Some(checkpoint) => {
+                    let covered = checkpoint.summary.head_seq();
+                    state.tip.fences = checkpoint.summary.fences().clone().into_iter().collect();
+                    state.summary = Arc::new(checkpoint.summary);
+                    (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
+                    this.verify(&mut state, end, covered, u64::MAX)?;
+                }
+                None => {
+                    let entries = this.verify(&mut state, end, 0, 0)?;
+                    state.opened = Some(entries);
+                }
+            }
+            this.checkpoint_if_due(&mut state);
             Ok(())
         })
         .await?;
         Ok(ledger)
+    }
+
+    /// Writes a checkpoint of the ledger as it stands now, whatever the options say, so that the next open
+    /// parses nothing. Call it after a bulk import, say.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            let mut file = this.open_file()?;
+            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
+            let mut state = this.state.lock().expect("ledger poisoned");
+            this.scan(&mut file, &mut state, u64::MAX)?;
+            this.write_checkpoint(&mut state).map_err(|e| Error::io(checkpoint::path_for(&this.path), e))
+        })
+        .await
     }
 
     /// The ledger's file.
@@ -79,24 +157,32 @@ impl FileLedger {
         blocking(move || {
             let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
             file.lock().map_err(|e| Error::io(&path, e))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
-            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let (whole, length) = match lines::whole_end(&mut file, 0).map_err(|e| Error::io(&path, e))? {
+                Ok(length) => (length, length),
+                Err((whole, _)) => (whole, file.metadata().map_err(|e| Error::io(&path, e))?.len()),
+            };
             // Verify what is whole before touching anything.
-            let probe = FileLedger { path: Arc::new(path.clone()), state: Arc::default() };
+            let probe = FileLedger {
+                path: Arc::new(path.clone()),
+                options: FileLedgerOptions::default(),
+                state: Arc::default(),
+            };
             let mut state = State::default();
-            probe.verify_lines(&bytes[..whole], 0, &mut state, u64::MAX)?;
-            let torn = &bytes[whole..];
-            let saved_to = if torn.is_empty() {
+            probe.verify(&mut state, whole, 0, u64::MAX)?;
+            let saved_to = if whole == length {
                 None
             } else {
+                let mut torn = Vec::new();
+                file.seek(SeekFrom::Start(whole))
+                    .and_then(|_| file.read_to_end(&mut torn))
+                    .map_err(|e| Error::io(&path, e))?;
                 let aside = PathBuf::from(format!("{}.torn-{whole}", path.display()));
                 std::fs::write(&aside, torn).map_err(|e| Error::io(&aside, e))?;
-                file.set_len(whole as u64).map_err(|e| Error::io(&path, e))?;
+                file.set_len(whole).map_err(|e| Error::io(&path, e))?;
                 file.sync_all().map_err(|e| Error::io(&path, e))?;
                 Some(aside)
             };
-            Ok(Recovery { entries: state.tip.seq(), torn_bytes: torn.len() as u64, saved_to })
+            Ok(Recovery { entries: state.tip.seq(), torn_bytes: length - whole, saved_to })
         })
         .await
     }
@@ -110,87 +196,108 @@ impl FileLedger {
             .map_err(|e| Error::io(self.path.as_ref(), e))
     }
 
-    /// Reads and verifies everything past `state.end`, returning the entries whose seq is above `collect_after`.
+    /// Reads and verifies everything past `state.end`, folding it into the summary and returning the
+    /// entries whose seq is above `collect_after`.
     fn scan(&self, file: &mut File, state: &mut State, collect_after: u64) -> Result<Vec<LedgerEntry>> {
-        let start = state.end;
-        file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(self.path.as_ref(), e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(|e| Error::io(self.path.as_ref(), e))?;
-        if bytes.last().is_some_and(|&b| b != b'\n') {
-            let whole_lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            return Err(self.corrupt(
+        let end = self.whole_end(file, state)?;
+        if end == state.end {
+            return Ok(Vec::new());
+        }
+        // What `open` parsed no longer reaches the end.
+        state.opened = None;
+        let covered = state.tip.seq();
+        self.verify(state, end, covered, collect_after)
+    }
+
+    /// Where the whole lines past `state.end` end, refusing a torn last record.
+    fn whole_end(&self, file: &mut File, state: &State) -> Result<u64> {
+        match lines::whole_end(file, state.end).map_err(|e| Error::io(self.path.as_ref(), e))? {
+            Ok(end) => Ok(end),
+            Err((_, whole_lines)) => Err(self.corrupt(
                 state.tip.seq() + whole_lines + 1,
                 "the last record is torn (no end of line): a write was interrupted; \
                  FileLedger::recover sets it aside",
-            ));
+            )),
         }
-        self.verify_lines(&bytes, start, state, collect_after)
     }
 
-    fn verify_lines(&self, bytes: &[u8], base: u64, state: &mut State, collect_after: u64) -> Result<Vec<LedgerEntry>> {
-        let first_line = state.tip.seq() + 1;
-        let parsed = parse_lines(bytes).map_err(|(index, reason)| self.corrupt(first_line + index as u64, &reason))?;
+    /// The checkpoint beside the file, if the entry it names is the line that ends where it says.
+    fn matching_checkpoint(&self, file: &mut File, end: u64) -> Option<Checkpoint> {
+        let checkpoint = checkpoint::load(&self.path)?;
+        let anchor = (checkpoint.end <= end).then(|| lines::line_ending_at(file, checkpoint.end));
+        let summary = &checkpoint.summary;
+        let matches = anchor.and_then(|line| line.ok().flatten()).is_some_and(|line| {
+            ChainLink::read(&line).is_ok_and(|link| link.seq == summary.head_seq() && link.hash == summary.head_hash())
+        });
+        if !matches {
+            tracing::warn!(
+                path = %self.path.display(),
+                "the ledger checkpoint names an entry this ledger does not have; folding the whole ledger"
+            );
+        }
+        matches.then_some(checkpoint)
+    }
+
+    /// Verifies the lines from `state.end` to `end`, which follow the tip, and moves the state past them.
+    /// Lines up to `covered` (by the summary) are hash- and chain-checked only; later ones are also parsed
+    /// and folded into the summary, and those above `collect_after` are returned. On an error the state is
+    /// left as it was.
+    fn verify(&self, state: &mut State, end: u64, covered: u64, collect_after: u64) -> Result<Vec<LedgerEntry>> {
+        let first = state.tip.seq() + 1;
+        let checked = self.check(state.end, end, first, Some(state.tip.hash()), covered)?;
+        let Checked { last, offsets, entries, .. } = checked;
+        state.offsets.extend(offsets);
         let mut collected = Vec::new();
-        let mut offset = base;
-        for (entry, len) in parsed {
-            let line_no = state.tip.seq() + 1;
-            if entry.seq != line_no {
-                return Err(self.corrupt(line_no, &format!("expected record {line_no}, found {}", entry.seq)));
+        for entry in entries {
+            if let Some(fence) = &entry.fence {
+                state.tip.note_fence(fence);
             }
-            if entry.prev != state.tip.hash() {
-                return Err(self.corrupt(line_no, "the record does not follow the one before it (hash chain broken)"));
+            if entry.seq > state.summary.head_seq() {
+                Arc::make_mut(&mut state.summary).apply(&entry);
             }
-            state.offsets.push(offset);
-            state.tip.advance(&entry);
-            offset += len as u64;
             if entry.seq > collect_after {
                 collected.push(entry);
             }
         }
-        state.end = offset;
+        if let Some((seq, hash)) = last {
+            state.tip.move_to(seq, hash);
+        }
+        state.end = end;
         Ok(collected)
+    }
+
+    fn check(&self, start: u64, end: u64, first: u64, prev: Option<&str>, covered: u64) -> Result<Checked> {
+        lines::check(&self.path, start, end, first, prev, covered).map_err(|problem| match problem {
+            Problem::Io(error) => Error::io(self.path.as_ref(), error),
+            Problem::Line(line, reason) => self.corrupt(line, &reason),
+        })
+    }
+
+    /// Writes a checkpoint if enough was added since the last one. A failure is logged, not returned: the
+    /// entries are recorded either way, and the checkpoint is only a cache.
+    fn checkpoint_if_due(&self, state: &mut State) {
+        let Some(every) = self.options.checkpoint_every else {
+            return;
+        };
+        if state.end - state.checkpoint_end.min(state.end) < every.max(state.checkpoint_bytes) {
+            return;
+        }
+        if let Err(error) = self.write_checkpoint(state) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot write the ledger checkpoint");
+            // Not again on every append; the next is due after another interval.
+            state.checkpoint_end = state.end;
+        }
+    }
+
+    fn write_checkpoint(&self, state: &mut State) -> std::io::Result<()> {
+        state.checkpoint_bytes = checkpoint::store(&self.path, state.end, &state.summary)?;
+        state.checkpoint_end = state.end;
+        Ok(())
     }
 
     fn corrupt(&self, line: u64, reason: &str) -> Error {
         Error::LedgerCorrupt { path: self.path.display().to_string(), line, reason: reason.to_owned() }
     }
-}
-
-/// Parses and hash-checks each newline-terminated line, returning each entry with its length in bytes,
-/// or the index of the first bad line and why. Each line's check is independent of the others (the chain
-/// is checked afterwards, in order), so a large read is split across threads.
-fn parse_lines(bytes: &[u8]) -> std::result::Result<Vec<(LedgerEntry, usize)>, (usize, String)> {
-    const PER_THREAD: usize = 4 << 20;
-    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(bytes.len() / PER_THREAD).max(1);
-    let chunk = lines.len().div_ceil(threads).max(1);
-    let parse_chunk = |(number, chunk_lines): (usize, &[&[u8]])| {
-        let first = number * chunk;
-        chunk_lines
-            .iter()
-            .enumerate()
-            .map(|(index, raw)| {
-                let text = std::str::from_utf8(raw)
-                    .map_err(|_| (first + index, "the record is not UTF-8".to_owned()))?
-                    .trim_end_matches('\n');
-                let entry = LedgerEntry::parse_line(text).map_err(|reason| (first + index, reason))?;
-                Ok((entry, raw.len()))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-    };
-    if threads == 1 {
-        return parse_chunk((0, &lines));
-    }
-    let parts: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            lines.chunks(chunk).enumerate().map(|part| scope.spawn(move || parse_chunk(part))).collect();
-        handles.into_iter().map(|handle| handle.join().expect("ledger parser panicked")).collect()
-    });
-    let mut parsed = Vec::with_capacity(lines.len());
-    for part in parts {
-        parsed.extend(part?);
-    }
-    Ok(parsed)
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -235,9 +342,11 @@ impl Ledger for FileLedger {
                 state.offsets.push(offset);
                 offset += line.len() as u64 + 1;
                 state.tip.advance(&entry);
+                Arc::make_mut(&mut state.summary).apply(&entry);
                 recorded.push(entry);
             }
             state.end = offset;
+            this.checkpoint_if_due(&mut state);
             Ok(recorded)
         })
         .await
@@ -254,22 +363,25 @@ impl Ledger for FileLedger {
             if let Some(opened) = state.opened.take().filter(|_| after == 0) {
                 entries = opened;
             } else if after < known {
-                // Re-read what we have seen before, re-checking each line's own hash.
+                // Re-read what we have seen before, re-checking each line's hash and the chain.
                 let start = state.offsets[after as usize];
-                let len = (state.end - start) as usize;
-                let mut bytes = vec![0; len];
-                file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(this.path.as_ref(), e))?;
-                file.read_exact(&mut bytes).map_err(|e| Error::io(this.path.as_ref(), e))?;
-                for (index, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-                    let line_no = after + index as u64 + 1;
-                    let text = std::str::from_utf8(raw)
-                        .map_err(|_| this.corrupt(line_no, "the record is not UTF-8"))?
-                        .trim_end_matches('\n');
-                    entries.push(LedgerEntry::parse_line(text).map_err(|reason| this.corrupt(line_no, &reason))?);
-                }
+                let prev = (after == 0).then_some(GENESIS_HASH);
+                entries = this.check(start, state.end, after + 1, prev, 0)?.entries;
             }
             entries.extend(this.scan(&mut file, &mut state, after)?);
             Ok(entries)
+        })
+        .await
+    }
+
+    async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
+        let this = self.clone();
+        blocking(move || {
+            let mut file = this.open_file()?;
+            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
+            let mut state = this.state.lock().expect("ledger poisoned");
+            this.scan(&mut file, &mut state, u64::MAX)?;
+            Ok(Some(state.summary.clone()))
         })
         .await
     }

@@ -3,9 +3,11 @@
 //! A ledger stores [`LedgerEntry`]s. Everything else (current build per stage, builds that passed a stage,
 //! history, approvals, holds) is a [`LedgerView`] folded from them, so it can always be rebuilt.
 
+mod checkpoint;
 mod entry;
 mod file;
 mod memory;
+mod summary;
 mod view;
 
 use std::collections::HashMap;
@@ -18,8 +20,9 @@ pub use entry::{
     Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, Hold, HoldScope, LedgerEntry, LedgerEvent, NewEntry,
     PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict, verify_chain,
 };
-pub use file::{FileLedger, Recovery};
+pub use file::{FileLedger, FileLedgerOptions, Recovery};
 pub use memory::MemoryLedger;
+pub use summary::{BuildSummary, LedgerSummary, PromotionSummary};
 pub use view::{LedgerView, PromotionRecord, PromotionState, StepRecord, Tenure};
 
 use crate::error::{Error, Result};
@@ -54,6 +57,8 @@ impl LedgerCapabilities {
 /// - `read_since(n)` returns every entry with a sequence number above `n`, in order. Damage (a torn last
 ///   record, a broken chain, an unparsable record) is [`Error::LedgerCorrupt`] naming where; it is never
 ///   skipped.
+/// - `summary` returns `None`, or a [`LedgerSummary`] equal to the one folded from every entry the
+///   ledger holds when it is called (including entries other writers appended).
 #[async_trait]
 pub trait Ledger: Debug + Send + Sync + 'static {
     /// What the ledger offers.
@@ -64,6 +69,12 @@ pub trait Ledger: Debug + Send + Sync + 'static {
 
     /// Every entry after sequence number `after`, in order.
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>>;
+
+    /// Where things stand, if the backend keeps a summary that is cheaper to get than folding every entry
+    /// (the file ledger checkpoints one). `None`, the default, means: fold the entries.
+    async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -76,6 +87,9 @@ impl<T: Ledger + ?Sized> Ledger for Arc<T> {
     }
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>> {
         (**self).read_since(after).await
+    }
+    async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
+        (**self).summary().await
     }
 }
 
@@ -128,12 +142,21 @@ impl ChainTip {
 
     /// Moves the tip past a stored entry.
     pub fn advance(&mut self, entry: &LedgerEntry) {
-        self.seq = entry.seq;
-        self.hash = Some(entry.hash.clone());
+        self.move_to(entry.seq, entry.hash.clone());
         if let Some(fence) = &entry.fence {
-            let newest = self.fences.entry(fence.stage.clone()).or_default();
-            *newest = (*newest).max(fence.token);
+            self.note_fence(fence);
         }
+    }
+
+    /// Moves the tip to an entry whose fence, if it had one, was noted already.
+    fn move_to(&mut self, seq: u64, hash: String) {
+        self.seq = seq;
+        self.hash = Some(hash);
+    }
+
+    fn note_fence(&mut self, fence: &Fence) {
+        let newest = self.fences.entry(fence.stage.clone()).or_default();
+        *newest = (*newest).max(fence.token);
     }
 
     /// Seals `entries` after the tip, refusing any whose fence is older than one already seen for its

@@ -1,14 +1,15 @@
 //! The state derived from the ledger: a fold of its entries, rebuilt on open and kept up to date.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::entry::{
-    Approval, FinalState, GENESIS_HASH, GateEvidence, Hold, LedgerEntry, LedgerEvent, PlacedArtifact, PromotionId,
-    PromotionKind, Step, StepDetail, StepOutcome,
+    Approval, FinalState, GateEvidence, Hold, LedgerEntry, LedgerEvent, PlacedArtifact, PromotionId, PromotionKind,
+    Step, StepDetail, StepOutcome,
 };
+use super::summary::LedgerSummary;
 use crate::build::{Build, BuildId};
 use crate::config::Provenance;
 
@@ -98,27 +99,18 @@ pub struct Tenure {
 
 /// The state derived from a ledger's entries.
 ///
-/// Lookups by stage and build go through indexes (positions in `promotions`), so that `status` over
-/// thousands of builds does not scan every promotion once per build.
+/// Where things stand (builds, promotions by stage and build, passes, holds, fences) is folded by the
+/// view's [`LedgerSummary`], whose positions are shared with the full records here; lookups by stage and
+/// build go through its indexes, so that `status` over thousands of builds does not scan every promotion
+/// once per build.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerView {
-    head: Option<(u64, String)>,
+    summary: LedgerSummary,
     builds: HashMap<BuildId, Build>,
-    build_order: Vec<BuildId>,
+    /// Full records, at the same positions as the summary's promotions.
     promotions: Vec<PromotionRecord>,
-    by_id: HashMap<PromotionId, usize>,
-    /// Every promotion per stage and build, in start order.
-    by_stage_build: HashMap<String, HashMap<BuildId, Vec<usize>>>,
-    /// Unfinished promotions per stage.
-    open: HashMap<String, BTreeSet<usize>>,
     tenures: HashMap<String, Vec<Tenure>>,
-    /// Successful promotions per stage, in the order they finished; the last one is current.
-    passed: HashMap<String, Vec<usize>>,
-    /// Successful promotions per stage and build, in the order they finished.
-    passed_by_build: HashMap<String, HashMap<BuildId, Vec<usize>>>,
     approvals: HashMap<String, HashMap<BuildId, Vec<Approval>>>,
-    holds: BTreeMap<String, Hold>,
-    fences: HashMap<String, u64>,
 }
 
 impl LedgerView {
@@ -137,24 +129,13 @@ impl LedgerView {
     /// Folds one entry into the view. It takes the entry by value: a view of a large ledger is built
     /// from freshly read entries, and moving their parts in is cheaper than copying them.
     pub fn apply(&mut self, entry: LedgerEntry) {
-        let LedgerEntry { seq, at, actor, fence, event, hash, .. } = entry;
-        self.head = Some((seq, hash));
-        if let Some(fence) = &fence {
-            let newest = self.fences.entry(fence.stage.clone()).or_default();
-            *newest = (*newest).max(fence.token);
-        }
+        self.summary.apply(&entry);
+        let LedgerEntry { at, actor, fence, event, .. } = entry;
         match event {
             LedgerEvent::BuildRegistered { build } => {
-                if !self.builds.contains_key(&build.id) {
-                    self.build_order.push(build.id.clone());
-                    self.builds.insert(build.id.clone(), build);
-                }
+                self.builds.entry(build.id.clone()).or_insert(build);
             }
             LedgerEvent::PromotionStarted { promotion, build, stage, kind } => {
-                let index = self.promotions.len();
-                self.by_id.insert(promotion.clone(), index);
-                self.by_stage_build.entry(stage.clone()).or_default().entry(build.clone()).or_default().push(index);
-                self.open.entry(stage.clone()).or_default().insert(index);
                 self.promotions.push(PromotionRecord {
                     id: promotion,
                     build,
@@ -198,27 +179,21 @@ impl LedgerView {
                 }
             }
             LedgerEvent::PromotionFinished { promotion, state } => {
-                let Some(&index) = self.by_id.get(&promotion) else {
+                let Some(record) = self.record_mut(&promotion) else {
                     return;
                 };
-                let record = &mut self.promotions[index];
                 record.finished_at = Some(at);
                 let succeeded = state == FinalState::Succeeded;
                 record.state = PromotionState::Finished(state);
-                if let Some(open) = self.open.get_mut(&record.stage) {
-                    open.remove(&index);
-                }
                 if succeeded {
                     let (stage, build) = (record.stage.clone(), record.build.clone());
-                    let tenures = self.tenures.entry(stage.clone()).or_default();
+                    let tenures = self.tenures.entry(stage).or_default();
                     if let Some(last) = tenures.last_mut()
                         && last.until.is_none()
                     {
                         last.until = Some(at);
                     }
-                    tenures.push(Tenure { build: build.clone(), from: at, until: None });
-                    self.passed_by_build.entry(stage.clone()).or_default().entry(build).or_default().push(index);
-                    self.passed.entry(stage).or_default().push(index);
+                    tenures.push(Tenure { build, from: at, until: None });
                 }
             }
             LedgerEvent::ApprovalRecorded { approval } => self
@@ -228,32 +203,33 @@ impl LedgerView {
                 .entry(approval.build.clone())
                 .or_default()
                 .push(approval),
-            LedgerEvent::HoldPlaced { hold } => {
-                self.holds.insert(hold.id.clone(), hold);
-            }
-            LedgerEvent::HoldLifted { hold, .. } => {
-                self.holds.remove(&hold);
-            }
+            // Holds live in the summary.
+            LedgerEvent::HoldPlaced { .. } | LedgerEvent::HoldLifted { .. } => {}
         }
     }
 
     fn record_mut(&mut self, id: &PromotionId) -> Option<&mut PromotionRecord> {
-        self.by_id.get(id).map(|&index| &mut self.promotions[index])
+        self.summary.position(id).map(|index| &mut self.promotions[index])
+    }
+
+    /// Where things stand, without the full records: what `status` reads.
+    pub fn summary(&self) -> &LedgerSummary {
+        &self.summary
     }
 
     /// The last entry's sequence number (0 for an empty ledger).
     pub fn head_seq(&self) -> u64 {
-        self.head.as_ref().map_or(0, |(seq, _)| *seq)
+        self.summary.head_seq()
     }
 
-    /// The last entry's hash ([`GENESIS_HASH`] for an empty ledger).
+    /// The last entry's hash ([`GENESIS_HASH`](super::GENESIS_HASH) for an empty ledger).
     pub fn head_hash(&self) -> &str {
-        self.head.as_ref().map_or(GENESIS_HASH, |(_, hash)| hash)
+        self.summary.head_hash()
     }
 
     /// The newest fencing token seen for a stage.
     pub fn newest_fence(&self, stage: &str) -> Option<u64> {
-        self.fences.get(stage).copied()
+        self.summary.newest_fence(stage)
     }
 
     /// A registered build.
@@ -263,12 +239,12 @@ impl LedgerView {
 
     /// Every registered build, oldest first.
     pub fn builds(&self) -> impl DoubleEndedIterator<Item = &Build> {
-        self.build_order.iter().map(|id| &self.builds[id])
+        self.summary.builds().map(|build| &self.builds[&build.id])
     }
 
     /// A promotion record.
     pub fn promotion(&self, id: &PromotionId) -> Option<&PromotionRecord> {
-        self.by_id.get(id).map(|&index| &self.promotions[index])
+        self.summary.position(id).map(|index| &self.promotions[index])
     }
 
     /// Every promotion record, oldest first.
@@ -282,8 +258,7 @@ impl LedgerView {
         stage: &str,
         build: &BuildId,
     ) -> impl DoubleEndedIterator<Item = &'a PromotionRecord> + 'a {
-        let indexes = self.by_stage_build.get(stage).and_then(|builds| builds.get(build));
-        indexes.into_iter().flatten().map(|&index| &self.promotions[index])
+        self.summary.started_indexes(stage, build).map(|index| &self.promotions[index])
     }
 
     /// How many promotions of `build` into `stage` have been started.
@@ -298,12 +273,12 @@ impl LedgerView {
 
     /// The unfinished promotions into `stage`, oldest first.
     pub fn open_promotions(&self, stage: &str) -> impl Iterator<Item = &PromotionRecord> {
-        self.open.get(stage).into_iter().flatten().map(|&index| &self.promotions[index])
+        self.summary.open_indexes(stage).map(|index| &self.promotions[index])
     }
 
     /// The promotion that made the stage's current build current.
     pub fn current(&self, stage: &str) -> Option<&PromotionRecord> {
-        self.passed.get(stage)?.last().map(|&index| &self.promotions[index])
+        self.summary.current_index(stage).map(|index| &self.promotions[index])
     }
 
     /// The current build of a stage.
@@ -317,8 +292,7 @@ impl LedgerView {
         stage: &str,
         build: &BuildId,
     ) -> impl DoubleEndedIterator<Item = &'a PromotionRecord> + 'a {
-        let indexes = self.passed_by_build.get(stage).and_then(|builds| builds.get(build));
-        indexes.into_iter().flatten().map(|&index| &self.promotions[index])
+        self.summary.pass_indexes(stage, build).map(|index| &self.promotions[index])
     }
 
     /// Whether `build` has ever passed `stage`.
@@ -329,8 +303,8 @@ impl LedgerView {
     /// The builds that passed `stage`, each once, in the order they first passed.
     pub fn passed_builds(&self, stage: &str) -> Vec<&BuildId> {
         let mut seen = std::collections::HashSet::new();
-        let passed = self.passed.get(stage).into_iter().flatten();
-        passed.map(|&index| &self.promotions[index].build).filter(|build| seen.insert(*build)).collect()
+        let passed = self.summary.passed_indexes(stage);
+        passed.map(|index| &self.promotions[index].build).filter(|build| seen.insert(*build)).collect()
     }
 
     /// The periods each build was current in `stage`, oldest first.
@@ -345,12 +319,12 @@ impl LedgerView {
 
     /// Active holds on `stage`.
     pub fn holds<'a>(&'a self, stage: &'a str) -> impl Iterator<Item = &'a Hold> + 'a {
-        self.holds.values().filter(move |hold| hold.stage == stage)
+        self.summary.holds(stage)
     }
 
     /// Every active hold.
     pub fn all_holds(&self) -> impl Iterator<Item = &Hold> {
-        self.holds.values()
+        self.summary.all_holds()
     }
 }
 

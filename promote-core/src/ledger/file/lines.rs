@@ -1,0 +1,258 @@
+//! Reading and checking the ledger file's lines, on several threads for a large file.
+//!
+//! Each thread reads its own part of the file through a small buffer that it reuses (a large ledger is
+//! never held in memory whole), checks every line's hash against its bytes and that each line follows the
+//! one before, and parses the lines it is asked to. The parts are then joined in order, so damage is
+//! named by its exact line whichever thread found it.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use crate::ledger::LedgerEntry;
+use crate::ledger::entry::ChainLink;
+
+/// Bytes each thread reads at a time.
+const BUFFER: usize = 1 << 20;
+/// Below this much per thread, one thread is faster than several.
+const PER_THREAD: u64 = 4 << 20;
+
+/// The checked lines of a range of the file.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// How many lines.
+    pub lines: u64,
+    /// The last line's number and hash.
+    pub last: Option<(u64, String)>,
+    /// Where each line starts.
+    pub offsets: Vec<u64>,
+    /// The lines parsed in full (those numbered above `covered`), in order.
+    pub entries: Vec<LedgerEntry>,
+}
+
+/// Why a range did not check out.
+#[derive(Debug)]
+pub(super) enum Problem {
+    Io(io::Error),
+    /// The line with this number is damaged.
+    Line(u64, String),
+}
+
+impl From<io::Error> for Problem {
+    fn from(error: io::Error) -> Self {
+        Problem::Io(error)
+    }
+}
+
+/// Checks the whole lines in `start..end` of the file at `path`. The first is expected to be number
+/// `first` and, when `prev` is given, to follow that hash. Lines numbered above `covered` are parsed.
+pub(super) fn check(
+    path: &Path,
+    start: u64,
+    end: u64,
+    first: u64,
+    prev: Option<&str>,
+    covered: u64,
+) -> Result<Checked, Problem> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64).min((end - start) / PER_THREAD);
+    let parts = if threads <= 1 {
+        vec![check_part(path, start, end, end, false, covered)]
+    } else {
+        let bound = |k: u64| start + (end - start) * k / threads;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| scope.spawn(move || check_part(path, bound(k), bound(k + 1), end, k > 0, covered)))
+                .collect();
+            handles.into_iter().map(|handle| handle.join().expect("ledger checker panicked")).collect()
+        })
+    };
+
+    let mut joined = Checked::default();
+    let mut next = first;
+    let mut prev = prev.map(str::to_owned);
+    for part in parts {
+        let part = part?;
+        if let Some((seq, first_prev)) = &part.first {
+            if *seq != next {
+                return Err(Problem::Line(next, format!("expected record {next}, found {seq}")));
+            }
+            if prev.as_ref().is_some_and(|prev| prev != first_prev) {
+                return Err(Problem::Line(next, BROKEN.into()));
+            }
+        }
+        if let Some((index, reason)) = part.failure {
+            return Err(Problem::Line(next + index, reason));
+        }
+        next += part.checked.lines;
+        joined.lines += part.checked.lines;
+        if let Some((seq, hash)) = part.checked.last {
+            prev = Some(hash.clone());
+            joined.last = Some((seq, hash));
+        }
+        joined.offsets.extend(part.checked.offsets);
+        joined.entries.extend(part.checked.entries);
+    }
+    Ok(joined)
+}
+
+const BROKEN: &str = "the record does not follow the one before it (hash chain broken)";
+
+/// One thread's share.
+#[derive(Default)]
+struct Part {
+    checked: Checked,
+    /// The first line's number and the hash it follows.
+    first: Option<(u64, String)>,
+    /// The first bad line, counted from the part's first, and why.
+    failure: Option<(u64, String)>,
+}
+
+impl Part {
+    /// Checks one line; false (with the failure noted) if it is bad.
+    fn line(&mut self, bytes: &[u8], at: u64, covered: u64) -> bool {
+        let index = self.checked.lines;
+        let checked = self.check_line(bytes, at, covered);
+        if let Err(reason) = checked {
+            self.failure = Some((index, reason));
+            return false;
+        }
+        true
+    }
+
+    fn check_line(&mut self, bytes: &[u8], at: u64, covered: u64) -> Result<(), String> {
+        let link = ChainLink::read(bytes)?;
+        match &mut self.checked.last {
+            Some((seq, hash)) => {
+                if link.seq != *seq + 1 {
+                    return Err(format!("expected record {}, found {}", *seq + 1, link.seq));
+                }
+                if link.prev != hash {
+                    return Err(BROKEN.into());
+                }
+                *seq = link.seq;
+                hash.clear();
+                hash.push_str(link.hash);
+            }
+            None => {
+                self.first = Some((link.seq, link.prev.to_owned()));
+                self.checked.last = Some((link.seq, link.hash.to_owned()));
+            }
+        }
+        if link.seq > covered {
+            self.checked.entries.push(LedgerEntry::from_checked_line(bytes, &link)?);
+        }
+        self.checked.offsets.push(at);
+        self.checked.lines += 1;
+        Ok(())
+    }
+}
+
+/// Checks the lines that start in `from..to`, reading on to `end` to finish the last of them. With
+/// `align`, `from` may fall inside a line, which then belongs to the part before.
+fn check_part(path: &Path, from: u64, to: u64, end: u64, align: bool, covered: u64) -> Result<Part, Problem> {
+    let mut part = Part::default();
+    let mut file = File::open(path)?;
+    // The buffer holds the file's bytes from `base`; `done..filled` are yet to be looked at.
+    let mut base = if align { from - 1 } else { from };
+    file.seek(SeekFrom::Start(base))?;
+    let mut buffer = vec![0; BUFFER];
+    let (mut done, mut filled) = (0, 0);
+    // Starting just before `from`, the first newline seen ends the line that straddles it.
+    let mut skip_one = align;
+    loop {
+        if let Some(length) = memchr::memchr(b'\n', &buffer[done..filled]) {
+            let at = base + done as u64;
+            let line = &buffer[done..done + length];
+            done += length + 1;
+            if std::mem::take(&mut skip_one) {
+                continue;
+            }
+            if at >= to || !part.line(line, at, covered) {
+                break;
+            }
+            continue;
+        }
+        let read_to = base + filled as u64;
+        if read_to >= end {
+            break;
+        }
+        // Keep the unfinished line, at the front; a line longer than the buffer grows it.
+        buffer.copy_within(done..filled, 0);
+        base += done as u64;
+        filled -= done;
+        done = 0;
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let want = usize::try_from(end - read_to).unwrap_or(usize::MAX).min(buffer.len() - filled);
+        file.read_exact(&mut buffer[filled..filled + want])?;
+        filled += want;
+    }
+    Ok(part)
+}
+
+/// Where the whole lines after `from` end: the file's length, or, if the last line has no newline (a torn
+/// write), `Err` with where the whole lines end and how many there are after `from`.
+pub(super) fn whole_end(file: &mut File, from: u64) -> io::Result<Result<u64, (u64, u64)>> {
+    let length = file.metadata()?.len();
+    if length <= from || last_byte(file, length)? == b'\n' {
+        return Ok(Ok(length.max(from)));
+    }
+    // Rare: find the last newline, and count the whole lines to name the torn one.
+    let whole = last_line_end(file, length)?.max(from);
+    file.seek(SeekFrom::Start(from))?;
+    let (mut lines, mut left) = (0, whole - from);
+    let mut buffer = vec![0; BUFFER];
+    while left > 0 {
+        let read = file.read(&mut buffer[..usize::try_from(left).unwrap_or(BUFFER).min(BUFFER)])?;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        lines += memchr::memchr_iter(b'\n', &buffer[..read]).count() as u64;
+        left -= read as u64;
+    }
+    Ok(Err((whole, lines)))
+}
+
+/// Where the last whole line of the first `length` bytes ends (0 if there is none).
+fn last_line_end(file: &mut File, length: u64) -> io::Result<u64> {
+    let mut end = length;
+    let mut buffer = vec![0; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buffer.len() as u64);
+        let window = &mut buffer[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(window)?;
+        if let Some(newline) = memchr::memrchr(b'\n', window) {
+            return Ok(start + newline as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn last_byte(file: &mut File, length: u64) -> io::Result<u8> {
+    let mut byte = [0];
+    file.seek(SeekFrom::Start(length - 1))?;
+    file.read_exact(&mut byte)?;
+    Ok(byte[0])
+}
+
+/// The line (without its newline) that ends just before byte `end`, if byte `end - 1` is a newline.
+pub(super) fn line_ending_at(file: &mut File, end: u64) -> io::Result<Option<Vec<u8>>> {
+    if end == 0 || file.metadata()?.len() < end || last_byte(file, end)? != b'\n' {
+        return Ok(None);
+    }
+    let mut window = 4096u64;
+    loop {
+        let start = (end - 1).saturating_sub(window);
+        let mut bytes = vec![0; (end - 1 - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut bytes)?;
+        match memchr::memrchr(b'\n', &bytes) {
+            Some(newline) => return Ok(Some(bytes.split_off(newline + 1))),
+            None if start == 0 => return Ok(Some(bytes)),
+            None => window *= 4,
+        }
+    }
+}
