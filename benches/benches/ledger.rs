@@ -1,4 +1,5 @@
-//! The file ledger at 100,000 records: open plus `status`, and single-entry append latency with fsync.
+//! The file ledger at 100,000 records: open plus `status` with and without a checkpoint, the first full
+//! read, writing a checkpoint, and single-entry append latency with fsync.
 //!
 //! Prints medians and percentiles of what it measured; run with `cargo bench -p promote-benches --bench ledger`.
 
@@ -35,6 +36,10 @@ fn main() {
         let started = Instant::now();
         let history = ledger.read_since(0).await.unwrap();
         println!("first full read after open: {:?} ({} entries)", started.elapsed(), history.len());
+        let started = Instant::now();
+        ledger.checkpoint().await.unwrap();
+        let size = std::fs::metadata(&checkpoint).unwrap().len();
+        println!("write a checkpoint: {:?} ({:.2} MiB)", started.elapsed(), size as f64 / (1024.0 * 1024.0));
 
         let ledger = FileLedger::open(&path).await.unwrap();
         let mut latencies = Vec::with_capacity(APPENDS);

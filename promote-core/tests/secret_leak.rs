@@ -1,7 +1,7 @@
 //! A known secret value goes through full promotions, failures and plans with every output captured:
-//! TRACE-level tracing, engine events (Debug and JSON), error strings, the ledger file, records, status
-//! and plans. The value (and its base64) must appear nowhere but in the deployed files of the one stage
-//! that allows plain-text secrets.
+//! TRACE-level tracing, engine events (Debug and JSON), error strings, the ledger file and its
+//! checkpoint, records, status and plans. The value (and its base64) must appear nowhere but in the
+//! deployed files of the one stage that allows plain-text secrets.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -158,9 +158,10 @@ async fn a_secret_reaches_only_the_stage_that_allows_it() {
     let stage = |name: &str, deployer: Arc<dyn Deployer>| {
         Stage::new(name).config_source(config.clone()).templates(templates.clone()).deployer(deployer)
     };
+    let ledger = Arc::new(FileLedger::open(state.path().join("ledger.jsonl")).await.unwrap());
     let pipeline = Pipeline::builder("shop")
         .store(Arc::new(store.clone()))
-        .ledger(Arc::new(FileLedger::open(state.path().join("ledger.jsonl")).await.unwrap()))
+        .ledger(ledger.clone())
         .stage(stage("dev", Arc::new(DirectoryDeployer::new(&deploy_root).allow_plaintext_secrets(true))))
         .stage(stage("stg", Arc::new(DirectoryDeployer::new(&deploy_root))))
         .stage(stage("qa", Arc::new(failing)).upstream(Upstream::AllOf(vec!["dev".into()])))
@@ -233,10 +234,13 @@ async fn a_secret_reaches_only_the_stage_that_allows_it() {
     for (what, text) in &outputs.texts {
         assert_absent(what, text);
     }
-    // Every file written outside dev's deploy directory: the ledger, the stg directory, the index files.
+    // Every file written outside dev's deploy directory: the ledger and its checkpoint, the stg directory,
+    // the index files.
+    ledger.checkpoint().await.unwrap();
     let dev_dir = deploy_root.join("dev");
     let others = files_under(state.path(), &dev_dir);
     assert!(others.iter().any(|p| p.ends_with("ledger.jsonl")), "{others:?}");
+    assert!(others.iter().any(|p| p.ends_with("ledger.jsonl.checkpoint")), "{others:?}");
     for path in others {
         assert_absent(&path.display().to_string(), &String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
     }

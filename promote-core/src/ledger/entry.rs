@@ -433,19 +433,21 @@ impl LedgerEntry {
     pub(crate) fn from_checked_line(line: &[u8], link: &ChainLink<'_>) -> std::result::Result<LedgerEntry, String> {
         let entry: LedgerEntry =
             serde_json::from_slice(line).map_err(|error| format!("the record does not parse: {error}"))?;
-        if entry.seq != link.seq || entry.prev != link.prev || entry.hash != link.hash {
+        if entry.seq != link.seq || entry.prev.as_bytes() != link.prev || entry.hash.as_bytes() != link.hash {
             return Err("the record's fields disagree with its chain header".into());
         }
         Ok(entry)
     }
 }
 
-/// What a sealed line says of its place in the chain, read without parsing the rest of it.
+/// What a sealed line says of its place in the chain, read without parsing the rest of it. The hashes are
+/// the line's bytes: `hash` has been checked against the line, so it is hex; `prev` is whatever the line
+/// says, to be compared with the hash before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChainLink<'a> {
     pub seq: u64,
-    pub prev: &'a str,
-    pub hash: &'a str,
+    pub prev: &'a [u8],
+    pub hash: &'a [u8],
 }
 
 impl<'a> ChainLink<'a> {
@@ -458,16 +460,19 @@ impl<'a> ChainLink<'a> {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let seq = std::str::from_utf8(&rest[..digits]).ok().and_then(|d| d.parse().ok()).ok_or_else(head)?;
         let rest = rest[digits..].strip_prefix(b",\"prev\":\"").ok_or_else(head)?;
-        let prev = rest.iter().position(|&b| b == b'"').and_then(|end| std::str::from_utf8(&rest[..end]).ok());
-        Ok(ChainLink { seq, prev: prev.ok_or_else(head)?, hash })
+        // Every hash, the genesis one included, is 64 hex digits.
+        let prev = rest.get(..HASH_HEX).filter(|_| rest.get(HASH_HEX) == Some(&b'"')).ok_or_else(head)?;
+        Ok(ChainLink { seq, prev, hash })
     }
 }
 
+const HASH_HEX: usize = 64;
+
 /// The hash a sealed line stores, once it is checked against the line's bytes.
-fn checked_hash(line: &[u8]) -> std::result::Result<&str, String> {
+fn checked_hash(line: &[u8]) -> std::result::Result<&[u8], String> {
     // A sealed line ends with its hash field: `,"hash":"<64 hex digits>"}`.
     const MARK: &[u8] = b",\"hash\":\"";
-    const TAIL: usize = MARK.len() + 64 + 2;
+    const TAIL: usize = MARK.len() + HASH_HEX + 2;
     let at = line.len().checked_sub(TAIL).ok_or("the record has no hash")?;
     let tail = &line[at..];
     if !tail.starts_with(MARK) || !tail.ends_with(b"\"}") {
@@ -477,12 +482,12 @@ fn checked_hash(line: &[u8]) -> std::result::Result<&str, String> {
     let mut hasher = Sha256::new();
     hasher.update(&line[..at]);
     hasher.update(b"}");
-    let mut computed = [0u8; 64];
+    let mut computed = [0u8; HASH_HEX];
     hex::encode_to_slice(hasher.finalize(), &mut computed).expect("a sha256 is 32 bytes");
     if computed != stored {
         return Err("the record's hash does not match its content".into());
     }
-    Ok(std::str::from_utf8(stored).expect("equal to a hex string"))
+    Ok(stored)
 }
 
 /// Checks that `entries` form an unbroken chain starting after (`seq`, `hash`). Used by backends that

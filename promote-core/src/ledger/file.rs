@@ -227,7 +227,8 @@ impl FileLedger {
         let anchor = (checkpoint.end <= end).then(|| lines::line_ending_at(file, checkpoint.end));
         let summary = &checkpoint.summary;
         let matches = anchor.and_then(|line| line.ok().flatten()).is_some_and(|line| {
-            ChainLink::read(&line).is_ok_and(|link| link.seq == summary.head_seq() && link.hash == summary.head_hash())
+            ChainLink::read(&line)
+                .is_ok_and(|link| link.seq == summary.head_seq() && link.hash == summary.head_hash().as_bytes())
         });
         if !matches {
             tracing::warn!(

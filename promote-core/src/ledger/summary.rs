@@ -302,7 +302,7 @@ struct Parts<'a> {
     head: &'a Option<(u64, String)>,
     fences: &'a BTreeMap<String, u64>,
     builds: &'a [BuildSummary],
-    promotions: &'a [PromotionSummary],
+    promotions: Vec<StoredPromotion>,
     passed: &'a BTreeMap<String, Vec<usize>>,
     holds: Vec<&'a Hold>,
 }
@@ -313,9 +313,45 @@ struct OwnedParts {
     head: Option<(u64, String)>,
     fences: BTreeMap<String, u64>,
     builds: Vec<BuildSummary>,
-    promotions: Vec<PromotionSummary>,
+    promotions: Vec<StoredPromotion>,
     passed: BTreeMap<String, Vec<usize>>,
     holds: Vec<Hold>,
+}
+
+/// How a promotion is stored: its times as nanoseconds since the epoch, which read back several times faster
+/// than RFC 3339 text (a checkpoint of a large ledger holds thousands of them).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredPromotion {
+    id: PromotionId,
+    build: BuildId,
+    stage: String,
+    #[serde(with = "chrono::serde::ts_nanoseconds")]
+    started_at: DateTime<Utc>,
+    #[serde(default, with = "chrono::serde::ts_nanoseconds_option", skip_serializing_if = "Option::is_none")]
+    finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<FinalState>,
+}
+
+impl From<&PromotionSummary> for StoredPromotion {
+    fn from(p: &PromotionSummary) -> Self {
+        StoredPromotion {
+            id: p.id.clone(),
+            build: p.build.clone(),
+            stage: p.stage.clone(),
+            started_at: p.started_at,
+            finished_at: p.finished_at,
+            outcome: p.outcome.clone(),
+        }
+    }
+}
+
+impl From<StoredPromotion> for PromotionSummary {
+    fn from(p: StoredPromotion) -> Self {
+        let StoredPromotion { id, build, stage, started_at, finished_at, outcome } = p;
+        PromotionSummary { id, build, stage, started_at, finished_at, outcome }
+    }
 }
 
 impl Serialize for LedgerSummary {
@@ -324,7 +360,7 @@ impl Serialize for LedgerSummary {
             head: &self.head,
             fences: &self.fences,
             builds: &self.builds,
-            promotions: &self.promotions,
+            promotions: self.promotions.iter().map(StoredPromotion::from).collect(),
             passed: &self.passed,
             holds: self.holds.values().collect(),
         }
@@ -344,6 +380,7 @@ impl LedgerSummary {
     /// cannot make a lookup fail later).
     fn from_parts(parts: OwnedParts) -> Result<Self, String> {
         let OwnedParts { head, fences, builds, promotions, passed, holds } = parts;
+        let promotions = promotions.into_iter().map(PromotionSummary::from).collect();
         let mut summary = LedgerSummary { head, fences, builds, promotions, ..LedgerSummary::default() };
         for (index, build) in summary.builds.iter().enumerate() {
             if summary.build_index.insert(build.id.clone(), index).is_some() {

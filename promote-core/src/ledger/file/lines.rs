@@ -76,7 +76,7 @@ pub(super) fn check(
             if *seq != next {
                 return Err(Problem::Line(next, format!("expected record {next}, found {seq}")));
             }
-            if prev.as_ref().is_some_and(|prev| prev != first_prev) {
+            if prev.as_ref().is_some_and(|prev| prev.as_bytes() != first_prev) {
                 return Err(Problem::Line(next, BROKEN.into()));
             }
         }
@@ -85,7 +85,9 @@ pub(super) fn check(
         }
         next += part.checked.lines;
         joined.lines += part.checked.lines;
-        if let Some((seq, hash)) = part.checked.last {
+        if let Some((seq, hash)) = part.last {
+            // A checked line's own hash is the hex digits it was compared with.
+            let hash = String::from_utf8(hash).expect("a checked hash is hex");
             prev = Some(hash.clone());
             joined.last = Some((seq, hash));
         }
@@ -102,7 +104,9 @@ const BROKEN: &str = "the record does not follow the one before it (hash chain b
 struct Part {
     checked: Checked,
     /// The first line's number and the hash it follows.
-    first: Option<(u64, String)>,
+    first: Option<(u64, Vec<u8>)>,
+    /// The last line's number and hash.
+    last: Option<(u64, Vec<u8>)>,
     /// The first bad line, counted from the part's first, and why.
     failure: Option<(u64, String)>,
 }
@@ -121,21 +125,21 @@ impl Part {
 
     fn check_line(&mut self, bytes: &[u8], at: u64, covered: u64) -> Result<(), String> {
         let link = ChainLink::read(bytes)?;
-        match &mut self.checked.last {
+        match &mut self.last {
             Some((seq, hash)) => {
                 if link.seq != *seq + 1 {
                     return Err(format!("expected record {}, found {}", *seq + 1, link.seq));
                 }
-                if link.prev != hash {
+                if link.prev != hash.as_slice() {
                     return Err(BROKEN.into());
                 }
                 *seq = link.seq;
                 hash.clear();
-                hash.push_str(link.hash);
+                hash.extend_from_slice(link.hash);
             }
             None => {
-                self.first = Some((link.seq, link.prev.to_owned()));
-                self.checked.last = Some((link.seq, link.hash.to_owned()));
+                self.first = Some((link.seq, link.prev.to_vec()));
+                self.last = Some((link.seq, link.hash.to_vec()));
             }
         }
         if link.seq > covered {
