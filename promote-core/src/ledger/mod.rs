@@ -1,7 +1,9 @@
 //! The ledger: the append-only, hash-chained system of record.
 //!
 //! A ledger stores [`LedgerEntry`]s. Everything else (current build per stage, builds that passed a stage,
-//! history, approvals, holds) is a [`LedgerView`] folded from them, so it can always be rebuilt.
+//! history, approvals, holds) is a [`LedgerView`] folded from them, so it can always be rebuilt. The part of
+//! the fold that `status` reads is a [`LedgerSummary`]; the view folds through it, and a backend may keep
+//! one (the file ledger checkpoints it) so that `status` does not fold the whole history.
 
 mod checkpoint;
 mod entry;
@@ -71,7 +73,8 @@ pub trait Ledger: Debug + Send + Sync + 'static {
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>>;
 
     /// Where things stand, if the backend keeps a summary that is cheaper to get than folding every entry
-    /// (the file ledger checkpoints one). `None`, the default, means: fold the entries.
+    /// (the file ledger checkpoints one). `None`, the default, means: fold the entries. A wrapper around
+    /// another ledger should forward this, or `status` falls back to folding.
     async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
         Ok(None)
     }
