@@ -364,3 +364,36 @@ async fn a_checkpoint_that_cannot_be_written_does_not_fail_the_append() {
     assert_eq!(status, engine_status);
     assert_eq!(ledger.view().await.unwrap().summary(), &fold(&entries));
 }
+
+/// Two handles on one file (two processes, as far as the file is concerned) append at once and both write
+/// checkpoints; whichever checkpoint lands last, the next open agrees with the fold of every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handles_appending_at_once_leave_a_checkpoint_the_next_open_agrees_with() {
+    let (entries, _) = eventful_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let often = FileLedgerOptions::default().checkpoint_every(Some(1));
+    let handles =
+        [FileLedger::open_with(&path, often).await.unwrap(), FileLedger::open_with(&path, often).await.unwrap()];
+    let writers = (0..8).map(|writer| {
+        let ledger = handles[writer % 2].clone();
+        // Interleaved, the entries' fencing tokens would be refused as stale; this is about the checkpoint.
+        let batch = unsealed(&entries).into_iter().map(|entry| NewEntry { fence: None, ..entry });
+        tokio::spawn(async move {
+            for entry in batch.skip(writer).step_by(8) {
+                ledger.append(vec![entry]).await.unwrap();
+            }
+        })
+    });
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(checkpoint_of(&path).exists());
+    let reopened = FileLedger::open(&path).await.unwrap();
+    let all = reopened.read_since(0).await.unwrap();
+    assert_eq!(all.len(), entries.len(), "no append is lost");
+    assert_eq!(*reopened.summary().await.unwrap().unwrap(), fold(&all));
+    for handle in &handles {
+        assert_eq!(*handle.summary().await.unwrap().unwrap(), fold(&all), "each handle sees the other's entries");
+    }
+}
