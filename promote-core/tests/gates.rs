@@ -203,6 +203,30 @@ async fn bad_gate_settings_name_the_file_line_and_key() {
         assert!(key.starts_with(want_key), "{gate}: key {key}, wanted {want_key}: {message}");
         assert!(message.contains(want_message), "{gate}: {message}");
     }
+    // In block style, a bad setting is named at its own line (the gate starts on line 10).
+    let block_cases = [
+        ("kind: soak\n        duration: 0s", 11, "stages[1].gates[0].duration"),
+        ("kind: command\n        program: x\n        timeout: 0s", 12, "stages[1].gates[0].timeout"),
+        (
+            "kind: approval\n        promoters: [alice]\n        min_approvals: 0",
+            12,
+            "stages[1].gates[0].min_approvals",
+        ),
+        (
+            "kind: approval\n        promoters: [alice]\n        expires_after: soon",
+            12,
+            "stages[1].gates[0].expires_after",
+        ),
+        (
+            "kind: window\n        timezone: UTC\n        freezes:\n          - { from: \"2026-12-01\", until: \"2026-12-19\" }\n          - { from: \"2026-12-19\", until: \"2026-12-01\" }",
+            14,
+            "stages[1].gates[0].freezes[1]",
+        ),
+    ];
+    for (gate, want_line, want_key) in block_cases {
+        let (line, key, message) = load_error(&format!("{prefix}{gate}\n")).await;
+        assert_eq!((line, key.as_str()), (Some(want_line), want_key), "{gate}: {message}");
+    }
     // Nested gates in block style name their own line.
     let nested = "  - name: dev\n    gates:\n      - kind: all\n        gates:\n          - { kind: metric, check: \"x > 1\" }\n          - { kind: window, timezone: Nowhere }\n";
     let (line, key, message) = load_error(nested).await;

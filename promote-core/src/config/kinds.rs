@@ -84,7 +84,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         let settings: EnvSettings = spec.parse()?;
         let prefix = settings.prefix.unwrap_or_else(|| DEFAULT_ENV_PREFIX.to_owned());
         if prefix.is_empty() {
-            return Err(spec.error("prefix: an empty prefix would read every variable of the process"));
+            return Err(spec.error_at("prefix", "an empty prefix would read every variable of the process"));
         }
         let mut source = EnvConfigSource::new(prefix)
             .secret_keys(settings.secret_keys)

@@ -132,25 +132,15 @@ struct NotSettings {
     gate: serde::de::IgnoredAny,
 }
 
-/// An [`Error::Spec`] about one key of a gate's settings (at the gate's line).
-fn key_error(spec: &BackendSpec, key: &str, message: impl Into<String>) -> Error {
-    match spec.error(message) {
-        Error::Spec { location, key: gate_key, message } => {
-            Error::Spec { location, key: format!("{gate_key}.{key}"), message }
-        }
-        other => other,
-    }
-}
-
 fn duration(spec: &BackendSpec, key: &str, text: &str) -> Result<Duration> {
     humantime::parse_duration(text)
-        .map_err(|error| key_error(spec, key, format!("`{text}` is not a duration like 30s, 5m or 24h: {error}")))
+        .map_err(|error| spec.error_at(key, format!("`{text}` is not a duration like 30s, 5m or 24h: {error}")))
 }
 
 /// Turns a constructor's [`Error::InvalidInput`] into a spec error at `key`.
 fn at_key<T>(spec: &BackendSpec, key: &str, result: Result<T>) -> Result<T> {
     result.map_err(|error| match error {
-        Error::InvalidInput { .. } => key_error(spec, key, error.to_string()),
+        Error::InvalidInput { .. } => spec.error_at(key, error.to_string()),
         other => other,
     })
 }
@@ -161,7 +151,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         let settings: SoakSettings = spec.parse()?;
         let required = duration(&spec, "duration", &settings.duration)?;
         if required.is_zero() {
-            return Err(key_error(&spec, "duration", "a soak must last longer than 0s"));
+            return Err(spec.error_at("duration", "a soak must last longer than 0s"));
         }
         let mut gate = SoakGate::new(settings.name.unwrap_or_else(|| "soak".into()), required)
             .count(settings.count.unwrap_or_default());
@@ -211,7 +201,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
     registry.register_gate("command", |spec| async move {
         let settings: CommandSettings = spec.parse()?;
         if settings.program.trim().is_empty() {
-            return Err(key_error(&spec, "program", "must name a program"));
+            return Err(spec.error_at("program", "must name a program"));
         }
         let name = settings.name.unwrap_or_else(|| "command".into());
         let mut gate =
@@ -231,7 +221,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         if let Some(text) = settings.timeout {
             let timeout = duration(&spec, "timeout", &text)?;
             if timeout.is_zero() {
-                return Err(key_error(&spec, "timeout", "must be longer than 0s"));
+                return Err(spec.error_at("timeout", "must be longer than 0s"));
             }
             gate = gate.timeout(timeout);
         }
@@ -250,7 +240,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         if let Some(text) = settings.timeout {
             let timeout = duration(&spec, "timeout", &text)?;
             if timeout.is_zero() {
-                return Err(key_error(&spec, "timeout", "must be longer than 0s"));
+                return Err(spec.error_at("timeout", "must be longer than 0s"));
             }
             gate = gate.timeout(timeout);
         }
@@ -269,7 +259,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
             let settings: ListSettings = spec.parse()?;
             let children = spec.registry().build_nested_gates(&spec, "gates").await?;
             if children.is_empty() {
-                return Err(key_error(&spec, "gates", "needs at least one gate"));
+                return Err(spec.error_at("gates", "needs at least one gate"));
             }
             let name = settings.name.unwrap_or_else(|| kind.into());
             Ok(Arc::new(composite(name, children)) as Arc<dyn Gate>)
@@ -279,7 +269,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         let settings: NotSettings = spec.parse()?;
         let mut children = spec.registry().build_nested_gates(&spec, "gate").await?;
         if children.len() != 1 {
-            return Err(key_error(&spec, "gate", "`not` takes one gate, not a list"));
+            return Err(spec.error_at("gate", "`not` takes one gate, not a list"));
         }
         let name = settings.name.unwrap_or_else(|| "not".into());
         let child = children.remove(0);

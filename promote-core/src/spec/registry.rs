@@ -79,9 +79,32 @@ impl BackendSpec {
         self.file.resolve(path)
     }
 
-    /// An [`Error::Spec`] about this backend's settings.
+    /// An [`Error::Spec`] about this backend's settings, at the backend's line.
     pub fn error(&self, message: impl Into<String>) -> Error {
         self.file.error(Some(&self.node), &self.key, message)
+    }
+
+    /// An [`Error::Spec`] about one setting (`timeout`, or a path such as `freezes[1].until`): it names the
+    /// setting under the backend's key path (`stages[2].gates[0].timeout`) and the line and column of its
+    /// value, or of the nearest enclosing value the spec has.
+    pub fn error_at(&self, setting: &str, message: impl Into<String>) -> Error {
+        let mut node = &self.node;
+        for part in setting.split('.') {
+            let (name, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+                Some((name, index)) => (name, index.parse::<usize>().ok()),
+                None => (part, None),
+            };
+            let Some(child) = node.as_mapping().and_then(|mapping| mapping.get_node(name)) else {
+                break;
+            };
+            node = child;
+            match index.and_then(|index| node.as_sequence().and_then(|items| items.get_node(index))) {
+                Some(item) => node = item,
+                None if index.is_some() => break,
+                None => {}
+            }
+        }
+        self.file.error(Some(node), &format!("{}.{setting}", self.key), message)
     }
 }
 
@@ -249,11 +272,11 @@ impl SpecRegistry {
             policy.groups = settings.groups;
             if let Some(text) = settings.expires_after {
                 let after = humantime::parse_duration(&text)
-                    .map_err(|e| spec.error(format!("expires_after: `{text}` is not a duration like 24h: {e}")))?;
+                    .map_err(|e| spec.error_at("expires_after", format!("`{text}` is not a duration like 24h: {e}")))?;
                 policy = policy.expires_after(after);
             }
             if policy.min_approvals == 0 {
-                return Err(spec.error("min_approvals must be at least 1"));
+                return Err(spec.error_at("min_approvals", "must be at least 1"));
             }
             if policy.promoters.is_empty() && policy.groups.is_empty() {
                 return Err(spec.error("an approval gate needs promoters or groups"));
