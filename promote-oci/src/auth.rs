@@ -74,8 +74,9 @@ impl fmt::Debug for RegistryAuth {
 
 /// Supplies credentials for a registry host, for example short-lived ECR tokens for cross-account copies.
 ///
-/// It is asked once per registry and store; the answer is kept until a request is refused with 401, and then
-/// asked again once.
+/// It is asked once per registry and store, whatever the number of repositories and challenges. The answer
+/// is kept until credentials made from it are refused (by the registry's token service, or by the registry
+/// itself after a fresh challenge); then it is asked again, once, within the same request.
 #[async_trait]
 pub trait CredentialProvider: fmt::Debug + Send + Sync + 'static {
     /// The credentials for `registry` (a host, with port if any). Answer [`RegistryAuth::Anonymous`] for a
@@ -204,9 +205,15 @@ impl Authenticator {
         headers.get(&key(access)).or_else(|| headers.get(&key(Access::Push))).cloned()
     }
 
-    /// Forgets a refused header, so the next attempt authenticates afresh.
-    pub(crate) async fn forget(&self, registry: &str, repository: &str) {
+    /// Forgets the headers of a repository after one was refused (a token expired, or lacked a scope). The
+    /// credentials behind them are kept: the next challenge is answered with them.
+    pub(crate) async fn forget_headers(&self, registry: &str, repository: &str) {
         self.headers.lock().await.retain(|(r, repo, _), _| !(r == registry && repo == repository));
+    }
+
+    /// Forgets a registry's credentials after they were refused, so the next challenge looks them up again
+    /// (a provider's short-lived password, such as an ECR token, may have expired).
+    pub(crate) async fn forget_credentials(&self, registry: &str) {
         self.credentials.lock().await.remove(registry);
     }
 

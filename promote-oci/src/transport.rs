@@ -55,8 +55,12 @@ impl Transport {
         format!("{scheme}://{host}/v2/{path}")
     }
 
-    /// Sends a request that can be built again, answering one 401 challenge on the way. The response is
-    /// returned whatever its status; only transport failures are errors here.
+    /// Sends a request that can be built again, answering a 401 challenge on the way. The response is
+    /// returned whatever its status; only transport failures and refused credentials are errors here.
+    ///
+    /// A challenge is answered with the credentials already looked up for the registry. Only if that
+    /// answer is refused too are they looked up again, once: asking a credential helper or a token provider
+    /// on every challenge would ask it once per repository.
     pub(crate) async fn send(
         &self,
         registry: &str,
@@ -69,20 +73,35 @@ impl Transport {
         if let Some(header) = self.auth.cached(registry, repository, access).await {
             request = request.header(AUTHORIZATION, header.value());
         }
-        let response = request.send().await.map_err(|error| transport(what, error))?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
+        let mut response = request.send().await.map_err(|error| transport(what, error))?;
+        for fresh_credentials in [false, true] {
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            let Some(challenge) = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) else {
+                return Ok(response);
+            };
+            let challenge = challenge.to_owned();
+            self.auth.forget_headers(registry, repository).await;
+            if fresh_credentials {
+                self.auth.forget_credentials(registry).await;
+            }
+            let header = match self.auth.answer_challenge(&self.http, registry, repository, access, &challenge).await {
+                Ok(Some(header)) => header,
+                Ok(None) => return Ok(response),
+                // The token service refused the credentials: look them up again, once.
+                Err(failure) if !fresh_credentials && matches!(failure.error, Error::PermissionDenied { .. }) => {
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            };
+            response = build(&self.http)
+                .header(AUTHORIZATION, header.value())
+                .send()
+                .await
+                .map_err(|error| transport(what, error))?;
         }
-        let Some(challenge) = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) else {
-            return Ok(response);
-        };
-        let challenge = challenge.to_owned();
-        self.auth.forget(registry, repository).await;
-        let Some(header) = self.auth.answer_challenge(&self.http, registry, repository, access, &challenge).await?
-        else {
-            return Ok(response);
-        };
-        build(&self.http).header(AUTHORIZATION, header.value()).send().await.map_err(|error| transport(what, error))
+        Ok(response)
     }
 
     /// Sends a request whose body cannot be replayed (a streamed blob). Authorisation must already be
@@ -101,7 +120,7 @@ impl Transport {
         }
         let response = request.send().await.map_err(|error| transport(what, error))?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            self.auth.forget(registry, repository).await;
+            self.auth.forget_headers(registry, repository).await;
             return Err(temporary(format!("{what}: the registry's token expired during the transfer")));
         }
         Ok(response)

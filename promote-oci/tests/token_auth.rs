@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{ArtifactRef, ArtifactStore, Error};
-use promote_oci::{CopyOptions, OciRegistryStore, RegistryAuth, RetryPolicy};
+use promote_oci::{CopyOptions, CredentialProvider, OciRegistryStore, RegistryAuth, RetryPolicy};
 use support::Fixture;
 use support::token::{IDENTITY_TOKEN, TokenRegistry};
 
@@ -140,6 +141,66 @@ async fn bearer_tokens_refused_credentials_are_permission_denied_without_the_pas
     // The good credentials still work against the same server.
     let good = store(&host, RegistryAuth::basic(USER, PASSWORD));
     assert_eq!(good.resolve(&image).await.unwrap().digest, fixture.single_digest);
+}
+
+/// Credentials from a provider whose answers are scripted: the first `stale` calls answer a password that
+/// has expired, later ones the good one. Counts its calls.
+#[derive(Debug)]
+struct ScriptedProvider {
+    stale: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for ScriptedProvider {
+    async fn credentials(&self, _registry: &str) -> promote_core::Result<RegistryAuth> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(RegistryAuth::basic(USER, if call < self.stale { "expired-pa55word" } else { PASSWORD }))
+    }
+}
+
+fn provided_store(host: &str, provider: Arc<ScriptedProvider>) -> OciRegistryStore {
+    let builder = OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry());
+    builder.credential_provider(provider).build().unwrap()
+}
+
+/// A credential provider (a docker credential helper, an ECR token) is asked once per registry, not once per
+/// repository or challenge; and when what it gave is refused, it is asked again, once, within the request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_provider_is_asked_once_and_again_only_when_refused() {
+    if !require_tools() {
+        return;
+    }
+    let server = TokenRegistry::start(USER, PASSWORD).await;
+    let fixture = Fixture::new(33, 4096);
+    fixture.push_all(&server.registry, "token/app");
+    let host = server.host().to_owned();
+
+    let provider = Arc::new(ScriptedProvider { stale: 0, calls: Default::default() });
+    let store = provided_store(&host, provider.clone());
+    store.resolve(&reference(&format!("{host}/token/app:multi"))).await.unwrap();
+    let source = reference(&format!("{host}/token/app@{}", fixture.index_digest));
+    store.promote(&source, &reference(&format!("{host}/token/app:stg"))).await.unwrap();
+    let options = CopyOptions::default().with_retry(fast_retry());
+    let report = store.copy(&source, &reference(&format!("{host}/token/prd:1.0")), &options).await.unwrap();
+    assert_eq!(report.digest, fixture.index_digest);
+    assert_bytes(&server, "token/prd:1.0", &fixture.index_bytes);
+    let calls = provider.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, 1, "one lookup serves every repository and challenge of the registry");
+
+    // The first answer has expired: the token service refuses it, and the store asks again at once.
+    let provider = Arc::new(ScriptedProvider { stale: 1, calls: Default::default() });
+    let store = provided_store(&host, provider.clone());
+    let resolved = store.resolve(&reference(&format!("{host}/token/app:multi"))).await.unwrap();
+    assert_eq!(resolved.digest, fixture.index_digest);
+    assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // Credentials that stay wrong are refused after one fresh lookup, and nothing loops.
+    let provider = Arc::new(ScriptedProvider { stale: usize::MAX, calls: Default::default() });
+    let store = provided_store(&host, provider.clone());
+    let refused = store.resolve(&reference(&format!("{host}/token/app:multi"))).await;
+    assert!(matches!(refused, Err(Error::PermissionDenied { .. })), "{refused:?}");
+    assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
