@@ -166,3 +166,43 @@ async fn a_large_ledger_opens_in_order_and_damage_deep_inside_is_named_by_line()
         }
     }
 }
+
+/// Records longer than the reader's buffer (a build of thousands of artifacts is one long line), some of
+/// them straddling the point where the file is split between threads, read back exactly.
+#[tokio::test]
+async fn records_longer_than_the_read_buffer_read_back_exactly() {
+    use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let ledger = FileLedger::open(&path).await.unwrap();
+    let hold = |n: usize, reason_bytes: usize| NewEntry {
+        at: chrono::Utc::now(),
+        actor: "ops".into(),
+        fence: None,
+        event: LedgerEvent::HoldPlaced {
+            hold: Hold {
+                id: format!("hold-{n}"),
+                stage: "prd".into(),
+                scope: HoldScope::Auto,
+                reason: "r".repeat(reason_bytes),
+                placed_by: "ops".into(),
+                at: chrono::Utc::now(),
+            },
+        },
+    };
+    let sizes = [10, 3 << 20, 10, 1 << 20, (1 << 20) + 1, 10, 5 << 20, 10];
+    for (n, size) in sizes.into_iter().enumerate() {
+        ledger.append(vec![hold(n, size)]).await.unwrap();
+    }
+    let written = ledger.read_since(0).await.unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 8 << 20, "large enough to be split across threads");
+
+    for without_checkpoint in [false, true] {
+        if without_checkpoint {
+            std::fs::remove_file(format!("{}.checkpoint", path.display())).unwrap();
+        }
+        let reopened = FileLedger::open(&path).await.unwrap();
+        assert_eq!(reopened.read_since(0).await.unwrap(), written);
+        assert_eq!(reopened.read_since(5).await.unwrap(), written[5..]);
+    }
+}

@@ -15,6 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::summary::LedgerSummary;
 
+/// Names the layout of the header and of the summary's serialised form; change it when either changes, so
+/// that an older checkpoint is ignored rather than misread.
 const FORMAT: &str = "promote-ledger-checkpoint/1";
 
 /// The first line of a checkpoint file; the summary's JSON follows on the second.
