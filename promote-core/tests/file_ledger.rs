@@ -45,13 +45,7 @@ async fn a_torn_last_record_is_reported_and_recovery_keeps_every_whole_record() 
 
     // A crash in the middle of an append leaves half a line.
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"seq":99,"prev":"ab"#).unwrap();
-    match FileLedger::open(&path).await {
-        Err(Error::LedgerCorrupt { line, reason, .. }) => {
-            assert_eq!(line, records + 1, "the error names the torn line");
-            assert!(reason.contains("torn"), "{reason}");
-        }
-        other => panic!("a torn ledger must not open silently, got {other:?}"),
-    }
+    support::assert_refused_at(&path, records + 1, "torn").await;
     let recovery = FileLedger::recover(&path).await.unwrap();
     assert_eq!(recovery.entries, records);
     assert_eq!(recovery.torn_bytes, 20);
@@ -72,13 +66,7 @@ async fn tampering_with_an_earlier_record_is_detected_where_it_happened() {
     assert_ne!(text, tampered);
     let line = text.lines().position(|l| l.contains("\"actor\":\"dana\"")).unwrap() as u64 + 1;
     std::fs::write(&path, tampered).unwrap();
-    match FileLedger::open(&path).await {
-        Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-            assert_eq!(at, line);
-            assert!(reason.contains("hash"), "{reason}");
-        }
-        other => panic!("tampering must be detected, got {other:?}"),
-    }
+    support::assert_refused_at(&path, line, "hash").await;
     // Recovery repairs only a torn tail, never a broken chain.
     assert!(matches!(FileLedger::recover(&path).await, Err(Error::LedgerCorrupt { .. })));
 }
@@ -105,28 +93,14 @@ async fn two_handles_on_one_file_append_one_chain() {
 /// Large files are verified on several threads; damage must still be reported at its exact line.
 #[tokio::test]
 async fn a_large_ledger_opens_in_order_and_damage_deep_inside_is_named_by_line() {
-    use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
     const RECORDS: u64 = 30_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.jsonl");
     let ledger = FileLedger::open(&path).await.unwrap();
-    let hold = |n: u64| NewEntry {
-        at: chrono::Utc::now(),
-        actor: "ops".into(),
-        fence: None,
-        event: LedgerEvent::HoldPlaced {
-            hold: Hold {
-                id: format!("hold-{n}"),
-                stage: "prd".into(),
-                scope: HoldScope::Auto,
-                reason: "a reason long enough to make the file a few megabytes in size".into(),
-                placed_by: "ops".into(),
-                at: chrono::Utc::now(),
-            },
-        },
-    };
     for batch in 0..RECORDS / 5_000 {
-        ledger.append((0..5_000).map(|n| hold(batch * 5_000 + n)).collect()).await.unwrap();
+        let holds = (0..5_000).map(|n| (batch * 5_000 + n) as usize);
+        let reason = "a reason long enough to make the file a few megabytes in size";
+        ledger.append(holds.map(|n| support::hold_entry(n, reason.into())).collect()).await.unwrap();
     }
     assert!(std::fs::metadata(&path).unwrap().len() > 8 << 20, "large enough to be split across threads");
 
@@ -145,25 +119,13 @@ async fn a_large_ledger_opens_in_order_and_damage_deep_inside_is_named_by_line()
         let mut damaged = lines.clone();
         damaged[line - 1] = &edited;
         std::fs::write(&path, damaged.join("\n") + "\n").unwrap();
-        match FileLedger::open(&path).await {
-            Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-                assert_eq!(at, line as u64);
-                assert!(reason.contains("hash"), "{reason}");
-            }
-            other => panic!("damage at line {line} must be detected, got {other:?}"),
-        }
+        support::assert_refused_at(&path, line as u64, "hash").await;
     }
     for line in [middle, middle + 1] {
         let mut removed = lines.clone();
         removed.remove(line - 1);
         std::fs::write(&path, removed.join("\n") + "\n").unwrap();
-        match FileLedger::open(&path).await {
-            Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-                assert_eq!(at, line as u64);
-                assert!(reason.contains(&format!("expected record {line}, found {}", line + 1)), "{reason}");
-            }
-            other => panic!("a record removed at line {line} must be detected, got {other:?}"),
-        }
+        support::assert_refused_at(&path, line as u64, &format!("expected record {line}, found {}", line + 1)).await;
     }
 }
 
@@ -171,28 +133,12 @@ async fn a_large_ledger_opens_in_order_and_damage_deep_inside_is_named_by_line()
 /// them straddling the point where the file is split between threads, read back exactly.
 #[tokio::test]
 async fn records_longer_than_the_read_buffer_read_back_exactly() {
-    use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.jsonl");
     let ledger = FileLedger::open(&path).await.unwrap();
-    let hold = |n: usize, reason_bytes: usize| NewEntry {
-        at: chrono::Utc::now(),
-        actor: "ops".into(),
-        fence: None,
-        event: LedgerEvent::HoldPlaced {
-            hold: Hold {
-                id: format!("hold-{n}"),
-                stage: "prd".into(),
-                scope: HoldScope::Auto,
-                reason: "r".repeat(reason_bytes),
-                placed_by: "ops".into(),
-                at: chrono::Utc::now(),
-            },
-        },
-    };
     let sizes = [10, 3 << 20, 10, 1 << 20, (1 << 20) + 1, 10, 5 << 20, 10];
     for (n, size) in sizes.into_iter().enumerate() {
-        ledger.append(vec![hold(n, size)]).await.unwrap();
+        ledger.append(vec![support::hold_entry(n, "r".repeat(size))]).await.unwrap();
     }
     let written = ledger.read_since(0).await.unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() > 8 << 20, "large enough to be split across threads");

@@ -109,6 +109,15 @@ fn pipeline_on(ledger: FileLedger) -> Pipeline {
     builder.build().unwrap()
 }
 
+/// A file ledger in `dir` holding `entries`, with a checkpoint taken after the last of them.
+async fn checkpointed_ledger(dir: &Path, entries: &[LedgerEntry]) -> std::path::PathBuf {
+    let path = dir.join("ledger.jsonl");
+    let ledger = FileLedger::open(&path).await.unwrap();
+    ledger.append(unsealed(entries)).await.unwrap();
+    ledger.checkpoint().await.unwrap();
+    path
+}
+
 fn checkpoint_of(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".checkpoint");
@@ -205,10 +214,7 @@ async fn appends_keep_writing_checkpoints_that_the_next_open_uses() {
 async fn a_matching_checkpoint_is_what_status_reads_and_deleting_it_is_safe() {
     let (entries, engine_status) = eventful_history().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.jsonl");
-    let ledger = FileLedger::open(&path).await.unwrap();
-    ledger.append(unsealed(&entries)).await.unwrap();
-    ledger.checkpoint().await.unwrap();
+    let path = checkpointed_ledger(dir.path(), &entries).await;
 
     let good = std::fs::read(checkpoint_of(&path)).unwrap();
     std::fs::write(checkpoint_of(&path), doctored(&good, |_| {})).unwrap();
@@ -243,10 +249,7 @@ fn doctored(checkpoint: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8>
 async fn a_checkpoint_that_does_not_fit_its_ledger_is_ignored() {
     let (entries, engine_status) = eventful_history().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.jsonl");
-    let ledger = FileLedger::open(&path).await.unwrap();
-    ledger.append(unsealed(&entries)).await.unwrap();
-    ledger.checkpoint().await.unwrap();
+    let path = checkpointed_ledger(dir.path(), &entries).await;
     let good = std::fs::read(checkpoint_of(&path)).unwrap();
 
     // Each of these carries a hold the ledger never recorded (see `doctored`), which must not show.
@@ -301,10 +304,7 @@ async fn a_checkpoint_that_does_not_fit_its_ledger_is_ignored() {
 async fn damage_before_the_checkpoint_is_still_found_when_the_ledger_opens() {
     let (entries, _) = eventful_history().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.jsonl");
-    let ledger = FileLedger::open(&path).await.unwrap();
-    ledger.append(unsealed(&entries)).await.unwrap();
-    ledger.checkpoint().await.unwrap();
+    let path = checkpointed_ledger(dir.path(), &entries).await;
     let text = std::fs::read_to_string(&path).unwrap();
 
     // An edited record.
@@ -315,35 +315,17 @@ async fn damage_before_the_checkpoint_is_still_found_when_the_ledger_opens() {
     let mut tampered = lines.clone();
     tampered[line - 1] = &edited;
     std::fs::write(&path, tampered.join("\n") + "\n").unwrap();
-    match FileLedger::open(&path).await {
-        Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-            assert_eq!(at, line as u64);
-            assert!(reason.contains("hash"), "{reason}");
-        }
-        other => panic!("an edited record must be found, got {other:?}"),
-    }
+    support::assert_refused_at(&path, line as u64, "hash").await;
 
     // A removed record.
     let mut removed = lines.clone();
     removed.remove(line - 1);
     std::fs::write(&path, removed.join("\n") + "\n").unwrap();
-    match FileLedger::open(&path).await {
-        Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-            assert_eq!(at, line as u64);
-            assert!(reason.contains(&format!("expected record {line}")), "{reason}");
-        }
-        other => panic!("a removed record must be found, got {other:?}"),
-    }
+    support::assert_refused_at(&path, line as u64, &format!("expected record {line}")).await;
 
     // A torn write after the checkpoint.
     std::fs::write(&path, format!("{text}{{\"seq\":")).unwrap();
-    match FileLedger::open(&path).await {
-        Err(Error::LedgerCorrupt { line: at, reason, .. }) => {
-            assert_eq!(at, entries.len() as u64 + 1);
-            assert!(reason.contains("torn"), "{reason}");
-        }
-        other => panic!("a torn write must be reported, got {other:?}"),
-    }
+    support::assert_refused_at(&path, entries.len() as u64 + 1, "torn").await;
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promote_core::{ArtifactRef, ArtifactStore, Error};
-use promote_oci::{CopyOptions, CredentialProvider, OciRegistryStore, RegistryAuth, RetryPolicy};
+use promote_oci::{
+    CopyOptions, CredentialProvider, OciRegistryStore, OciRegistryStoreBuilder, RegistryAuth, RetryPolicy,
+};
 use support::Fixture;
 use support::token::{IDENTITY_TOKEN, TokenRegistry};
 
@@ -23,8 +25,13 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
+/// A builder for a store on the token-auth registry at `host`, with no credentials yet.
+fn builder(host: &str) -> OciRegistryStoreBuilder {
+    OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry())
+}
+
 fn store(host: &str, auth: RegistryAuth) -> OciRegistryStore {
-    let mut builder = OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry());
+    let mut builder = builder(host);
     if auth != RegistryAuth::Anonymous {
         builder = builder.credentials(host, auth);
     }
@@ -160,8 +167,7 @@ impl CredentialProvider for ScriptedProvider {
 }
 
 fn provided_store(host: &str, provider: Arc<ScriptedProvider>) -> OciRegistryStore {
-    let builder = OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry());
-    builder.credential_provider(provider).build().unwrap()
+    builder(host).credential_provider(provider).build().unwrap()
 }
 
 /// A credential provider (a docker credential helper, an ECR token) is asked once per registry, not once per

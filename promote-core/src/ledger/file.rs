@@ -74,6 +74,13 @@ struct State {
     opened: Option<Vec<LedgerEntry>>,
 }
 
+/// How [`FileLedger::locked`] locks the file.
+#[derive(Debug, Clone, Copy)]
+enum Lock {
+    Shared,
+    Exclusive,
+}
+
 /// What [`FileLedger::recover`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -100,46 +107,60 @@ impl FileLedger {
     /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
     pub async fn open_with(path: impl Into<PathBuf>, options: FileLedgerOptions) -> Result<Self> {
         let path = path.into();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_owned) {
+            blocking(move || std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))).await?;
+        }
         let ledger = FileLedger { path: Arc::new(path), options, state: Arc::default() };
-        let this = ledger.clone();
-        blocking(move || {
-            if let Some(parent) = this.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            }
-            let mut file = this.open_file()?;
-            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
-            let mut state = this.state.lock().expect("ledger poisoned");
-            let end = this.whole_end(&mut file, &state)?;
-            match this.matching_checkpoint(&mut file, end) {
-                Some(checkpoint) => {
-                    let covered = checkpoint.summary.head_seq();
-                    state.tip.fences = checkpoint.summary.fences().clone().into_iter().collect();
-                    state.summary = Arc::new(checkpoint.summary);
-                    (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
-                    this.verify(&mut state, end, covered, u64::MAX)?;
+        ledger
+            .locked(Lock::Shared, |this, file, state| {
+                let end = this.whole_end(file, state)?;
+                match this.matching_checkpoint(file, end) {
+                    Some(checkpoint) => {
+                        let covered = checkpoint.summary.head_seq();
+                        state.tip.fences = checkpoint.summary.fences().clone().into_iter().collect();
+                        state.summary = Arc::new(checkpoint.summary);
+                        (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
+                        this.verify(state, end, covered, u64::MAX)?;
+                    }
+                    None => {
+                        let entries = this.verify(state, end, 0, 0)?;
+                        state.opened = Some(entries);
+                    }
                 }
-                None => {
-                    let entries = this.verify(&mut state, end, 0, 0)?;
-                    state.opened = Some(entries);
-                }
-            }
-            this.checkpoint_if_due(&mut state);
-            Ok(())
-        })
-        .await?;
+                this.checkpoint_if_due(state);
+                Ok(())
+            })
+            .await?;
         Ok(ledger)
     }
 
     /// Writes a checkpoint of the ledger as it stands now, whatever the options say, so that the next open
     /// parses nothing. Call it after a bulk import, say.
     pub async fn checkpoint(&self) -> Result<()> {
+        self.locked(Lock::Shared, |this, file, state| {
+            this.scan(file, state, u64::MAX)?;
+            this.write_checkpoint(state).map_err(|e| Error::io(checkpoint::path_for(&this.path), e))
+        })
+        .await
+    }
+
+    /// Runs `work` off the async runtime with the ledger file open and locked (shared for reading, exclusive
+    /// for appending) and this handle's state held.
+    async fn locked<T: Send + 'static>(
+        &self,
+        lock: Lock,
+        work: impl FnOnce(&FileLedger, &mut File, &mut State) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let this = self.clone();
         blocking(move || {
             let mut file = this.open_file()?;
-            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
+            match lock {
+                Lock::Shared => file.lock_shared(),
+                Lock::Exclusive => file.lock(),
+            }
+            .map_err(|e| Error::io(this.path.as_ref(), e))?;
             let mut state = this.state.lock().expect("ledger poisoned");
-            this.scan(&mut file, &mut state, u64::MAX)?;
-            this.write_checkpoint(&mut state).map_err(|e| Error::io(checkpoint::path_for(&this.path), e))
+            work(&this, &mut file, &mut state)
         })
         .await
     }
@@ -317,13 +338,9 @@ impl Ledger for FileLedger {
     }
 
     async fn append(&self, entries: Vec<NewEntry>) -> Result<Vec<LedgerEntry>> {
-        let this = self.clone();
-        blocking(move || {
-            let mut file = this.open_file()?;
-            file.lock().map_err(|e| Error::io(this.path.as_ref(), e))?;
-            let mut state = this.state.lock().expect("ledger poisoned");
+        self.locked(Lock::Exclusive, |this, file, state| {
             // Another process may have appended since we last looked.
-            this.scan(&mut file, &mut state, u64::MAX)?;
+            this.scan(file, state, u64::MAX)?;
             state.opened = None;
             let sealed = state.tip.seal(entries)?;
             let mut buffer = String::new();
@@ -347,18 +364,14 @@ impl Ledger for FileLedger {
                 recorded.push(entry);
             }
             state.end = offset;
-            this.checkpoint_if_due(&mut state);
+            this.checkpoint_if_due(state);
             Ok(recorded)
         })
         .await
     }
 
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>> {
-        let this = self.clone();
-        blocking(move || {
-            let mut file = this.open_file()?;
-            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
-            let mut state = this.state.lock().expect("ledger poisoned");
+        self.locked(Lock::Shared, move |this, file, state| {
             let known = state.tip.seq();
             let mut entries = Vec::new();
             if let Some(opened) = state.opened.take().filter(|_| after == 0) {
@@ -369,19 +382,15 @@ impl Ledger for FileLedger {
                 let prev = (after == 0).then_some(GENESIS_HASH);
                 entries = this.check(start, state.end, after + 1, prev, 0)?.entries;
             }
-            entries.extend(this.scan(&mut file, &mut state, after)?);
+            entries.extend(this.scan(file, state, after)?);
             Ok(entries)
         })
         .await
     }
 
     async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
-        let this = self.clone();
-        blocking(move || {
-            let mut file = this.open_file()?;
-            file.lock_shared().map_err(|e| Error::io(this.path.as_ref(), e))?;
-            let mut state = this.state.lock().expect("ledger poisoned");
-            this.scan(&mut file, &mut state, u64::MAX)?;
+        self.locked(Lock::Shared, |this, file, state| {
+            this.scan(file, state, u64::MAX)?;
             Ok(Some(state.summary.clone()))
         })
         .await

@@ -335,3 +335,35 @@ impl Harness {
         self.ledger.len()
     }
 }
+
+/// Opens the file ledger at `path` and expects it refused as corrupt at `line`, for a reason that mentions
+/// `reason`.
+pub async fn assert_refused_at(path: &std::path::Path, line: u64, reason: &str) {
+    match promote_core::FileLedger::open(path).await {
+        Err(Error::LedgerCorrupt { line: at, reason: why, .. }) => {
+            assert_eq!(at, line, "the error names the damaged line: {why}");
+            assert!(why.contains(reason), "{why}");
+        }
+        other => panic!("damage at line {line} ({reason}) must refuse the ledger, got {other:?}"),
+    }
+}
+
+/// An entry placing hold number `n` on prd, the simplest entry to fill a ledger with.
+pub fn hold_entry(n: usize, reason: String) -> NewEntry {
+    use promote_core::ledger::{Hold, HoldScope, LedgerEvent};
+    NewEntry {
+        at: chrono::Utc::now(),
+        actor: "ops".into(),
+        fence: None,
+        event: LedgerEvent::HoldPlaced {
+            hold: Hold {
+                id: format!("hold-{n}"),
+                stage: "prd".into(),
+                scope: HoldScope::Auto,
+                reason,
+                placed_by: "ops".into(),
+                at: chrono::Utc::now(),
+            },
+        },
+    }
+}
