@@ -106,12 +106,12 @@ impl Plan {
 /// Which upstream promotions qualify `build` for `stage`, or why it is not qualified.
 pub(crate) fn upstream_passes(
     pipeline: &Pipeline,
-    view: &LedgerSummary,
+    summary: &LedgerSummary,
     stage: &Stage,
     build: &BuildId,
 ) -> std::result::Result<Vec<PromotionId>, String> {
     let stages = pipeline.stages();
-    let passes = |name: &str| view.passes(name, build).last().map(|record| record.id.clone());
+    let passes = |name: &str| summary.passes(name, build).last().map(|record| record.id.clone());
     match &stage.upstream {
         Upstream::Previous => {
             let index = stages.iter().position(|s| s.name == stage.name).expect("stage of this pipeline");
@@ -136,29 +136,29 @@ pub(crate) fn upstream_passes(
     }
 }
 
-pub(crate) fn status(pipeline: &Pipeline, view: &LedgerSummary) -> Status {
+pub(crate) fn status(pipeline: &Pipeline, summary: &LedgerSummary) -> Status {
     let stages = pipeline
         .stages()
         .iter()
         .map(|stage| {
-            let current = view.current(&stage.name);
+            let current = summary.current(&stage.name);
             let current_build = current.map(|record| record.build.clone());
-            let eligible = view
+            let eligible = summary
                 .builds()
                 .rev()
                 .filter(|build| Some(&build.id) != current_build.as_ref())
-                .filter(|build| upstream_passes(pipeline, view, stage, &build.id).is_ok())
+                .filter(|build| upstream_passes(pipeline, summary, stage, &build.id).is_ok())
                 .map(|build| build.id.clone())
                 .collect();
             StageStatus {
                 stage: stage.name.clone(),
-                current_label: current_build.as_ref().and_then(|id| view.build(id)).map(|build| build.label.clone()),
+                current_label: current_build.as_ref().and_then(|id| summary.build(id)).map(|build| build.label.clone()),
                 current: current_build,
                 current_promotion: current.map(|record| record.id.clone()),
                 eligible,
-                holds: view.holds(&stage.name).cloned().collect(),
-                in_progress: view.open_promotions(&stage.name).map(|record| record.id.clone()).collect(),
-                failed_since_current: failed_after(view, &stage.name, current.map(|r| r.finished_at)),
+                holds: summary.holds(&stage.name).cloned().collect(),
+                in_progress: summary.open_promotions(&stage.name).map(|record| record.id.clone()).collect(),
+                failed_since_current: failed_after(summary, &stage.name, current.map(|r| r.finished_at)),
             }
         })
         .collect();
@@ -168,13 +168,13 @@ pub(crate) fn status(pipeline: &Pipeline, view: &LedgerSummary) -> Status {
 /// The newest promotion into `stage` that failed after touching the deployment, if it finished after the
 /// current build became current.
 pub(crate) fn failed_after(
-    view: &LedgerSummary,
+    summary: &LedgerSummary,
     stage: &str,
     current_since: Option<Option<chrono::DateTime<chrono::Utc>>>,
 ) -> Option<PromotionId> {
     use crate::ledger::{FinalState, Step};
     let since = current_since.flatten();
-    let last = view.promotions().iter().rev().find(|p| p.stage == stage && !p.in_progress())?;
+    let last = summary.promotions().iter().rev().find(|p| p.stage == stage && !p.in_progress())?;
     let deployed_and_failed =
         matches!(&last.outcome, Some(FinalState::Failed { step: Step::Deploy | Step::Verify, .. }));
     let after_current = match (since, last.finished_at) {
