@@ -59,7 +59,7 @@ async fn run() -> Result<(), Error> {
     print_rendered(&state)?;
 
     println!("\n== prd misbehaves: rolling back to the build it ran before");
-    let record = pipeline.rollback("prd", None, "oncall").await?;
+    let record = pipeline.rollback(None, "prd", "oncall").await?;
     println!("prd is back on {} (promotion {}); automatic promotion into prd is now held", record.build, record.id);
     print_status(&pipeline).await?;
     Ok(())

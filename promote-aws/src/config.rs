@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use promote_core::{Error, Result};
 use serde::Deserialize;
 
@@ -26,6 +28,7 @@ pub(crate) struct Connection {
     profile: Option<String>,
     max_attempts: Option<u32>,
     initial_backoff: Option<Duration>,
+    credentials: Option<Credentials>,
 }
 
 impl Connection {
@@ -63,6 +66,9 @@ impl Connection {
                 if self.max_attempts.is_some() || self.initial_backoff.is_some() {
                     builder.set_retry_config(Some(retry));
                 }
+                if let Some(credentials) = &self.credentials {
+                    builder.set_credentials_provider(Some(SharedCredentialsProvider::new(credentials.clone())));
+                }
                 builder.build()
             }
             None => {
@@ -75,6 +81,9 @@ impl Connection {
                 }
                 if let Some(profile) = &self.profile {
                     loader = loader.profile_name(profile);
+                }
+                if let Some(credentials) = &self.credentials {
+                    loader = loader.credentials_provider(credentials.clone());
                 }
                 loader.load().await
             }
@@ -113,6 +122,24 @@ macro_rules! connection_setters {
             /// The first retry's backoff; later ones grow exponentially, with jitter (the SDK default is 1 s).
             pub fn initial_backoff(mut self, backoff: Duration) -> Self {
                 self.connection.initial_backoff = Some(backoff);
+                self
+            }
+
+            /// Static credentials instead of the credential chain: for tests against a local endpoint, or a
+            /// tool that holds its own keys. The secret parts stay redacted in every `Debug` output.
+            pub fn static_credentials(
+                mut self,
+                access_key_id: impl Into<String>,
+                secret_access_key: promote_core::Secret,
+                session_token: Option<promote_core::Secret>,
+            ) -> Self {
+                self.connection.credentials = Some(Credentials::new(
+                    access_key_id,
+                    secret_access_key.expose(),
+                    session_token.map(|token| token.expose().to_owned()),
+                    None,
+                    "promote-static",
+                ));
                 self
             }
 

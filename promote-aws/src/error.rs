@@ -4,6 +4,7 @@ use std::fmt;
 
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use promote_core::error::ErrorContext;
 use promote_core::{ArtifactRef, Error, ErrorClass, Resource};
 
 /// The backend name ECR errors carry.
@@ -158,7 +159,8 @@ pub(crate) fn ecr_error(operation: &str, reference: &ArtifactRef, failure: AwsFa
 /// The failure never carries a value (see [`AwsFailure::from_sdk`]), so neither does the error.
 pub(crate) fn secrets_error(source_name: &str, stage: &str, secret_id: &str, failure: AwsFailure) -> Error {
     if failure.is("ResourceNotFoundException") {
-        return Error::not_found(Resource::Secret, format!("{secret_id} (stage {stage}, source {source_name})"));
+        return Error::not_found(Resource::Secret, secret_id)
+            .in_context(ErrorContext::stage(stage).with_source(source_name));
     }
     if failure.is_access_denied() {
         return Error::PermissionDenied {

@@ -12,6 +12,7 @@ use tracing::{debug, instrument};
 
 use crate::config::{SecretFormat, SecretSpec, SecretsManagerBuilder};
 use crate::error::{AwsFailure, secrets_error};
+use promote_core::error::ErrorContext;
 
 /// The staging label of a secret's current version.
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -259,9 +260,13 @@ impl SecretsManagerSource {
             let version = match self.get_one(stage, &spec.id, &selector).await {
                 Ok(version) => version,
                 // A version id belongs to one secret; the others answer "not found" or "invalid".
-                Err(
-                    Error::NotFound { .. } | Error::ConfigSource { class: promote_core::ErrorClass::Persistent, .. },
-                ) => {
+                Err(error)
+                    if matches!(
+                        error.root(),
+                        Error::NotFound { .. }
+                            | Error::ConfigSource { class: promote_core::ErrorClass::Persistent, .. }
+                    ) =>
+                {
                     continue;
                 }
                 Err(other) => return Err(other),
@@ -275,10 +280,8 @@ impl SecretsManagerSource {
                 return Ok(Loaded { value, version_id: version.version_id, spec: index });
             }
         }
-        Err(Error::not_found(
-            Resource::ConfigKey,
-            format!("{key} at version {version_id} (stage {stage}, source {})", self.name),
-        ))
+        Err(Error::not_found(Resource::ConfigKey, format!("{key} at version {version_id}"))
+            .in_context(ErrorContext::stage(stage).with_source(&self.name)))
     }
 }
 

@@ -260,3 +260,52 @@ async fn throttling_is_retried_with_backoff_and_then_reported_as_retryable() {
     assert!(error.to_string().contains("throttled") && error.to_string().contains("team/web:stg"), "{error}");
     assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by max_attempts");
 }
+
+/// A promotion whose target is an immutable tag held by another build fails, recorded with the reason
+/// (never left "in progress"), and the error says how to place builds in an immutable repository. The store
+/// is built with static credentials from the builder, the way a tool holding its own keys builds it.
+#[tokio::test]
+async fn a_conflicting_immutable_tag_fails_the_promotion_with_a_hint() {
+    use promote_core::ledger::{FinalState, PromotionState, Step};
+    use promote_core::{BuildRequest, MemoryLedger, Pipeline, Secret, Stage};
+
+    let Some(moto) = Moto::start() else { return };
+    let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
+    create_repository(&ecr, "team/api", true).await;
+    let first = put_manifest(&ecr, "team/api", Some("1111111"), &oci_manifest("1111111"), OCI_MANIFEST).await;
+    put_manifest(&ecr, "team/api", Some("2222222"), &oci_manifest("2222222"), OCI_MANIFEST).await;
+    let store = EcrStore::builder()
+        .region(common::REGION)
+        .endpoint_url(&moto.endpoint)
+        .static_credentials("testing", Secret::new("testing"), None)
+        .immutable_tags(true)
+        .build()
+        .await
+        .unwrap();
+    let pipeline = Pipeline::builder("shop")
+        .store(Arc::new(store))
+        .ledger(Arc::new(MemoryLedger::new()))
+        .stage(Stage::new("stg"))
+        .build()
+        .unwrap();
+    let build = |commit: &str| BuildRequest::new(commit).artifact("api", reference("team/api", commit));
+    let one = pipeline.register(build("1111111"), "ci").await.unwrap();
+    assert_eq!(one.artifacts["api"].digest, first);
+    pipeline.promote(&one.id, "stg", "ci").await.unwrap();
+    let two = pipeline.register(build("2222222"), "ci").await.unwrap();
+
+    let error = pipeline.promote(&two.id, "stg", "ci").await.unwrap_err();
+    assert!(matches!(error.root(), Error::TagConflict { .. }), "{error:?}");
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(message.contains("artifact api") && message.contains("{stage}-{commit}"), "{message}");
+    let history = pipeline.history(Some("stg")).await.unwrap();
+    let last = history.last().unwrap();
+    assert!(
+        matches!(&last.state, PromotionState::Finished(FinalState::Failed { step: Step::Artifacts, reason }) if reason.contains("immutable")),
+        "{:?}",
+        last.state
+    );
+    let status = pipeline.status().await.unwrap();
+    assert!(status.stage("stg").unwrap().in_progress.is_empty(), "nothing stays in progress");
+}

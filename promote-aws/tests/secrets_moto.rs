@@ -178,8 +178,13 @@ async fn missing_secret_missing_key_and_bad_json_are_clear_errors() {
         .unwrap();
 
     let error = source.load(&request("missing-secret")).await.unwrap_err();
-    assert!(matches!(error, Error::NotFound { resource: Resource::Secret, .. }), "{error:?}");
-    assert!(error.to_string().contains("prd/nope"), "{error}");
+    assert!(
+        matches!(error.root(), Error::NotFound { resource: Resource::Secret, name } if name == "prd/nope"),
+        "{error:?}"
+    );
+    let context = error.context().expect("the stage and the source are named");
+    assert_eq!((context.stage.as_deref(), context.source_name.is_some()), (Some("missing-secret"), true));
+    assert!(error.to_string().starts_with("stage missing-secret, source "), "{error}");
 
     let error = source.load(&request("missing-key")).await.unwrap_err();
     assert!(matches!(error, Error::NotFound { resource: Resource::ConfigKey, .. }), "{error:?}");
@@ -215,6 +220,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// Captures this thread's tracing output at TRACE, with the `log` crate bridged in (rustls and other
+/// dependencies log through it), as an embedder's `tracing_subscriber::fmt().init()` would.
+fn capture_traces() -> (Captured, tracing::subscriber::DefaultGuard) {
+    // Once per process; a second call (another test) finds the bridge in place.
+    let _ = tracing_log::LogTracer::init();
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    (captured.clone(), tracing::subscriber::set_default(subscriber))
+}
+
 #[tokio::test]
 async fn secret_values_never_reach_traces_or_errors() {
     let Some(moto) = Moto::start() else { return };
@@ -223,13 +242,7 @@ async fn secret_values_never_reach_traces_or_errors() {
     update(&sm, "prd/app", r#"{"DB_PASSWORD": "leak-canary-2"}"#).await;
     create(&sm, "prd/token", "leak-canary-3").await;
     create(&sm, "prd/broken", "leak-canary-4 is not json").await;
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_traces();
 
     let source = builder(&moto.endpoint)
         .await
@@ -290,6 +303,7 @@ async fn secret_values_never_reach_engine_events_the_ledger_or_a_plan() {
     };
 
     let Some(moto) = Moto::start() else { return };
+    let (captured, guard) = capture_traces();
     let sm = client(&moto.endpoint).await;
     create(&sm, "prd/app", r#"{"DB_PASSWORD": "engine-canary-7"}"#).await;
     let source = builder(&moto.endpoint).await.stage("prd", [SecretSpec::json("prd/app")]).build().await.unwrap();
@@ -297,8 +311,8 @@ async fn secret_values_never_reach_engine_events_the_ledger_or_a_plan() {
     let store = MemoryArtifactStore::new();
     let image: promote_core::ArtifactRef = "memory.local/shop/web:abc1234".parse().unwrap();
     store.push(image.clone(), OCI_MANIFEST, br#"{"schemaVersion":2}"#.to_vec()).unwrap();
-    let template =
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{config.DB_PASSWORD}}\n";
+    let template = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {{config.DB_PASSWORD}}\n  \
+                    quoted: {{quote config.DB_PASSWORD}}\ndata:\n  encoded: {{b64enc config.DB_PASSWORD}}\n";
     let deployer = MemoryDeployer::new();
     let ledger = MemoryLedger::new();
     let pipeline = Pipeline::builder("shop")
@@ -327,6 +341,12 @@ async fn secret_values_never_reach_engine_events_the_ledger_or_a_plan() {
         shown.push_str(&serde_json::to_string(&entry).unwrap());
     }
     shown.push_str(&format!("{:?}", ledger.view().await.unwrap().promotions()));
+    drop(guard);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("handlebars"), "the template engine's log records were captured");
+    shown.push_str(&logs);
     assert!(shown.contains("DB_PASSWORD"), "the key is shown, with its provenance");
-    assert!(!shown.contains("engine-canary-7"), "a secret value leaked:\n{shown}");
+    for form in ["engine-canary-7", "ZW5naW5lLWNhbmFyeS03"] {
+        assert!(!shown.contains(form), "a secret value leaked:\n{shown}");
+    }
 }

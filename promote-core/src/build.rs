@@ -168,4 +168,34 @@ impl BuildRequest {
         self.revision_policy = policy;
         self
     }
+
+    /// Checks the commit: a git object id, abbreviated or whole, of 7 to 64 hexadecimal digits. It is
+    /// substituted into tags, URLs, commit messages and command environments, so nothing else is accepted.
+    pub fn check_commit(commit: &str) -> crate::Result<()> {
+        let hex = commit.bytes().all(|b| b.is_ascii_hexdigit());
+        if (7..=64).contains(&commit.len()) && hex {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid(
+                "commit",
+                commit.chars().take(80).collect::<String>(),
+                "a commit is 7 to 64 hexadecimal digits (a git object id, abbreviated or whole)",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BuildRequest;
+
+    #[test]
+    fn a_commit_is_a_git_object_id() {
+        for good in ["3f2c1a9", "3F2C1A9", &"a".repeat(40), &"0".repeat(64)] {
+            assert!(BuildRequest::check_commit(good).is_ok(), "{good}");
+        }
+        for bad in ["3f2c1a", "main", "3f2c1a9/../x", "3f2c1a9 x", &"a".repeat(65), "3f2c1a9?build=1&x=", ""] {
+            assert!(BuildRequest::check_commit(bad).is_err(), "{bad}");
+        }
+    }
 }

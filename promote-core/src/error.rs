@@ -123,6 +123,81 @@ impl fmt::Display for Location {
     }
 }
 
+/// Where an error happened: the promotion, stage, step and artifact it broke. Every part is optional;
+/// the engine fills in what it knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorContext {
+    /// The promotion's id (`stage/build/attempt`).
+    pub promotion: Option<String>,
+    /// The stage.
+    pub stage: Option<String>,
+    /// The step of the promotion (`artifacts`, `render`, `deploy`…).
+    pub step: Option<String>,
+    /// The artifact's name in the build.
+    pub artifact: Option<String>,
+    /// The reference being read or written when it failed.
+    pub reference: Option<String>,
+    /// The backend that raised it, by its name in the pipeline (a config source's name).
+    pub source_name: Option<String>,
+}
+
+impl ErrorContext {
+    /// A context naming a stage.
+    pub fn stage(stage: impl Into<String>) -> Self {
+        ErrorContext { stage: Some(stage.into()), ..Self::default() }
+    }
+
+    /// Names the promotion.
+    pub fn with_promotion(mut self, promotion: impl fmt::Display) -> Self {
+        self.promotion = Some(promotion.to_string());
+        self
+    }
+
+    /// Names the step.
+    pub fn with_step(mut self, step: impl fmt::Display) -> Self {
+        self.step = Some(step.to_string());
+        self
+    }
+
+    /// Names the backend that raised the error.
+    pub fn with_source(mut self, source_name: impl Into<String>) -> Self {
+        self.source_name = Some(source_name.into());
+        self
+    }
+
+    /// Names the artifact and the reference it was read from or written to.
+    pub fn with_artifact(mut self, artifact: impl Into<String>, reference: impl fmt::Display) -> Self {
+        self.artifact = Some(artifact.into());
+        self.reference = Some(reference.to_string());
+        self
+    }
+}
+
+impl fmt::Display for ErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        match (&self.promotion, &self.stage) {
+            (Some(promotion), _) => parts.push(format!("promotion {promotion}")),
+            (None, Some(stage)) => parts.push(format!("stage {stage}")),
+            (None, None) => {}
+        }
+        if let Some(step) = &self.step {
+            parts.push(format!("step {step}"));
+        }
+        if let Some(source) = &self.source_name {
+            parts.push(format!("source {source}"));
+        }
+        match (&self.artifact, &self.reference) {
+            (Some(artifact), Some(reference)) => parts.push(format!("artifact {artifact} ({reference})")),
+            (Some(artifact), None) => parts.push(format!("artifact {artifact}")),
+            (None, Some(reference)) => parts.push(reference.clone()),
+            (None, None) => {}
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// The error type of every `promote` API.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -170,7 +245,10 @@ pub enum Error {
     },
 
     /// An immutable tag is held by another digest.
-    #[error("tag {reference} is immutable and holds {existing}, not {wanted}")]
+    #[error(
+        "tag {reference} is immutable and holds {existing}, not {wanted} (with immutable tags each build needs \
+         its own tag: use a placement such as `tag: \"{{stage}}-{{commit}}\"`)"
+    )]
     TagConflict {
         /// The tag reference.
         reference: String,
@@ -371,6 +449,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A backend's error, with the promotion, stage, step and artifact it broke. [`Error::root`] is the
+    /// backend's own error, still matchable; [`Error::is_retryable`] answers for it.
+    #[error("{context}: {source}")]
+    Context {
+        /// Where it happened.
+        context: Box<ErrorContext>,
+        /// What happened.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Any other backend failure, classified for retry.
     #[error("{backend}: {message}")]
     Backend {
@@ -389,11 +478,16 @@ pub enum Error {
 impl Error {
     /// Whether making the same call again may succeed without anything else changing.
     ///
-    /// Lock contention, pending gates, timeouts and temporary backend failures are retryable;
-    /// bad input, missing things, refusals and corruption are not.
+    /// Lock contention, pending gates, timeouts, digest mismatches and temporary backend failures are
+    /// retryable; bad input, missing things, refusals and corruption are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } => true,
+            Error::Context { source, .. } => source.is_retryable(),
+            // A digest that moved, or bytes that did not match their digest, is another writer or a broken
+            // transfer: placing or fetching again may succeed, and is checked again.
+            Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } | Error::DigestMismatch { .. } => {
+                true
+            }
             Error::Backend { class, .. } | Error::ConfigSource { class, .. } => *class == ErrorClass::Temporary,
             Error::Io { source, .. } => matches!(
                 source.kind(),
@@ -401,6 +495,64 @@ impl Error {
             ),
             _ => false,
         }
+    }
+
+    /// The error itself, without the context the engine wrapped around it: what the backend raised.
+    ///
+    /// ```
+    /// use promote_core::error::{Error, ErrorContext, Resource};
+    /// let error = Error::not_found(Resource::Artifact, "registry.example/web:1").in_context(
+    ///     ErrorContext::stage("prd").with_step("artifacts").with_artifact("web", "registry.example/web:1"),
+    /// );
+    /// assert!(matches!(error.root(), Error::NotFound { resource: Resource::Artifact, .. }));
+    /// assert_eq!(error.context().and_then(|c| c.artifact.as_deref()), Some("web"));
+    /// ```
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    /// The root error, by value.
+    pub fn into_root(self) -> Error {
+        match self {
+            Error::Context { source, .. } => source.into_root(),
+            other => other,
+        }
+    }
+
+    /// The context the engine attached, if any (the outermost).
+    pub fn context(&self) -> Option<&ErrorContext> {
+        match self {
+            Error::Context { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+
+    /// This error with `context` around it. An error that already has a context keeps it, completed with
+    /// the parts it lacked, so that contexts never nest.
+    pub fn in_context(self, context: ErrorContext) -> Error {
+        match self {
+            Error::Context { context: inner, source } => {
+                let inner = *inner;
+                let merged = ErrorContext {
+                    promotion: inner.promotion.or(context.promotion),
+                    stage: inner.stage.or(context.stage),
+                    step: inner.step.or(context.step),
+                    artifact: inner.artifact.or(context.artifact),
+                    reference: inner.reference.or(context.reference),
+                    source_name: inner.source_name.or(context.source_name),
+                };
+                Error::Context { context: Box::new(merged), source }
+            }
+            other => Error::Context { context: Box::new(context), source: Box::new(other) },
+        }
+    }
+
+    /// Shorthand for [`Error::DigestMismatch`].
+    pub fn digest_mismatch(reference: impl Into<String>, expected: Digest, actual: Digest) -> Self {
+        Error::DigestMismatch { reference: reference.into(), expected, actual }
     }
 
     /// Shorthand for [`Error::NotFound`].

@@ -30,15 +30,21 @@ pub use deploy::{Bundle, Deployer, DirectoryDeployer, MemoryDeployer};
 pub use digest::Digest;
 pub use engine::{Event, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status, Upstream};
 pub use engine::{ReconcileOutcome, ReconcileReport, StageReconcile};
-pub use error::{Error, ErrorClass, Resource, Result};
+pub use error::{ApprovalRefusal, Error, ErrorClass, ErrorContext, Location, Resource, Result};
 pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
 pub use gate::{
     CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
 };
-pub use ledger::{FileLedger, FileLedgerOptions, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
+pub use ledger::{
+    FileLedger, FileLedgerOptions, FinalState, GateEvidence, Ledger, LedgerExt, MemoryLedger, PromotionRecord,
+    PromotionState, Verdict,
+};
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
-pub use render::Templates;
+pub use render::{RenderBudget, Templates};
+/// The `semver` crate `promote` uses: [`BuildRequest::version`] takes its `Version`, and the semver gate its
+/// `VersionReq`.
+pub use semver;
 pub use spec::SpecRegistry;
 pub use store::{Artifact, ArtifactStore, ArtifactStoreExt, MemoryArtifactStore, StoreCapabilities};
 

@@ -113,10 +113,12 @@ async fn refuses_an_unknown_stage() {
 async fn refuses_to_register_a_tag_that_does_not_exist() {
     let h = Harness::new();
     let reference: ArtifactRef = "memory.local/shop/web:nope".parse().unwrap();
-    match h.pipeline.register(BuildRequest::new(C1).artifact("web", reference), "ci").await {
-        Err(Error::NotFound { resource: Resource::Artifact, name }) => assert!(name.contains("web:nope"), "{name}"),
+    let error = h.pipeline.register(BuildRequest::new(C1).artifact("web", reference), "ci").await.unwrap_err();
+    match error.root() {
+        Error::NotFound { resource: Resource::Artifact, name } => assert!(name.contains("web:nope"), "{name}"),
         other => panic!("expected NotFound(artifact), got {other:?}"),
     }
+    assert!(error.to_string().starts_with("artifact web (memory.local/shop/web:nope): "), "{error}");
     assert_eq!(h.entries(), 0);
 }
 
@@ -153,13 +155,26 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
         )
         .unwrap();
     *h.store.move_after_promote.lock().unwrap() = Some(intruder.digest.clone());
-    match h.pipeline.promote(&build.id, "dev", "dana").await {
-        Err(Error::DigestMismatch { expected, actual, reference }) => {
-            assert_eq!((expected, actual), (build.artifacts["web"].digest.clone(), intruder.digest));
+    let error = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
+    match error.root() {
+        Error::DigestMismatch { expected, actual, reference } => {
+            assert_eq!((expected, actual), (&build.artifacts["web"].digest, &intruder.digest));
             assert!(reference.ends_with("web:dev"), "{reference}");
         }
         other => panic!("expected DigestMismatch, got {other:?}"),
     }
+    // The error names the promotion, the stage, the step and the artifact it broke.
+    let context = error.context().expect("the engine names where it happened");
+    assert_eq!(
+        (context.stage.as_deref(), context.step.as_deref(), context.artifact.as_deref()),
+        (Some("dev"), Some("artifacts"), Some("web"))
+    );
+    assert!(context.promotion.as_deref().is_some_and(|p| p.starts_with("dev/")), "{context:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("artifact web (memory.local/shop/web:dev)") && message.contains("digest moved"),
+        "{message}"
+    );
     let history = h.pipeline.history(Some("dev")).await.unwrap();
     assert_eq!(history.len(), 1);
     assert!(
@@ -224,6 +239,76 @@ async fn a_backend_failing_at_each_step_leaves_an_open_record_that_a_re_run_comp
         let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
         assert_converged(&h, &build.id, &record).await;
     }
+}
+
+/// An error no re-run can get past (not `is_retryable`) ends the promotion as failed at that step, with the
+/// reason recorded, instead of leaving it open for good; a later call starts a new attempt.
+#[tokio::test]
+async fn a_refusal_at_any_step_fails_the_promotion_and_records_why() {
+    for (point, step) in [
+        (Point::EntryGate, Step::EntryGates),
+        (Point::StorePromote, Step::Artifacts),
+        (Point::ConfigLoad, Step::Render),
+        (Point::DeployApply, Step::Deploy),
+        (Point::VerifyGate, Step::Verify),
+    ] {
+        let h = Harness::new();
+        let build = h.build(C1).await;
+        h.faults.set(point, Mode::Refuse);
+        let error = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
+        assert!(!error.is_retryable(), "{point:?}: {error}");
+        let history = h.pipeline.history(Some("dev")).await.unwrap();
+        assert_eq!(history.len(), 1, "{point:?}");
+        match &history[0].state {
+            PromotionState::Finished(FinalState::Failed { step: failed_at, reason }) => {
+                assert_eq!(*failed_at, step, "{point:?}");
+                assert!(reason.contains("injected refusal"), "{point:?}: {reason}");
+            }
+            other => panic!("{point:?}: expected a failed promotion, got {other:?}"),
+        }
+        let status = h.pipeline.status().await.unwrap();
+        let dev = status.stage("dev").unwrap();
+        assert!(dev.in_progress.is_empty() && dev.current.is_none(), "{point:?}: nothing stays in progress: {dev:?}");
+
+        h.faults.clear();
+        let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
+        assert!(record.state.succeeded(), "{point:?}");
+        assert_ne!(record.id, history[0].id, "{point:?}: a new attempt, not the failed one resumed");
+    }
+}
+
+/// An object whose name Kubernetes would refuse is a template error at render, before anything is applied,
+/// and the promotion fails with it rather than staying open.
+#[tokio::test]
+async fn an_unusable_object_name_fails_at_render_before_any_apply() {
+    let h = Harness::new();
+    let build = h.build(C1).await;
+    h.config.set("dev", "REPLICAS", "2").set("dev", "NAME", "../../x");
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{config.NAME}}\n";
+    let templates = promote_core::Templates::from_sources([("manifests/bad.yaml", bad)]).unwrap();
+    let pipeline = promote_core::Pipeline::builder("shop")
+        .store(h.store.clone())
+        .ledger(std::sync::Arc::new(h.ledger.clone()))
+        .stage(
+            Stage::new("dev")
+                .config_source(h.config.clone())
+                .templates(templates)
+                .deployer(std::sync::Arc::new(h.deployer.clone())),
+        )
+        .build()
+        .unwrap();
+    let error = pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Template { .. }), "{error:?}");
+    assert!(message.starts_with("manifests/bad.yaml") && message.contains("rendered document 1"), "{message}");
+    assert!(message.contains("`../../x` is not a valid ConfigMap name"), "{message}");
+    assert_eq!(h.deployer.applies(), 0, "nothing was applied");
+    let history = pipeline.history(Some("dev")).await.unwrap();
+    assert!(
+        matches!(&history[0].state, PromotionState::Finished(FinalState::Failed { step: Step::Render, .. })),
+        "{:?}",
+        history[0].state
+    );
 }
 
 /// A crash (the future dropped mid-step) at each step, and at each ledger write.
@@ -352,9 +437,9 @@ async fn rollback_returns_to_an_earlier_build_and_holds_automation() {
     for build in [&v1, &v2] {
         h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
     }
-    let never = h.pipeline.rollback("stg", Some(&v1.id), "oncall").await;
+    let never = h.pipeline.rollback(Some(&v1.id), "stg", "oncall").await;
     assert!(matches!(never, Err(Error::NotEligible { .. })), "{never:?}");
-    let record = h.pipeline.rollback("dev", None, "oncall").await.unwrap();
+    let record = h.pipeline.rollback(None, "dev", "oncall").await.unwrap();
     assert_eq!(record.build, v1.id);
     let status = h.pipeline.status().await.unwrap();
     let dev = status.stage("dev").unwrap();
@@ -363,7 +448,7 @@ async fn rollback_returns_to_an_earlier_build_and_holds_automation() {
     let deployed = h.deployer_current("dev").await;
     assert!(deployed.contains(v1.artifacts["web"].digest.as_str()));
     // Rolling back again to the same build is a no-op.
-    let again = h.pipeline.rollback("dev", Some(&v1.id), "oncall").await.unwrap();
+    let again = h.pipeline.rollback(Some(&v1.id), "dev", "oncall").await.unwrap();
     assert_eq!(again.id, record.id);
 }
 

@@ -77,7 +77,7 @@ async fn eventful_history() -> (Vec<LedgerEntry>, Status) {
     // A freeze on prd, lifted; a rollback of dev to b1; an Auto hold left in place.
     let freeze = p.hold("prd", HoldScope::All, "change freeze", "cab").await.unwrap();
     p.lift_hold(&freeze.id, "cab").await.unwrap();
-    p.rollback("dev", Some(&b1.id), "oncall").await.unwrap();
+    p.rollback(Some(&b1.id), "dev", "oncall").await.unwrap();
     p.hold("stg", HoldScope::Auto, "investigating", "oncall").await.unwrap();
 
     // b6 is left half-promoted into dev.

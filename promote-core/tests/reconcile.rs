@@ -153,7 +153,7 @@ async fn a_rollback_is_not_undone_until_a_person_lifts_its_hold() {
     let regressed = l.build(2, &[]).await;
     assert_eq!(promoted(l.pipeline.reconcile("ci").await.unwrap().stage("dev")), &regressed.id);
 
-    l.pipeline.rollback("dev", None, "oncall").await.unwrap();
+    l.pipeline.rollback(None, "dev", "oncall").await.unwrap();
     assert_eq!(l.current("dev").await, Some(good.id.clone()));
     for _ in 0..2 {
         let report = l.pipeline.reconcile("ci").await.unwrap();

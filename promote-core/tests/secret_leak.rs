@@ -23,12 +23,15 @@ fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
+        // `init` as an embedder would call it: it also bridges the `log` crate (which handlebars, reqwest and
+        // hyper log through) into tracing, at TRACE for every crate. A subscriber installed without the bridge
+        // would see none of their records, and the test would pass however much they leaked.
+        tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(move || LogWriter(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+            .init();
+        assert_eq!(log::max_level(), log::LevelFilter::Trace, "the log bridge is installed at TRACE");
         logs
     })
 }
@@ -101,6 +104,8 @@ metadata:
   name: db
 data:
   password: {{b64enc (required config.DB_PASSWORD \"the database password\")}}
+stringData:
+  quoted: {{quote config.DB_PASSWORD}}
 ";
 
 struct Outputs {
@@ -215,7 +220,7 @@ async fn a_secret_reaches_only_the_stage_that_allows_it() {
     outputs.error("prd plan", &prd_plan);
 
     // Rolling dev forward and back exercises the masked read-back of the written files.
-    let rollback = pipeline.rollback("dev", Some(&build.id), "oncall").await;
+    let rollback = pipeline.rollback(Some(&build.id), "dev", "oncall").await;
     outputs.add("dev rollback", format!("{rollback:?}"));
 
     while let Ok(event) = events.try_recv() {
@@ -230,6 +235,13 @@ async fn a_secret_reaches_only_the_stage_that_allows_it() {
     outputs.add("view", format!("{:?}", pipeline.view().await.unwrap()));
     outputs.add("logs", logs_text());
     assert!(logs_text().contains("promotion"), "TRACE logs of the engine were captured");
+    assert!(logs_text().contains("handlebars"), "the template engine's own log records were captured");
+    // promote's own per-step detail is there at DEBUG and TRACE, with no values.
+    for detail in
+        ["lock acquired", "lock released", "token=", "artifact placed", "ledger entries appended", "first_seq="]
+    {
+        assert!(logs_text().contains(detail), "the TRACE log shows `{detail}`");
+    }
 
     for (what, text) in &outputs.texts {
         assert_absent(what, text);

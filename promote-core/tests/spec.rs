@@ -50,8 +50,15 @@ async fn an_unknown_key_names_its_line_and_key() {
     let (line, key, message) =
         spec_error(load(&VALID.replace("    auto: true", "    auto: true\n    atuo: false")).await);
     assert_eq!(line, Some(7));
-    assert!(key.starts_with("stages[0]"), "{key}");
-    assert!(message.contains("atuo"), "{message}");
+    assert_eq!(key, "stages[0].atuo");
+    assert_eq!(message, "unknown key `atuo` (did you mean `auto`?)");
+    let (_, key, message) = spec_error(load(&VALID.replace("    lock_wait: 30s", "    lock_wiat: 30s")).await);
+    assert_eq!(
+        (key.as_str(), message.as_str()),
+        ("stages[1].lock_wiat", "unknown key `lock_wiat` (did you mean `lock_wait`?)")
+    );
+    let (_, _, message) = spec_error(load(&VALID.replace("    auto: true", "    auto: true\n    zzzzzz: 1")).await);
+    assert!(message.starts_with("unknown key `zzzzzz` (known: name, auto, upstream"), "{message}");
     let (line, _, message) = spec_error(load(&format!("{VALID}extra: 1\n")).await);
     assert!(message.contains("extra"), "{message}");
     assert!(line.is_some());
@@ -88,4 +95,28 @@ async fn bad_settings_for_a_backend_are_errors_at_load() {
     assert!(message.contains("qa"), "{message}");
     let (_, key, _) = spec_error(load("pipeline: shop\nstore: { kind: memory }\nledger: { kind: memory }\n").await);
     assert_eq!(key, "stages");
+}
+
+/// Template errors name the file as the spec wrote it, relative to the spec's directory, the way a compiler
+/// names its sources: not the absolute path the loader resolved.
+#[tokio::test]
+async fn template_errors_name_the_path_as_written_in_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  x: {{config.MISSING}}\n",
+    )
+    .unwrap();
+    let spec = format!("{VALID}templates: manifests\n");
+    std::fs::write(dir.path().join("promote.yaml"), &spec).unwrap();
+    let images = promote_core::MemoryArtifactStore::new();
+    let image: promote_core::ArtifactRef = "memory.local/web:3f2c1a9".parse().unwrap();
+    images.push(image.clone(), promote_core::manifest::OCI_MANIFEST, br#"{"schemaVersion":2}"#.to_vec()).unwrap();
+    let registry = SpecRegistry::with_defaults().with_memory_store(images);
+    let pipeline = registry.load_file(dir.path().join("promote.yaml"), None).await.unwrap();
+    let build =
+        pipeline.register(promote_core::BuildRequest::new("3f2c1a9").artifact("web", image), "ci").await.unwrap();
+    let error = pipeline.promote(&build.id, "dev", "ci").await.unwrap_err();
+    assert!(error.to_string().starts_with("manifests/app.yaml:6:"), "{error}");
 }

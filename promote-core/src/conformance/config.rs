@@ -64,7 +64,7 @@ pub async fn config_source(fixture: ConfigFixture) {
 
         let pins = BTreeMap::from([(key.clone(), "no-such-version-999".to_owned())]);
         match source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await {
-            Err(error @ (Error::NotFound { .. } | Error::ConfigSource { .. })) => {
+            Err(error) if matches!(error.root(), Error::NotFound { .. } | Error::ConfigSource { .. }) => {
                 let message = error.to_string();
                 assert!(message.contains(key.as_str()), "the error must name the key: {message}");
                 for secret in fixture.secrets.values() {

@@ -239,7 +239,10 @@ impl Pipeline {
             .into_iter()
             .map(|event| NewEntry { at, actor: actor.to_owned(), fence: fence.clone(), event })
             .collect();
-        self.inner.ledger.append(entries).await?;
+        let written = self.inner.ledger.append(entries).await?;
+        if let (Some(first), Some(last)) = (written.first(), written.last()) {
+            tracing::trace!(first_seq = first.seq, last_seq = last.seq, fence = ?fence, "ledger entries appended");
+        }
         Ok(())
     }
 
@@ -251,6 +254,7 @@ impl Pipeline {
     pub async fn register(&self, request: BuildRequest, actor: &str) -> Result<Build> {
         let span = info_span!("register", pipeline = %self.inner.name, commit = %request.commit);
         async {
+            BuildRequest::check_commit(&request.commit)?;
             if request.artifacts.is_empty() {
                 return Err(Error::invalid("build", &request.commit, "a build needs at least one artifact"));
             }
@@ -313,7 +317,10 @@ impl Pipeline {
         name: &str,
         reference: &crate::reference::ArtifactRef,
     ) -> Result<(String, crate::store::Artifact)> {
-        Ok((name.to_owned(), self.inner.store.resolve(reference).await?))
+        let resolved = self.inner.store.resolve(reference).await;
+        let artifact = resolved
+            .map_err(|error| error.in_context(crate::error::ErrorContext::default().with_artifact(name, reference)))?;
+        Ok((name.to_owned(), artifact))
     }
 
     /// Records an approval of `build` for `stage` by `approver`.

@@ -5,14 +5,14 @@ use std::future::Future;
 
 use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::report::{self, ArtifactAction, Plan, PlannedArtifact};
 use super::{Event, OnFailure, Pipeline, Stage};
 use crate::build::{Build, BuildId};
 use crate::config::{ConfigSet, Provenance, load_layered};
 use crate::deploy::{ApplyMode, Bundle, diff_objects};
-use crate::error::{Error, Resource, Result};
+use crate::error::{Error, ErrorContext, Resource, Result};
 use crate::gate::{Gate, GateContext, GatePhase};
 use crate::ledger::{
     Fence, FinalState, GateEvidence, Hold, HoldScope, LedgerEvent, LedgerView, PlacedArtifact, PromotionId,
@@ -53,8 +53,9 @@ impl Pipeline {
 
     /// Rolls `stage` back to `to` (default: the build it ran before the current one), which must have
     /// passed the stage before. Entry gates and holds do not apply to a rollback. On success, a hold on
-    /// automatic promotion is placed on the stage so that automation does not undo it.
-    pub async fn rollback(&self, stage: &str, to: Option<&BuildId>, actor: &str) -> Result<PromotionRecord> {
+    /// automatic promotion is placed on the stage so that automation does not undo it. The arguments come
+    /// in the order of [`Pipeline::promote`]'s: build, stage, actor.
+    pub async fn rollback(&self, to: Option<&BuildId>, stage: &str, actor: &str) -> Result<PromotionRecord> {
         Box::pin(self.rollback_inner(stage, to, actor)).await
     }
 
@@ -110,6 +111,7 @@ impl Pipeline {
             // Step 1: the lock. Everything after this happens under its fencing token.
             let lease = self.inner.lock.acquire(stage_name, actor, stage.lock_wait).await?;
             let fence = Fence { stage: stage_name.to_owned(), token: lease.token() };
+            debug!(stage = stage_name, token = fence.token, "lock acquired");
             let view = self.view().await?;
             if let Some(done) = already_current(&view, stage_name, build_id) {
                 return Ok(done);
@@ -162,6 +164,7 @@ impl Pipeline {
             let outcome = self.execute(&run, &view).await;
             drop(view);
             drop(lease);
+            debug!(stage = stage_name, token = run.fence.token, "lock released");
             match outcome {
                 Ok(None) => self.record(&run.id).await,
                 Ok(Some((step, reason))) => {
@@ -179,7 +182,7 @@ impl Pipeline {
                     if let Some(previous) = previous.filter(|p| auto_rollback && p != build_id) {
                         warn!(to = %previous, "rolling back after a failed promotion");
                         // Boxed: a rollback is itself a run.
-                        let rollback = Box::pin(self.rollback(stage_name, Some(&previous), actor));
+                        let rollback = Box::pin(self.rollback(Some(&previous), stage_name, actor));
                         if let Err(rollback_error) = rollback.await {
                             warn!(error = %rollback_error, "automatic rollback failed");
                         }
@@ -375,16 +378,30 @@ impl Pipeline {
         )
         .await?;
         self.emit(Event::StepStarted { promotion: run.id.clone(), step });
-        match work.instrument(info_span!("step", %step)).await {
+        debug!(promotion = %run.id, %step, "step started");
+        match work.instrument(info_span!("step", %step)).await.map_err(|error| in_promotion(error, run, step)) {
             Ok((value, detail)) => {
                 self.append(&run.actor, Some(run.fence.clone()), vec![finished(&run.id, step, detail)]).await?;
+                debug!(promotion = %run.id, %step, "step finished");
                 Ok(value)
             }
             Err(error) => {
                 let outcome = StepOutcome::Error { message: error.to_string(), retryable: error.is_retryable() };
-                let entry = LedgerEvent::StepFinished { promotion: run.id.clone(), step, outcome };
-                if let Err(journal_error) = self.append(&run.actor, Some(run.fence.clone()), vec![entry]).await {
+                let mut entries = vec![LedgerEvent::StepFinished { promotion: run.id.clone(), step, outcome }];
+                let closes = closes_promotion(&error);
+                if closes {
+                    // A re-run would meet the same refusal: the promotion ends here, saying why.
+                    let state = FinalState::Failed { step, reason: error.to_string() };
+                    entries.push(LedgerEvent::PromotionFinished { promotion: run.id.clone(), state });
+                }
+                if let Err(journal_error) = self.append(&run.actor, Some(run.fence.clone()), entries).await {
                     warn!(error = %journal_error, "could not journal a step's failure; a re-run will resume it");
+                } else if closes {
+                    warn!(%step, %error, "step failed and cannot succeed on a re-run; the promotion failed");
+                    let state = FinalState::Failed { step, reason: error.to_string() };
+                    self.emit(Event::StepFailed { promotion: run.id.clone(), step, error: error.to_string() });
+                    self.emit(Event::Finished { promotion: run.id.clone(), state });
+                    return Err(error);
                 }
                 warn!(%step, %error, "step failed; the promotion stays open for a re-run");
                 self.emit(Event::StepFailed { promotion: run.id.clone(), step, error: error.to_string() });
@@ -475,16 +492,18 @@ impl Pipeline {
         let store = &self.inner.store;
         let target =
             run.stage.placement.target(&run.stage.name, name, &artifact.reference, &run.build.commit, version)?;
+        let at = |error: Error| error.in_context(ErrorContext::default().with_artifact(name, &target));
         let present = match store.resolve(&target).await {
             Ok(found) => found.digest == artifact.digest,
             Err(Error::NotFound { .. }) => false,
-            Err(other) => return Err(other),
+            Err(other) => return Err(at(other)),
         };
         if !present {
-            store.promote(&artifact.reference, &target).await?;
+            store.promote(&artifact.reference, &target).await.map_err(at)?;
         }
         // The target must hold exactly the bytes that were built.
-        store.verify_digest(&target, &artifact.digest).await?;
+        store.verify_digest(&target, &artifact.digest).await.map_err(at)?;
+        debug!(artifact = name, target = %target, digest = %artifact.digest, already_present = present, "artifact placed");
         self.emit(Event::ArtifactPromoted {
             promotion: run.id.clone(),
             name: name.to_owned(),
@@ -583,6 +602,25 @@ async fn evaluate_gate(gate: &dyn Gate, context: &GateContext<'_>) -> Result<Gat
         return Ok(crate::gate::GateReport::new(verdict).into_evidence(gate));
     }
     gate.evaluate(context).await.map(|report| report.into_evidence(gate))
+}
+
+/// A step's error, naming the promotion, stage and step it broke, unless it is one of the engine's own
+/// verdicts, which say so already.
+fn in_promotion(error: Error, run: &Run<'_>, step: Step) -> Error {
+    match error {
+        Error::GatePending { .. }
+        | Error::GateFailed { .. }
+        | Error::DeployFailed { .. }
+        | Error::Template { .. }
+        | Error::MissingConfig { .. } => error,
+        error => error.in_context(ErrorContext::stage(&run.stage.name).with_promotion(&run.id).with_step(step)),
+    }
+}
+
+/// Whether a step's error ends its promotion as failed: it cannot pass on a re-run (`is_retryable` is
+/// false), and it is not the ledger refusing this writer, which must not write the outcome either.
+fn closes_promotion(error: &Error) -> bool {
+    !error.is_retryable() && !matches!(error, Error::Fenced { .. } | Error::LedgerCorrupt { .. })
 }
 
 fn provenance_of(config: &ConfigSet) -> BTreeMap<String, Provenance> {

@@ -54,6 +54,31 @@ impl Default for Placement {
 }
 
 impl Placement {
+    /// A placement in the source repository under the tag pattern `tag` (`{stage}`, `{stage}-{commit}`…).
+    ///
+    /// ```
+    /// use promote_core::Placement;
+    /// let placement = Placement::tag("{stage}-{commit}").in_repository("promoted/{name}").in_registry("registry.example");
+    /// let source = "ci.example/shop/web:abc1234".parse().unwrap();
+    /// let target = placement.target("prd", "web", &source, "abc1234", None).unwrap();
+    /// assert_eq!(target.to_string(), "registry.example/promoted/web:prd-abc1234");
+    /// ```
+    pub fn tag(pattern: impl Into<String>) -> Self {
+        Placement { registry: None, repository: None, tag: pattern.into() }
+    }
+
+    /// The same placement in the repository `pattern` (`{name}`, `{repository}`, `{stage}`… are replaced).
+    pub fn in_repository(mut self, pattern: impl Into<String>) -> Self {
+        self.repository = Some(pattern.into());
+        self
+    }
+
+    /// The same placement in another registry (`host[:port]`).
+    pub fn in_registry(mut self, host: impl Into<String>) -> Self {
+        self.registry = Some(host.into());
+        self
+    }
+
     /// Where artifact `name`, built at `source`, goes for `stage`.
     pub fn target(
         &self,

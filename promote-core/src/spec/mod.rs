@@ -120,10 +120,14 @@ impl SpecFile {
     pub(crate) fn parse<T: for<'de> Deserialize<'de>>(&self, node: &Node, key: &str) -> Result<T> {
         marked_yaml::from_node(node).map_err(|error| {
             let mark = error.start_mark().or_else(|| node.span().start().copied());
-            let path = match error.path() {
-                Some(path) if !path.is_empty() && path != "." => format!("{key}.{path}"),
-                _ => key.to_owned(),
+            let inner = error.path().filter(|path| !path.is_empty() && *path != ".");
+            let path = match inner {
+                Some(path) => format!("{key}.{path}"),
+                None => key.to_owned(),
             };
+            // The error prints its own path first; the key already says it.
+            let text = error.to_string();
+            let text = inner.and_then(|inner| text.strip_prefix(&format!("{inner}: "))).unwrap_or(&text);
             Error::Spec {
                 location: Location {
                     file: self.path.clone(),
@@ -131,7 +135,7 @@ impl SpecFile {
                     column: mark.map(|m| m.column()),
                 },
                 key: path,
-                message: error.to_string(),
+                message: unknown_key_message(text).unwrap_or_else(|| text.to_owned()),
             }
         })
     }
@@ -207,7 +211,7 @@ impl SpecRegistry {
             None => Vec::new(),
         };
         let shared_templates = match &settings.templates {
-            Some(dir) => Some(Templates::from_dir(&file.resolve(dir))?),
+            Some(dir) => Some(Templates::from_dir_shown_as(&file.resolve(dir), dir)?),
             None => None,
         };
 
@@ -276,7 +280,7 @@ impl SpecRegistry {
             stage = stage.health_timeout(parse_duration(file, node, &format!("{key}.health_timeout"), &timeout)?);
         }
         let templates = match settings.templates {
-            Some(dir) => Some(Templates::from_dir(&file.resolve(&dir))?),
+            Some(dir) => Some(Templates::from_dir_shown_as(&file.resolve(&dir), &dir)?),
             None => shared_templates,
         };
         if let Some(templates) = templates {
@@ -326,6 +330,24 @@ impl SpecRegistry {
         }
         Ok(sources)
     }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as a user reads it: the key once, and the closest
+/// known key when one is close enough to be a typo.
+fn unknown_key_message(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("Unknown field `").or_else(|| text.strip_prefix("unknown field `"))?;
+    let (field, expected) = rest.split_once('`')?;
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let closest = known
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(field, candidate), *candidate))
+        .min()
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1));
+    Some(match closest {
+        Some((_, candidate)) => format!("unknown key `{field}` (did you mean `{candidate}`?)"),
+        None if known.is_empty() => format!("unknown key `{field}` (this mapping takes no keys)"),
+        None => format!("unknown key `{field}` (known: {})", known.join(", ")),
+    })
 }
 
 fn take(mapping: &mut MarkedMappingNode, key: &str) -> Option<Node> {

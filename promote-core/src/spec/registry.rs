@@ -290,6 +290,33 @@ impl SpecRegistry {
         registry
     }
 
+    /// Makes the `memory` store kind build `store` itself, so that the caller can push images into the store
+    /// a spec-built pipeline uses (every `store: { kind: memory }` of specs this registry loads shares it).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use promote_core::manifest::OCI_MANIFEST;
+    /// use promote_core::{BuildRequest, MemoryArtifactStore, SpecRegistry};
+    /// let images = MemoryArtifactStore::new();
+    /// images.push("memory.local/web:3f2c1a9".parse()?, OCI_MANIFEST, br#"{"schemaVersion":2}"#.to_vec())?;
+    /// let spec = "pipeline: shop\nstore: { kind: memory }\nledger: { kind: memory }\nstages: [ { name: dev } ]\n";
+    /// let registry = SpecRegistry::with_defaults().with_memory_store(images);
+    /// let pipeline = registry.load_str(spec, "promote.yaml".as_ref(), ".".as_ref(), None).await?;
+    /// let request = BuildRequest::new("3f2c1a9").artifact("web", "memory.local/web:3f2c1a9".parse()?);
+    /// pipeline.register(request, "ci").await?;
+    /// # Ok::<(), promote_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn with_memory_store(mut self, store: MemoryArtifactStore) -> Self {
+        self.register_store("memory", move |spec| {
+            let store = store.clone();
+            async move {
+                spec.parse::<NoSettings>()?;
+                Ok(Arc::new(store) as Arc<dyn ArtifactStore>)
+            }
+        });
+        self
+    }
+
     /// Builds the gates nested under `field` of a gate's settings (the `gates:` list of `all`/`any`, the
     /// `gate:` of `not`), each through this registry, with errors naming their own key.
     pub(crate) async fn build_nested_gates(&self, parent: &BackendSpec, field: &str) -> Result<Vec<Arc<dyn Gate>>> {

@@ -35,6 +35,8 @@ pub enum Mode {
     Error,
     /// Never return: the caller is "killed" by dropping the future.
     Hang,
+    /// Return an error that no re-run can get past (an immutable tag held by another digest).
+    Refuse,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +74,9 @@ impl Faults {
                 Err(Error::backend("faulty", ErrorClass::Temporary, format!("injected fault at {point:?}")))
             }
             Some((p, Mode::Hang)) if p == point => std::future::pending().await,
+            Some((p, Mode::Refuse)) if p == point => {
+                Err(Error::backend("faulty", ErrorClass::Persistent, format!("injected refusal at {point:?}")))
+            }
             _ => Ok(()),
         }
     }
@@ -211,6 +216,9 @@ impl Ledger for FaultyLedger {
                         return Err(Error::backend("faulty", ErrorClass::Temporary, "injected ledger fault"));
                     }
                     Mode::Hang => std::future::pending::<()>().await,
+                    Mode::Refuse => {
+                        return Err(Error::backend("faulty", ErrorClass::Persistent, "injected ledger refusal"));
+                    }
                 }
             }
         }

@@ -1,0 +1,117 @@
+//! What a template may cost: templates come from pull requests too, so rendering is bounded.
+//!
+//! - Partials and decorators (`{{> name}}`, `{{#> name}}`, `{{#*inline}}`) are refused when templates are
+//!   loaded: they are the only way a template can recurse (a self-including partial overflows the stack)
+//!   or grow exponentially (partials that include each other twice per level).
+//! - Blocks nest at most [`RenderBudget::max_nesting`] deep.
+//! - `indent` takes at most [`MAX_INDENT`] spaces.
+//! - One template renders at most [`RenderBudget::max_output_bytes`] bytes; rendering stops there.
+
+use std::io;
+
+use handlebars::template::{Template, TemplateElement};
+
+/// The widest `indent` a template may ask for.
+pub const MAX_INDENT: usize = 1024;
+
+/// Limits on rendering, checked when templates load and while they render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderBudget {
+    /// The most bytes one template may render to (default 16 MiB).
+    pub max_output_bytes: usize,
+    /// How deep blocks (`{{#each}}`, `{{#if}}`…) may nest (default 16).
+    pub max_nesting: usize,
+}
+
+impl Default for RenderBudget {
+    fn default() -> Self {
+        RenderBudget { max_output_bytes: 16 << 20, max_nesting: 16 }
+    }
+}
+
+impl RenderBudget {
+    /// Sets the most bytes one template may render to.
+    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// Sets how deep blocks may nest.
+    pub fn with_max_nesting(mut self, depth: usize) -> Self {
+        self.max_nesting = depth;
+        self
+    }
+}
+
+/// Why a template was refused at load, with its 1-based line and column.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) line: Option<usize>,
+    pub(super) column: Option<usize>,
+    pub(super) message: String,
+}
+
+/// Refuses partials, decorators and blocks nested deeper than the budget allows.
+pub(super) fn check_template(template: &Template, budget: &RenderBudget) -> Result<(), Refusal> {
+    check_elements(template, budget, 0)
+}
+
+fn check_elements(template: &Template, budget: &RenderBudget, depth: usize) -> Result<(), Refusal> {
+    for (index, element) in template.elements.iter().enumerate() {
+        let at = |message: String| {
+            let position = template.mapping.get(index);
+            Refusal { line: position.map(|p| p.0), column: position.map(|p| p.1), message }
+        };
+        match element {
+            TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                return Err(at("partials (`{{> …}}`) are not supported in manifest templates".into()));
+            }
+            TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+                return Err(at("decorators and inline partials (`{{* …}}`, `{{#* …}}`) are not supported in \
+                               manifest templates"
+                    .into()));
+            }
+            TemplateElement::HelperBlock(block) => {
+                if depth + 1 > budget.max_nesting {
+                    return Err(at(format!("blocks nest deeper than {} levels", budget.max_nesting)));
+                }
+                for inner in [&block.template, &block.inverse].into_iter().flatten() {
+                    check_elements(inner, budget, depth + 1)?;
+                }
+            }
+            // Plain text, expressions and comments; and whatever a later handlebars adds, which the
+            // render budget still bounds.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Collects rendered output and stops the render once it passes the budget.
+pub(super) struct BoundedOutput {
+    pub(super) bytes: Vec<u8>,
+    limit: usize,
+}
+
+/// The error the output raises when it is full; the renderer maps it to a template error.
+pub(super) const OUTPUT_FULL: &str = "rendered output exceeds the budget";
+
+impl BoundedOutput {
+    pub(super) fn new(limit: usize) -> Self {
+        BoundedOutput { bytes: Vec::new(), limit }
+    }
+}
+
+impl io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.limit {
+            return Err(io::Error::other(OUTPUT_FULL));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
