@@ -171,6 +171,7 @@ async fn bad_gate_settings_name_the_file_line_and_key() {
         ("{ kind: command, program: \"\" }", "stages[1].gates[0].program", "must name a program"),
         ("{ kind: command, program: x, timeout: 0s }", "stages[1].gates[0].timeout", "longer than 0s"),
         ("{ kind: command, program: x, safe_for_plan: maybe }", "stages[1].gates[0].safe_for_plan", "not a boolean"),
+        ("{ kind: command, program: x, max_output: 1048577 }", "stages[1].gates[0].max_output", "at most 1048576"),
         ("{ kind: http, url: \"ftp://example.com/\" }", "stages[1].gates[0].url", "http and https"),
         ("{ kind: http, url: \"http://x/\", retries: 99 }", "stages[1].gates[0].retries", "at most 20"),
         (

@@ -226,6 +226,12 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
             gate = gate.timeout(timeout);
         }
         if let Some(max) = settings.max_output {
+            if max > CommandGate::MAX_OUTPUT {
+                return Err(spec.error_at(
+                    "max_output",
+                    format!("at most {} bytes (1 MiB) of output are kept as evidence", CommandGate::MAX_OUTPUT),
+                ));
+            }
             gate = gate.max_output(max);
         }
         Ok(Arc::new(gate) as Arc<dyn Gate>)
@@ -285,6 +291,7 @@ pub(crate) mod fixture {
     use chrono::{DateTime, Utc};
 
     use crate::build::{Build, BuildId};
+    use crate::config::Redactor;
     use crate::error::Result;
     use crate::gate::{Gate, GateContext, GatePhase, GateReport};
     use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, NewEntry, PromotionId, PromotionKind};
@@ -298,6 +305,8 @@ pub(crate) mod fixture {
     #[derive(Default)]
     pub(crate) struct Scene {
         pub(crate) view: LedgerView,
+        /// The secrets the gates are told about (none unless a test sets them).
+        pub(crate) secrets: Redactor,
         builds: u64,
         promotions: u32,
     }
@@ -388,6 +397,7 @@ pub(crate) mod fixture {
                 phase: GatePhase::Entry,
                 requested_by: "ci",
                 dry_run,
+                secrets: &self.secrets,
             };
             gate.evaluate(&context).await
         }
