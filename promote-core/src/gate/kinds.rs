@@ -110,6 +110,10 @@ struct HttpSettings {
     #[serde(default)]
     retry_delay: Option<String>,
     #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    keep_body: bool,
+    #[serde(default)]
     safe_for_plan: bool,
 }
 
@@ -239,7 +243,10 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
     registry.register_gate("http", |spec| async move {
         let settings: HttpSettings = spec.parse()?;
         let name = settings.name.unwrap_or_else(|| "http".into());
-        let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?.safe_for_plan(settings.safe_for_plan);
+        let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?
+            .safe_for_plan(settings.safe_for_plan)
+            .allow_private_addresses(settings.allow_private)
+            .keep_body(settings.keep_body);
         if let Some(status) = settings.expect_status {
             gate = at_key(&spec, "expect_status", gate.expect_status(status))?;
         }
