@@ -48,7 +48,7 @@ impl Redactor {
                 self.secrets.push(secret);
             }
         }
-        self.secrets.sort_by(|a, b| b.expose().len().cmp(&a.expose().len()));
+        self.secrets.sort_by_key(|secret| std::cmp::Reverse(secret.expose().len()));
     }
 
     /// This redactor's secrets together with `other`'s.

@@ -314,8 +314,8 @@ impl Gate for CommandGate {
         };
         let group = child.id();
         let redactor = context.secrets.merged(&Redactor::new(secrets));
-        // Checked: a margin added to a limit must not wrap around (max_output is capped, the margin is not).
-        let keep = self.max_output.checked_add(redactor.margin()).unwrap_or(usize::MAX);
+        // Saturating: a margin added to a limit must not wrap around (max_output is capped, the margin is not).
+        let keep = self.max_output.saturating_add(redactor.margin());
         let stdout = child.stdout.take().map(|out| capture(out, keep));
         let stderr = child.stderr.take().map(|err| capture(err, keep));
 
