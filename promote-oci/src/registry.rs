@@ -19,7 +19,7 @@ use crate::copy::{self, BlobStream, CopyOptions, CopyReport, GraphSource, GraphT
 use crate::error::{FailResult, check_digest_header, persistent, status_failure, transport};
 use crate::image_config;
 use crate::retry::RetryPolicy;
-use crate::transport::Transport;
+use crate::transport::{Origin, Transport};
 
 /// The largest manifest we read. Registries commonly refuse anything over 4 MiB; this leaves room for
 /// the ones that allow more, while a hostile server cannot make us buffer gigabytes.
@@ -406,6 +406,8 @@ impl RepositoryHandle {
         }
     }
 
+    /// The upload session URL a registry answered with. It may be on another origin (the request then
+    /// goes there without credentials), but never plain HTTP for a registry reached over TLS.
     fn upload_url(&self, response: &Response) -> FailResult<reqwest::Url> {
         let location =
             response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
@@ -413,7 +415,10 @@ impl RepositoryHandle {
             })?;
         let base = reqwest::Url::parse(&self.url("blobs/uploads/"))
             .map_err(|error| persistent(format!("bad registry URL: {error}")))?;
-        base.join(location).map_err(|error| persistent(format!("bad upload location `{location}`: {error}")))
+        let url =
+            base.join(location).map_err(|error| persistent(format!("bad upload location `{location}`: {error}")))?;
+        check_upload_location(&Origin::of(&base), &url, &self.name())?;
+        Ok(url)
     }
 
     /// Ends an upload session we will not finish, so none is left open. Best effort: the registry also
@@ -591,5 +596,41 @@ impl GraphTarget for RepositoryHandle {
     }
     async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
         RepositoryHandle::put_manifest(self, pointer, manifest).await
+    }
+}
+
+/// Refuses an upload location over plain HTTP for a registry reached over TLS (the blob, and on another
+/// origin anything else the request carries, would travel in the clear), and any scheme but http(s).
+fn check_upload_location(registry: &Origin, location: &reqwest::Url, name: &str) -> FailResult<()> {
+    let downgrade = registry.is_tls() && location.scheme() != "https";
+    if downgrade || !matches!(location.scheme(), "http" | "https") {
+        return Err(persistent(format!(
+            "{name}: refusing the upload location {}://{}: the registry is reached over TLS",
+            location.scheme(),
+            location.host_str().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_registry_may_not_send_uploads_to_plain_http() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        let tls = Origin::of(&url("https://registry.example/v2/"));
+        check_upload_location(&tls, &url("https://registry.example/v2/r/blobs/uploads/1"), "r").unwrap();
+        // Another origin is allowed (the request goes there without credentials).
+        check_upload_location(&tls, &url("https://uploads.example/session/1"), "r").unwrap();
+        let error: Error =
+            check_upload_location(&tls, &url("http://registry.example/v2/r/blobs/uploads/1"), "r").unwrap_err().into();
+        assert!(matches!(&error, Error::Backend { class: promote_core::ErrorClass::Persistent, .. }), "{error}");
+        assert!(error.to_string().contains("refusing the upload location http://registry.example"), "{error}");
+        assert!(check_upload_location(&tls, &url("ftp://registry.example/x"), "r").is_err());
+        // An insecure registry is plain HTTP itself.
+        let plain = Origin::of(&url("http://127.0.0.1:5000/v2/"));
+        check_upload_location(&plain, &url("http://127.0.0.1:5001/upload"), "r").unwrap();
     }
 }
