@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use promote_core::manifest::REVISION_ANNOTATION;
-use promote_core::{ArtifactRef, ArtifactStore, Digest, Secret};
+use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Secret};
 use promote_oci::{
     CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, OciRegistryStoreBuilder, RegistryAuth, RetryPolicy, copy,
     image_manifest,
@@ -113,6 +113,15 @@ impl Routes {
     }
 }
 
+/// An anonymous registry serving `routes`.
+async fn open_registry(routes: Routes) -> Server {
+    Server::start(move |seen| routes.answer(seen)).await
+}
+
+fn is_persistent_backend(error: &Error) -> bool {
+    matches!(error, Error::Backend { class: ErrorClass::Persistent, .. })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_location_on_another_origin_gets_no_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,4 +208,165 @@ async fn a_token_service_on_another_origin_gets_no_credentials() {
         assert!(!trapped.iter().any(carries_a_secret), "{trapped:?}");
         assert!(!registry.requests().iter().any(carries_a_secret), "the registry got only the anonymous token");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_content_digest_header_is_a_digest_mismatch() {
+    let image = image("0000000", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    for lie in [Digest::sha256_of(b"some other manifest"), Digest::sha512_of(b"some other manifest")] {
+        let mut routes = Routes::default();
+        routes.manifest("v1", &image.manifest, Some(lie.as_str()));
+        routes.manifest(lie.as_str(), &image.manifest, Some(lie.as_str()));
+        let registry = open_registry(routes).await;
+        let store = builder(&registry.host).build().unwrap();
+        let tagged = reference(&format!("{}/app:v1", registry.host));
+
+        let resolved = store.resolve(&tagged).await;
+        assert!(
+            matches!(&resolved, Err(Error::DigestMismatch { reference, expected, .. }) if reference.contains("app") && expected == &lie),
+            "{lie}: {resolved:?}"
+        );
+        let copied = copy(
+            &CopyEndpoint::registry(&store, tagged),
+            &CopyEndpoint::layout_tag(&layout, "v1"),
+            &CopyOptions::default().with_retry(fast_retry()),
+        )
+        .await;
+        assert!(matches!(copied, Err(Error::DigestMismatch { .. })), "{lie}: {copied:?}");
+        assert_eq!(layout.resolve_tag("v1").await.unwrap(), None, "nothing was tagged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_honest_sha512_digest_header_is_accepted() {
+    let image = image("0000000", &[]);
+    let sha512 = Digest::sha512_of(&image.manifest);
+    let mut routes = Routes::default();
+    routes.manifest("v1", &image.manifest, Some(sha512.as_str()));
+    routes.manifest(sha512.as_str(), &image.manifest, Some(sha512.as_str()));
+    routes.blob(&Digest::sha256_of(&image.config), Reply::bytes(200, image.config.clone()));
+    routes.blob(&Digest::sha256_of(&image.layer), Reply::bytes(200, image.layer.clone()));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    copy(
+        &CopyEndpoint::registry(&store, reference(&format!("{}/app:v1", registry.host))),
+        &CopyEndpoint::layout_tag(&layout, "v1"),
+        &CopyOptions::default().with_retry(fast_retry()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(layout.resolve_tag("v1").await.unwrap(), Some(sha512.clone()));
+    assert_eq!(layout.read_blob(&sha512).await.unwrap().unwrap(), image.manifest, "stored under its sha512");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_digest_must_match_the_bytes_whatever_its_algorithm() {
+    // Served for any pinned digest: a manifest with a forged revision annotation.
+    let forged = image("0000000", &[(REVISION_ANNOTATION, "forged-revision")]);
+    let sha512_pin = Digest::sha512_of(b"the manifest that was really built");
+    let blake3_pin = Digest::parse("blake3:0123456789abcdef").unwrap();
+    let mut routes = Routes::default();
+    for pin in [&sha512_pin, &blake3_pin] {
+        routes.manifest(pin.as_str(), &forged.manifest, None);
+    }
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+
+    let resolved = store.resolve(&reference(&format!("{}/app@{sha512_pin}", registry.host))).await;
+    match &resolved {
+        Err(Error::DigestMismatch { reference, expected, actual }) => {
+            assert!(reference.contains("app@sha512:"), "{reference}");
+            assert_eq!(expected, &sha512_pin);
+            assert_eq!(actual, &Digest::sha512_of(&forged.manifest));
+        }
+        other => panic!("the forged bytes were accepted: {other:?}"),
+    }
+    let unverifiable = store.resolve(&reference(&format!("{}/app@{blake3_pin}", registry.host))).await;
+    assert!(
+        matches!(&unverifiable, Err(Error::NotSupported { operation, .. }) if operation.contains("blake3")),
+        "an algorithm we cannot verify fails closed: {unverifiable:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_blob_must_match_its_digest_before_its_labels_count() {
+    let honest = image(&"a".repeat(40), &[]);
+    let forged_config = String::from_utf8(honest.config.clone()).unwrap().replace(&"a".repeat(40), &"b".repeat(40));
+    assert_eq!(forged_config.len(), honest.config.len());
+    let mut routes = Routes::default();
+    routes.manifest("v1", &honest.manifest, Some(honest.digest.as_str()));
+    routes.manifest(honest.digest.as_str(), &honest.manifest, Some(honest.digest.as_str()));
+    routes.blob(&Digest::sha256_of(&honest.config), Reply::bytes(200, forged_config.into_bytes()));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let resolved = store.resolve(&reference(&format!("{}/app:v1", registry.host))).await;
+    assert!(matches!(resolved, Err(Error::DigestMismatch { .. })), "forged labels were believed: {resolved:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_blob_that_never_ends_is_a_typed_error() {
+    let image = image("0000000", &[]);
+    let mut routes = Routes::default();
+    routes.manifest("v1", &image.manifest, Some(image.digest.as_str()));
+    routes.manifest(image.digest.as_str(), &image.manifest, Some(image.digest.as_str()));
+    routes.blob(&Digest::sha256_of(&image.config), Reply::endless(200));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let resolved = tokio::time::timeout(GUARD, store.resolve(&reference(&format!("{}/app:v1", registry.host))))
+        .await
+        .expect("bounded");
+    let error = resolved.expect_err("an endless config is refused");
+    assert!(is_persistent_backend(&error) && !error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains(&format!("larger than {} bytes", image.config.len())), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endless_manifests_layers_and_referrers_are_typed_errors() {
+    let image = image("0000000", &[]);
+    let copy_from = |registry: &Server, store: &OciRegistryStore, layout: &OciLayout, referrers: bool| {
+        let source = CopyEndpoint::registry(store, reference(&format!("{}/app:v1", registry.host)));
+        let target = CopyEndpoint::layout_tag(layout, "v1");
+        let options = CopyOptions::default().with_retry(fast_retry()).with_referrers(referrers);
+        async move { tokio::time::timeout(GUARD, copy(&source, &target, &options)).await.expect("bounded") }
+    };
+
+    // A manifest: read up to distribution's 4 MiB, no further.
+    let mut routes = Routes::default();
+    routes.add("HEAD", "/v2/app/manifests/v1", Reply::status(200).header("content-type", MANIFEST_TYPE));
+    routes.add("GET", "/v2/app/manifests/v1", Reply::endless(200).header("content-type", MANIFEST_TYPE));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = OciLayout::create(dir.path()).await.unwrap();
+    let error = copy_from(&registry, &store, &layout, false).await.expect_err("an endless manifest is refused");
+    assert!(is_persistent_backend(&error) && error.to_string().contains("larger than 4194304 bytes"), "{error}");
+
+    // A layer: the stream stops where the manifest's size ends, and nothing is stored.
+    let mut routes = Routes::default();
+    routes.manifest("v1", &image.manifest, Some(image.digest.as_str()));
+    routes.blob(&Digest::sha256_of(&image.config), Reply::bytes(200, image.config.clone()));
+    routes.blob(&Digest::sha256_of(&image.layer), Reply::endless(200));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let error = copy_from(&registry, &store, &layout, false).await.expect_err("an endless layer is refused");
+    assert!(error.to_string().contains("more than the"), "{error}");
+    assert!(!layout.has_blob(&Digest::sha256_of(&image.layer)).await.unwrap());
+    assert_eq!(layout.resolve_tag("v1").await.unwrap(), None);
+
+    // A referrers response: read up to 4 MiB, no further.
+    let mut routes = Routes::default();
+    routes.manifest("v1", &image.manifest, Some(image.digest.as_str()));
+    routes.blob(&Digest::sha256_of(&image.config), Reply::bytes(200, image.config.clone()));
+    routes.blob(&Digest::sha256_of(&image.layer), Reply::bytes(200, image.layer.clone()));
+    routes.add("GET", &format!("/v2/app/referrers/{}", image.digest), Reply::endless(200));
+    let registry = open_registry(routes).await;
+    let store = builder(&registry.host).build().unwrap();
+    let error = copy_from(&registry, &store, &layout, true).await.expect_err("an endless referrers list is refused");
+    assert!(is_persistent_backend(&error) && error.to_string().contains("larger than 4194304 bytes"), "{error}");
+    let requests = registry.requests();
+    assert!(requests.iter().any(|r| r.path.contains("/referrers/")), "{requests:?}");
 }
