@@ -115,7 +115,7 @@ async fn every_gate_kind_loads_from_the_spec() {
       - { kind: window, name: office, timezone: Europe/Berlin, days: [mon-fri], hours: ["09:00-17:00"], freezes: [{ from: "2026-12-19", until: "2027-01-04", reason: year-end }] }
       - { kind: metric, name: coverage, check: "coverage >= 80" }
       - { kind: command, program: "true", args: [], env: { A: b }, secrets: { T: s }, timeout: 1m, max_output: 100, safe_for_plan: true }
-      - { kind: http, url: "http://127.0.0.1:9/{stage}", expect_status: 204, timeout: 2s, retries: 1, retry_delay: 10ms }
+      - { kind: http, url: "http://127.0.0.1:9/{stage}", expect_status: 204, timeout: 2s, retries: 1, retry_delay: 10ms, allow_private: true, keep_body: true }
       - kind: any
         name: reviewed
         gates:
@@ -171,6 +171,7 @@ async fn bad_gate_settings_name_the_file_line_and_key() {
         ("{ kind: command, program: \"\" }", "stages[1].gates[0].program", "must name a program"),
         ("{ kind: command, program: x, timeout: 0s }", "stages[1].gates[0].timeout", "longer than 0s"),
         ("{ kind: command, program: x, safe_for_plan: maybe }", "stages[1].gates[0].safe_for_plan", "not a boolean"),
+        ("{ kind: command, program: x, max_output: 1048577 }", "stages[1].gates[0].max_output", "at most 1048576"),
         ("{ kind: http, url: \"ftp://example.com/\" }", "stages[1].gates[0].url", "http and https"),
         ("{ kind: http, url: \"http://x/\", retries: 99 }", "stages[1].gates[0].retries", "at most 20"),
         (
@@ -179,6 +180,11 @@ async fn bad_gate_settings_name_the_file_line_and_key() {
             "between 100 and 599",
         ),
         ("{ kind: http, url: \"http://x/\", timeout: fast }", "stages[1].gates[0].timeout", "fast"),
+        (
+            "{ kind: http, url: \"http://x/\", allow_private: maybe }",
+            "stages[1].gates[0].allow_private",
+            "not a boolean",
+        ),
         ("{ kind: all, gates: [] }", "stages[1].gates[0].gates", "at least one gate"),
         ("{ kind: all }", "stages[1].gates[0]", "gates"),
         (
@@ -359,10 +365,30 @@ async fn verification_world(on_failure: &str, base: &str) -> World {
         "  - name: dev
     on_failure: {on_failure}
     verify:
-      - {{ kind: http, name: smoke, url: \"{base}/health/{{build}}\", retries: 1, retry_delay: 1ms }}
+      - {{ kind: http, name: smoke, url: \"{base}/health/{{build}}\", retries: 1, retry_delay: 1ms, allow_private: true }}
 "
     ))
     .await
+}
+
+#[tokio::test]
+async fn an_http_gate_on_a_loopback_address_is_refused_unless_the_spec_allows_it() {
+    let (base, seen) = smoke_server("never".into()).await;
+    let w = world(&format!(
+        "  - name: dev
+    gates:
+      - {{ kind: http, name: metadata, url: \"{base}/latest/meta-data/\", retries: 2, retry_delay: 1ms }}
+"
+    ))
+    .await;
+    let build = w.build("1.0.0", &[]).await;
+    let refused = w.pipeline.promote(&build.id, "dev", "ci").await;
+    assert!(
+        matches!(&refused, Err(Error::GateFailed { gate, reason, .. })
+            if gate == "metadata" && reason.contains("is a loopback address") && reason.contains("allow_private: true")),
+        "{refused:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "the refused address was never called");
 }
 
 #[tokio::test]

@@ -1,21 +1,37 @@
 //! Registry credentials: where they come from ([`CredentialProvider`], the docker config, explicit values)
 //! and how a request gets authorised (anonymous, basic, or a bearer token from the registry's token
-//! service, fetched through `oci-client`).
+//! service).
+//!
+//! A token service (the `realm` of a bearer challenge) is named by the registry, so it is not trusted
+//! blindly: it receives the registry's credentials only when it is on the registry's own origin, or when
+//! it is https and trusted for that registry ([`TrustedRealms`]: Docker Hub's `auth.docker.io` is built
+//! in, others are configured). Any other token service is asked for an anonymous token. Tokens are
+//! fetched here rather than by `oci-client`, whose token request reads its own challenge from `/v2/`
+//! and would send the credentials to whatever realm that one names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use oci_client::Reference;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth as OciAuth;
 use promote_core::{Error, ErrorClass, Result, Secret};
+use reqwest::Url;
 use tokio::sync::Mutex;
 
 use crate::error::{FailResult, REGISTRY_BACKEND, persistent, temporary};
+use crate::transport::{Origin, USER_AGENT, read_capped};
+
+/// The largest token response we read.
+const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
+/// Token services trusted with a registry's credentials although they are not on its origin.
+const BUILT_IN_TRUSTED_REALMS: [(&str, &str); 3] = [
+    ("docker.io", "https://auth.docker.io"),
+    ("index.docker.io", "https://auth.docker.io"),
+    ("registry-1.docker.io", "https://auth.docker.io"),
+];
 
 /// How to authenticate to one registry.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -44,18 +60,6 @@ impl RegistryAuth {
     /// Basic credentials.
     pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
         RegistryAuth::Basic { username: username.into(), password: Secret::new(password) }
-    }
-
-    fn to_oci(&self) -> OciAuth {
-        match self {
-            RegistryAuth::Anonymous => OciAuth::Anonymous,
-            RegistryAuth::Basic { username, password } => {
-                OciAuth::Basic(username.clone(), password.expose().to_owned())
-            }
-            RegistryAuth::Bearer(token) => OciAuth::Bearer(token.expose().to_owned()),
-            // Exchanged by `Authenticator::token_for_scopes`; oci-client has no refresh-token flow.
-            RegistryAuth::IdentityToken(_) => OciAuth::Anonymous,
-        }
     }
 }
 
@@ -151,6 +155,56 @@ impl CredentialSources {
     }
 }
 
+/// The token services (by origin) trusted with each registry's credentials besides the registry's own
+/// origin. Built with Docker Hub's pair; [`TrustedRealms::trust`] adds others.
+#[derive(Debug, Clone)]
+pub(crate) struct TrustedRealms(BTreeMap<String, Vec<Origin>>);
+
+impl Default for TrustedRealms {
+    fn default() -> Self {
+        let mut realms = TrustedRealms(BTreeMap::new());
+        for (registry, realm) in BUILT_IN_TRUSTED_REALMS {
+            let origin = parse_trusted_realm(realm).unwrap_or_else(|_| unreachable!("built-in realms are valid"));
+            realms.trust(registry, origin);
+        }
+        realms
+    }
+}
+
+impl TrustedRealms {
+    /// Trusts the token service at `realm` with `registry`'s credentials.
+    pub(crate) fn trust(&mut self, registry: &str, realm: Origin) {
+        let origins = self.0.entry(registry.to_owned()).or_default();
+        if !origins.contains(&realm) {
+            origins.push(realm);
+        }
+    }
+
+    /// Whether the token service at `realm` may receive the credentials of `registry`, whose own origin is
+    /// `registry_origin`: it is on that origin, or it is https and trusted for the registry.
+    pub(crate) fn may_receive_credentials(&self, registry: &str, registry_origin: &Origin, realm: &Url) -> bool {
+        let realm = Origin::of(realm);
+        realm == *registry_origin
+            || (realm.is_tls() && self.0.get(registry).is_some_and(|trusted| trusted.contains(&realm)))
+    }
+}
+
+/// Parses a trusted token-service origin: `https://host[:port]`, with no path, query or user info.
+pub(crate) fn parse_trusted_realm(realm: &str) -> Result<Origin> {
+    let invalid = |reason: &str| Error::invalid("trusted token realm", realm, reason);
+    let url = Url::parse(realm).map_err(|error| invalid(&error.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(invalid("must be https: credentials never go to a token service over plain HTTP"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("needs a host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("give the origin only, like https://auth.example.com"));
+    }
+    Ok(Origin::of(&url))
+}
+
 /// Whether a request only reads, or also writes to the repository. Tokens are scoped by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Access {
@@ -160,7 +214,7 @@ pub(crate) enum Access {
 
 /// An `Authorization` header value, kept redacted.
 #[derive(Clone)]
-pub(crate) struct AuthHeader(Secret);
+pub(crate) struct AuthHeader(pub(crate) Secret);
 
 impl AuthHeader {
     pub(crate) fn value(&self) -> &str {
@@ -172,28 +226,35 @@ impl AuthHeader {
 /// repository and access.
 pub(crate) struct Authenticator {
     sources: CredentialSources,
-    insecure: Vec<String>,
+    trusted_realms: TrustedRealms,
     // Built on the first bearer challenge: loading TLS roots costs start-up time that anonymous and
-    // basic-auth registries never need.
-    token_client: std::sync::OnceLock<oci_client::Client>,
+    // basic-auth registries never need. It follows no redirect: a token request carries credentials (in
+    // the OAuth2 form, in its body, which a 307 would re-send anywhere).
+    token_client: std::sync::OnceLock<reqwest::Client>,
     credentials: Mutex<HashMap<String, RegistryAuth>>,
     headers: Mutex<HashMap<(String, String, Access), AuthHeader>>,
+    /// Registries whose untrusted token service we already warned about.
+    warned: std::sync::Mutex<HashSet<String>>,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator").field("sources", &self.sources).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("sources", &self.sources)
+            .field("trusted_realms", &self.trusted_realms)
+            .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    pub(crate) fn new(sources: CredentialSources, insecure: &[String]) -> Self {
+    pub(crate) fn new(sources: CredentialSources, trusted_realms: TrustedRealms) -> Self {
         Authenticator {
             sources,
-            insecure: insecure.to_vec(),
+            trusted_realms,
             token_client: std::sync::OnceLock::new(),
             credentials: Mutex::default(),
             headers: Mutex::default(),
+            warned: std::sync::Mutex::default(),
         }
     }
 
@@ -226,11 +287,12 @@ impl Authenticator {
         Ok(auth)
     }
 
-    /// Answers a 401 challenge (`WWW-Authenticate`) with a header, or `None` when we have nothing to offer.
+    /// Answers a 401 challenge (`WWW-Authenticate`) of `registry` (whose own origin is `origin`) with a
+    /// header, or `None` when we have nothing to offer.
     pub(crate) async fn answer_challenge(
         &self,
-        http: &reqwest::Client,
         registry: &str,
+        origin: &Origin,
         repository: &str,
         access: Access,
         challenge: &str,
@@ -244,29 +306,9 @@ impl Authenticator {
                 Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
             }
             ("basic", _) => None,
-            ("bearer", RegistryAuth::IdentityToken(_)) => {
-                Some(format!("Bearer {}", self.token_for_scopes(http, registry, challenge, &auth).await?.expose()))
-            }
-            ("bearer", _) if challenged_repositories(challenge) > 1 => {
-                // A cross-repository mount: the registry wants one token for both repositories, which
-                // oci-client's single-repository token request cannot ask for.
-                Some(format!("Bearer {}", self.token_for_scopes(http, registry, challenge, &auth).await?.expose()))
-            }
             ("bearer", _) => {
-                let reference = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".to_owned());
-                let operation = match access {
-                    Access::Pull => oci_client::RegistryOperation::Pull,
-                    Access::Push => oci_client::RegistryOperation::Push,
-                };
-                let client = self.token_client.get_or_init(|| {
-                    let protocol = ClientProtocol::HttpsExcept(self.insecure.clone());
-                    oci_client::Client::new(ClientConfig { protocol, ..Default::default() })
-                });
-                match client.auth(&reference, &auth.to_oci(), operation).await {
-                    Ok(Some(token)) => Some(format!("Bearer {token}")),
-                    Ok(None) => None,
-                    Err(error) => return Err(token_failure(registry, error)),
-                }
+                let token = self.fetch_token(registry, origin, repository, access, challenge, &auth).await?;
+                Some(format!("Bearer {}", token.expose()))
             }
             _ => None,
         };
@@ -275,34 +317,52 @@ impl Authenticator {
         self.headers.lock().await.insert((registry.to_owned(), repository.to_owned(), access), header.clone());
         Ok(Some(header))
     }
-}
 
-impl Authenticator {
-    /// Asks the challenge's token service for a token covering every scope the challenge names: a GET
-    /// (with basic credentials if there are any), or for an identity token the OAuth2 refresh-token POST.
-    async fn token_for_scopes(
+    fn token_client(&self) -> FailResult<&reqwest::Client> {
+        if let Some(client) = self.token_client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| persistent("cannot build the HTTP client for token requests"))?;
+        Ok(self.token_client.get_or_init(|| client))
+    }
+
+    /// Asks the challenge's token service for a token covering every scope the challenge names (and the
+    /// repository's own scope for `access`): a GET, with basic credentials if there are any, or for an
+    /// identity token the OAuth2 refresh-token POST. A token service that may not receive the registry's
+    /// credentials is asked anonymously.
+    async fn fetch_token(
         &self,
-        http: &reqwest::Client,
         registry: &str,
+        origin: &Origin,
+        repository: &str,
+        access: Access,
         challenge: &str,
         auth: &RegistryAuth,
     ) -> FailResult<Secret> {
         let params = challenge_params(challenge);
         let realm =
             params.get("realm").ok_or_else(|| persistent(format!("{registry}: a bearer challenge without a realm")))?;
-        let plain_http_allowed = self.insecure.iter().any(|host| host == registry);
-        let trusted = realm.starts_with("https://") || (plain_http_allowed && realm.starts_with("http://"));
-        if !trusted {
-            return Err(persistent(format!(
-                "{registry}: refusing to send credentials to the token service at {realm}"
-            )));
+        let realm = Url::parse(realm)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| persistent(format!("{registry}: the bearer challenge names no http(s) token service")))?;
+        let with_credentials = self.trusted_realms.may_receive_credentials(registry, origin, &realm);
+        if !with_credentials && *auth != RegistryAuth::Anonymous {
+            self.warn_untrusted(registry, &realm);
         }
         let service = params.get("service").map(String::as_str);
-        let scopes = params.get("scope").map(String::as_str).unwrap_or_default();
+        let scopes = scopes_for(params.get("scope").map(String::as_str).unwrap_or_default(), repository, access);
+        let http = self.token_client()?;
         let request = match auth {
-            RegistryAuth::IdentityToken(token) => {
+            RegistryAuth::IdentityToken(token) if with_credentials => {
                 // distribution's OAuth2 token spec: the scopes go space-separated in one form field.
-                let scope = scopes.split_whitespace().collect::<Vec<_>>().join(" ");
+                let scope = scopes.join(" ");
                 let mut form = vec![
                     ("grant_type", "refresh_token"),
                     ("refresh_token", token.expose()),
@@ -310,14 +370,16 @@ impl Authenticator {
                     ("scope", scope.as_str()),
                 ];
                 form.extend(service.map(|service| ("service", service)));
-                http.post(realm.as_str()).form(&form)
+                http.post(realm.clone()).form(&form)
             }
             _ => {
                 let mut query: Vec<(&str, &str)> = service.map(|service| ("service", service)).into_iter().collect();
-                query.extend(scopes.split_whitespace().map(|scope| ("scope", scope)));
-                let request = http.get(realm.as_str()).query(&query);
+                query.extend(scopes.iter().map(|scope| ("scope", scope.as_str())));
+                let request = http.get(realm.clone()).query(&query);
                 match auth {
-                    RegistryAuth::Basic { username, password } => request.basic_auth(username, Some(password.expose())),
+                    RegistryAuth::Basic { username, password } if with_credentials => {
+                        request.basic_auth(username, Some(password.expose()))
+                    }
                     _ => request,
                 }
             }
@@ -344,10 +406,66 @@ impl Authenticator {
             access_token: Option<String>,
         }
         let no_token = || persistent(format!("the token service of {registry} sent no token"));
-        let bytes = response.bytes().await.map_err(|_| no_token())?;
+        let bytes = read_capped(response, MAX_TOKEN_RESPONSE, "token request", registry).await?;
         let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| no_token())?;
-        body.token.or(body.access_token).map(Secret::new).ok_or_else(no_token)
+        body.token.or(body.access_token).filter(|token| !token.is_empty()).map(Secret::new).ok_or_else(no_token)
     }
+
+    /// Says, once per registry, that its token service gets no credentials. Names the registry and the
+    /// service's origin, never a credential.
+    fn warn_untrusted(&self, registry: &str, realm: &Url) {
+        let first = self.warned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(registry.to_owned());
+        if first {
+            tracing::warn!(
+                registry,
+                token_service = %Origin::of(realm),
+                "the registry's token service is not on its origin nor trusted for it (see trusted_token_realms): \
+                 asking it for an anonymous token, without the registry's credentials"
+            );
+        }
+    }
+}
+
+/// The scopes of a token request: the challenge's, with the repository's own actions for `access` added
+/// when the challenge lacks them. Actions are put in one order (`pull`, `push`, then the rest sorted):
+/// registries list them in no particular order, and the same token request should look the same.
+fn scopes_for(challenged: &str, repository: &str, access: Access) -> Vec<String> {
+    let needed: &[&str] = match access {
+        Access::Pull => &["pull"],
+        Access::Push => &["pull", "push"],
+    };
+    let mut scopes: Vec<String> = Vec::new();
+    let mut covered = false;
+    for scope in challenged.split_whitespace() {
+        let Some((name, actions)) = scope.strip_prefix("repository:").and_then(|rest| rest.rsplit_once(':')) else {
+            scopes.push(scope.to_owned());
+            continue;
+        };
+        let mut actions: Vec<&str> = actions.split(',').filter(|action| !action.is_empty()).collect();
+        if name == repository {
+            covered = true;
+            if !actions.contains(&"*") {
+                actions.extend_from_slice(needed);
+            }
+        }
+        scopes.push(format!("repository:{name}:{}", ordered(actions)));
+    }
+    if !covered {
+        scopes.push(format!("repository:{repository}:{}", needed.join(",")));
+    }
+    scopes
+}
+
+/// Actions without repeats, `pull` and `push` first.
+fn ordered(mut actions: Vec<&str>) -> String {
+    let rank = |action: &str| match action {
+        "pull" => 0,
+        "push" => 1,
+        _ => 2,
+    };
+    actions.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    actions.dedup();
+    actions.join(",")
 }
 
 /// The client id sent with an OAuth2 token request (the spec requires one; registries log it).
@@ -375,31 +493,6 @@ fn challenge_params(challenge: &str) -> HashMap<String, String> {
     }
 }
 
-/// How many distinct repositories a challenge's scope names.
-fn challenged_repositories(challenge: &str) -> usize {
-    let params = challenge_params(challenge);
-    let scopes = params.get("scope").map(String::as_str).unwrap_or_default();
-    let names: std::collections::BTreeSet<&str> = scopes
-        .split_whitespace()
-        .filter_map(|scope| scope.strip_prefix("repository:")?.rsplit_once(':').map(|(name, _)| name))
-        .collect();
-    names.len()
-}
-
-fn token_failure(registry: &str, error: OciDistributionError) -> crate::error::Failure {
-    match error {
-        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
-            Error::PermissionDenied {
-                backend: REGISTRY_BACKEND,
-                message: format!("the token service of {registry} refused the credentials"),
-            }
-            .into()
-        }
-        OciDistributionError::RequestError(_) => temporary(format!("cannot reach the token service of {registry}")),
-        other => persistent(format!("token request for {registry} failed: {other}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,9 +504,73 @@ mod tests {
         assert_eq!(params["realm"], "https://auth.example/token");
         assert_eq!(params["service"], "registry");
         assert_eq!(params["scope"], "repository:dst:pull,push repository:src:pull");
-        assert_eq!(challenged_repositories(challenge), 2);
-        assert_eq!(challenged_repositories(r#"Bearer realm="r",scope="repository:a/b:pull,push""#), 1);
-        assert_eq!(challenged_repositories("Basic realm=\"x\""), 0);
+    }
+
+    #[test]
+    fn token_requests_cover_the_repository_for_the_access() {
+        let both = "repository:dst:pull,push repository:src:pull";
+        assert_eq!(scopes_for(both, "dst", Access::Push), ["repository:dst:pull,push", "repository:src:pull"]);
+        assert_eq!(scopes_for("", "a/b", Access::Pull), ["repository:a/b:pull"]);
+        assert_eq!(scopes_for("", "a/b", Access::Push), ["repository:a/b:pull,push"]);
+        assert_eq!(scopes_for("repository:a/b:pull", "a/b", Access::Push), ["repository:a/b:pull,push"]);
+        assert_eq!(scopes_for("repository:a/b:pull", "a/b", Access::Pull), ["repository:a/b:pull"]);
+        // Registries list actions in any order; the request always says them in one.
+        assert_eq!(scopes_for("repository:a/b:push,pull", "a/b", Access::Push), ["repository:a/b:pull,push"]);
+        assert_eq!(scopes_for("repository:a/b:delete,push", "a/b", Access::Pull), ["repository:a/b:pull,push,delete"]);
+        assert_eq!(scopes_for("repository:a/b:*", "a/b", Access::Push), ["repository:a/b:*"]);
+        assert_eq!(
+            scopes_for("registry:catalog:* repository:a/b:pull", "c", Access::Pull),
+            ["registry:catalog:*", "repository:a/b:pull", "repository:c:pull"]
+        );
+    }
+
+    #[test]
+    fn credentials_go_to_token_services_on_the_registry_origin_or_trusted_for_it() {
+        let realms = TrustedRealms::default();
+        let url = |text: &str| Url::parse(text).unwrap();
+        let origin = |text: &str| Origin::of(&url(text));
+        let tls_registry = origin("https://registry.example/v2/");
+        let may = |registry: &str, registry_origin: &Origin, realm: &str| {
+            realms.may_receive_credentials(registry, registry_origin, &url(realm))
+        };
+        assert!(may("registry.example", &tls_registry, "https://registry.example/token?x=1"), "same origin");
+        assert!(!may("registry.example", &tls_registry, "http://registry.example/token"), "plain HTTP");
+        assert!(!may("registry.example", &tls_registry, "https://registry.example:8443/token"), "another port");
+        assert!(!may("registry.example", &tls_registry, "https://evil.example/token"), "another host");
+        assert!(
+            !may("registry.example", &tls_registry, "https://auth.docker.io/token"),
+            "Docker's, for another registry"
+        );
+        // An insecure registry's own origin is plain HTTP; the same host on another port is not it.
+        let plain = origin("http://127.0.0.1:5000/v2/");
+        assert!(may("127.0.0.1:5000", &plain, "http://127.0.0.1:5000/token"));
+        assert!(!may("127.0.0.1:5000", &plain, "http://127.0.0.1:5001/token"));
+        // Docker Hub's pair is built in.
+        let hub = origin("https://index.docker.io/v2/");
+        for registry in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+            assert!(may(registry, &hub, "https://auth.docker.io/token"), "{registry}");
+            assert!(!may(registry, &hub, "http://auth.docker.io/token"), "{registry} over plain HTTP");
+        }
+        // Others are configured, per registry.
+        let mut configured = TrustedRealms::default();
+        configured.trust("ghcr.example", parse_trusted_realm("https://auth.example.com").unwrap());
+        let ghcr = origin("https://ghcr.example/v2/");
+        assert!(configured.may_receive_credentials("ghcr.example", &ghcr, &url("https://auth.example.com/token")));
+        assert!(!configured.may_receive_credentials(
+            "other.example",
+            &tls_registry,
+            &url("https://auth.example.com/t")
+        ));
+    }
+
+    #[test]
+    fn trusted_realms_must_be_https_origins() {
+        assert!(parse_trusted_realm("https://auth.example.com").is_ok());
+        assert!(parse_trusted_realm("https://auth.example.com:8443/").is_ok());
+        for bad in ["http://auth.example.com", "https://auth.example.com/token", "https://u:p@auth.example.com", "auth"]
+        {
+            assert!(matches!(parse_trusted_realm(bad), Err(Error::InvalidInput { .. })), "{bad}");
+        }
     }
 
     #[test]

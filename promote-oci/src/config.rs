@@ -9,7 +9,7 @@ use std::time::Duration;
 use promote_core::{Error, Result, Secret};
 use serde::Deserialize;
 
-use crate::auth::{CredentialProvider, CredentialSources, RegistryAuth};
+use crate::auth::{CredentialProvider, CredentialSources, RegistryAuth, TrustedRealms, parse_trusted_realm};
 use crate::copy::CopyOptions;
 use crate::layout::OciLayoutStore;
 use crate::registry::{Inner, OciRegistryStore};
@@ -32,6 +32,8 @@ use crate::transport::Transport;
 pub struct OciRegistryStoreBuilder {
     sources: CredentialSources,
     insecure: Vec<String>,
+    /// (registry, token-service origin) pairs, checked at `build`.
+    trusted_realms: Vec<(String, String)>,
     copy_options: CopyOptions,
     resolve_annotations: bool,
     immutable_tags: bool,
@@ -42,6 +44,7 @@ impl Default for OciRegistryStoreBuilder {
         OciRegistryStoreBuilder {
             sources: CredentialSources { docker_config: true, ..Default::default() },
             insecure: Vec::new(),
+            trusted_realms: Vec::new(),
             copy_options: CopyOptions::default(),
             resolve_annotations: true,
             immutable_tags: false,
@@ -81,6 +84,19 @@ impl OciRegistryStoreBuilder {
         self
     }
 
+    /// Trusts the token service at `realm` (an https origin such as `https://auth.example.com`) with the
+    /// credentials of `registry`, although it is not on the registry's own origin.
+    ///
+    /// A bearer challenge names the token service, so a registry could send its clients' credentials
+    /// anywhere. They go only to a token service on the registry's own scheme, host and port, to Docker
+    /// Hub's `https://auth.docker.io` for `docker.io`, `index.docker.io` and `registry-1.docker.io`, and
+    /// to the ones trusted here; any other is asked for an anonymous token. A `realm` that is not an https
+    /// origin is an error at [`build`](Self::build).
+    pub fn trusted_token_realm(mut self, registry: impl Into<String>, realm: impl Into<String>) -> Self {
+        self.trusted_realms.push((registry.into(), realm.into()));
+        self
+    }
+
     /// How many blobs a copy moves at once (default 8).
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.copy_options.max_concurrency = n.max(1);
@@ -117,9 +133,13 @@ impl OciRegistryStoreBuilder {
         self
     }
 
-    /// Builds the store.
+    /// Builds the store. A trusted token realm that is not an https origin is [`Error::InvalidInput`].
     pub fn build(self) -> Result<OciRegistryStore> {
-        let transport = Transport::new(self.sources, &self.insecure)?;
+        let mut trusted_realms = TrustedRealms::default();
+        for (registry, realm) in &self.trusted_realms {
+            trusted_realms.trust(registry, parse_trusted_realm(realm)?);
+        }
+        let transport = Transport::new(self.sources, &self.insecure, trusted_realms)?;
         Ok(OciRegistryStore::from_inner(Inner {
             transport,
             copy_options: self.copy_options,
@@ -160,6 +180,10 @@ pub struct OciRegistryConfig {
     /// Credentials per registry host.
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialsConfig>,
+    /// Token services (https origins) trusted with a registry's credentials although they are not on the
+    /// registry's origin, per registry host; see [`OciRegistryStoreBuilder::trusted_token_realm`].
+    #[serde(default)]
+    pub trusted_token_realms: BTreeMap<String, String>,
 }
 
 /// Where a registry's credentials come from, in a spec.
@@ -222,6 +246,11 @@ impl OciRegistryConfig {
         for (registry, credentials) in &self.credentials {
             builder = builder.credentials(registry.clone(), credentials.to_auth(registry)?);
         }
+        for (registry, realm) in &self.trusted_token_realms {
+            // Checked here too, so that a spec names the bad setting when it is loaded.
+            parse_trusted_realm(realm)?;
+            builder = builder.trusted_token_realm(registry.clone(), realm.clone());
+        }
         if let Some(n) = self.max_concurrency {
             builder = builder.max_concurrency(n);
         }
@@ -273,6 +302,18 @@ mod tests {
         assert!(error.to_string().contains("tls"), "{error}");
         let config: OciRegistryConfig = serde_json::from_str(r#"{"insecure": ["127.0.0.1:5000"]}"#).unwrap();
         assert!(config.docker_config);
+    }
+
+    #[test]
+    fn trusted_token_realms_must_be_https_origins() {
+        let config: OciRegistryConfig =
+            serde_json::from_str(r#"{"trusted_token_realms": {"ghcr.example": "https://auth.example.com"}}"#).unwrap();
+        config.build().unwrap();
+        let plain: OciRegistryConfig =
+            serde_json::from_str(r#"{"trusted_token_realms": {"ghcr.example": "http://auth.example.com"}}"#).unwrap();
+        assert!(matches!(plain.builder(), Err(Error::InvalidInput { .. })));
+        let builder = OciRegistryStore::builder().trusted_token_realm("ghcr.example", "https://auth.example.com/token");
+        assert!(matches!(builder.build(), Err(Error::InvalidInput { .. })));
     }
 
     #[test]

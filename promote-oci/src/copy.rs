@@ -17,7 +17,7 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use promote_core::manifest::{self, Descriptor, ManifestSummary};
 use promote_core::{ArtifactRef, Digest, Error, Resource, Result};
 
-use crate::error::{FailResult, Failure, persistent};
+use crate::error::{FailResult, Failure};
 use crate::layout::OciLayout;
 use crate::registry::OciRegistryStore;
 use crate::retry::RetryPolicy;
@@ -545,12 +545,4 @@ impl<'a> Engine<'a> {
 /// Foreign (non-distributable) layers live elsewhere by design; registries refuse copies of them.
 fn is_foreign(descriptor: &Descriptor) -> bool {
     descriptor.media_type.contains("foreign") || descriptor.media_type.contains("nondistributable")
-}
-
-/// Refuses a manifest whose bytes do not hash to what they claim.
-pub(crate) fn check_digest(name: &str, expected: &Digest, bytes: &[u8]) -> FailResult<()> {
-    if expected.algorithm() == "sha256" && !expected.verifies(bytes) {
-        return Err(persistent(format!("{name}@{expected}: the served bytes hash to {}", Digest::sha256_of(bytes))));
-    }
-    Ok(())
 }

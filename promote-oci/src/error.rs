@@ -72,16 +72,39 @@ pub(crate) fn layout(message: impl Into<String>) -> Error {
     Error::backend(LAYOUT_BACKEND, ErrorClass::Persistent, message)
 }
 
-/// Checks the digest a registry says it computed (`Docker-Content-Digest`) against the one we expect.
-pub(crate) fn check_digest_header(name: &str, expected: &Digest, served: Option<&Digest>) -> FailResult<()> {
-    match served {
-        Some(served) if served != expected => Err(Error::DigestMismatch {
+/// Checks that `bytes` hash to `expected` (in `expected`'s algorithm). A mismatch is
+/// [`Error::DigestMismatch`] naming `name`; an algorithm that cannot be verified is
+/// [`Error::NotSupported`]: bytes are never taken on trust.
+pub(crate) fn verify_bytes(name: &str, expected: &Digest, bytes: &[u8]) -> FailResult<()> {
+    expected.verify(bytes).map_err(|error| match error {
+        Error::DigestMismatch { expected, actual, .. } => {
+            Error::DigestMismatch { reference: name.to_owned(), expected, actual }.into()
+        }
+        other => other.into(),
+    })
+}
+
+/// Checks the digest a registry says it computed (`Docker-Content-Digest`) against the one we expect. A
+/// header in another algorithm is checked against `bytes` when we have them, and refused when we do not
+/// (a streamed blob): a claim that cannot be checked is not accepted.
+pub(crate) fn check_digest_header(
+    name: &str,
+    expected: &Digest,
+    served: Option<&Digest>,
+    bytes: Option<&[u8]>,
+) -> FailResult<()> {
+    let Some(served) = served else { return Ok(()) };
+    if served == expected {
+        return Ok(());
+    }
+    match bytes {
+        Some(bytes) if served.algorithm() != expected.algorithm() => verify_bytes(name, served, bytes),
+        _ => Err(Error::DigestMismatch {
             reference: name.to_owned(),
             expected: expected.clone(),
             actual: served.clone(),
         }
         .into()),
-        _ => Ok(()),
     }
 }
 
@@ -170,6 +193,24 @@ mod tests {
         assert_eq!(parse_retry_after("Mon, 23 Nov 2026 09:59:00 GMT", now), Some(Duration::ZERO), "past: now");
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn digest_headers_are_checked_against_the_bytes() {
+        let bytes = b"{\"schemaVersion\":2}";
+        let sha256 = Digest::sha256_of(bytes);
+        let sha512 = Digest::sha512_of(bytes);
+        check_digest_header("r", &sha256, None, Some(bytes)).unwrap();
+        check_digest_header("r", &sha256, Some(&sha256), None).unwrap();
+        check_digest_header("r", &sha256, Some(&sha512), Some(bytes)).unwrap();
+        let lie = Digest::sha512_of(b"other");
+        let error: Error = check_digest_header("r", &sha256, Some(&lie), Some(bytes)).unwrap_err().into();
+        assert!(matches!(&error, Error::DigestMismatch { reference, .. } if reference == "r"), "{error}");
+        let error: Error = check_digest_header("r", &sha256, Some(&sha512), None).unwrap_err().into();
+        assert!(matches!(error, Error::DigestMismatch { .. }), "a claim that cannot be checked is refused");
+        let blake = Digest::parse("blake3:abc").unwrap();
+        let error: Error = check_digest_header("r", &sha256, Some(&blake), Some(bytes)).unwrap_err().into();
+        assert!(matches!(error, Error::NotSupported { .. }), "{error}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use promote_core::manifest::{Descriptor, ManifestSummary, REVISION_ANNOTATION};
 use serde::Deserialize;
 
 /// A config blob bigger than this is not read just for its labels.
-const MAX_CONFIG_FOR_LABELS: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_FOR_LABELS: u64 = 1024 * 1024;
 
 /// The config blob worth reading for labels: only when the manifest's own annotations lack the revision,
 /// and only if it is small.

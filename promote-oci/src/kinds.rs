@@ -9,6 +9,8 @@
 //!   credentials:
 //!     registry.example.com: { username: ci, password_env: REGISTRY_PASSWORD }
 //!     myregistry.azurecr.io: { identity_token_env: ACR_REFRESH_TOKEN }  # or token_env: a bearer token
+//!   trusted_token_realms:              # token services off the registry's origin that may get its credentials
+//!     registry.example.com: https://auth.example.com   # (Docker Hub's auth.docker.io is built in)
 //! ```
 //! ```yaml
 //! store: { kind: oci-layout, root: images }   # relative to the spec file

@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
+use promote_core::digest::DigestHasher;
 use promote_core::manifest::{self, Descriptor, ManifestSummary};
 use promote_core::store::check_promote_args;
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::copy::{self, BlobStream, CopyOptions, GraphSource, GraphTarget, Manifest, Pointer};
-use crate::error::{FailResult, LAYOUT_BACKEND, layout as layout_error};
+use crate::error::{FailResult, LAYOUT_BACKEND, layout as layout_error, verify_bytes};
 use crate::image_config;
 use crate::registry::infer_media_type;
 
@@ -160,10 +160,21 @@ impl OciLayout {
     /// Stores `bytes` as a blob and returns its digest.
     pub async fn write_blob(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(bytes);
-        if !self.has_blob(&digest).await? {
-            write_atomically(&self.path, &self.blob_path(&digest), bytes).await?;
-        }
+        self.write_blob_as(&digest, bytes).await?;
         Ok(digest)
+    }
+
+    /// Stores `bytes` as the blob `digest` (sha256 or sha512), after checking that they hash to it.
+    async fn write_blob_as(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        verify_bytes(&format!("oci:{}@{digest}", self.path.display()), digest, bytes)?;
+        if self.has_blob(digest).await? {
+            return Ok(());
+        }
+        let target = self.blob_path(digest);
+        if let Some(dir) = target.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_error(dir))?;
+        }
+        write_atomically(&self.path, &target, bytes).await
     }
 
     /// Reads a whole blob (meant for manifests and configs, not layers).
@@ -273,9 +284,10 @@ impl OciLayout {
             Pointer::Digest(digest) => (digest.clone(), None, None),
         };
         let Some(bytes) = self.read_blob(&digest).await? else { return Ok(None) };
-        if !digest.verifies(&bytes) || size.is_some_and(|size| size != bytes.len() as u64) {
+        verify_bytes(&format!("oci:{}@{digest}", self.path.display()), &digest, &bytes)?;
+        if size.is_some_and(|size| size != bytes.len() as u64) {
             return Err(layout_error(format!(
-                "oci:{}@{digest}: the stored bytes do not match their digest",
+                "oci:{}@{digest}: index.json gives another size than the stored manifest's",
                 self.path.display()
             )));
         }
@@ -285,6 +297,8 @@ impl OciLayout {
 
     /// Streams `stream` into the blob `descriptor` names, checking size and digest before it becomes visible.
     async fn write_blob_stream(&self, descriptor: &Descriptor, mut stream: BlobStream) -> Result<()> {
+        // In the descriptor's own algorithm; one we cannot verify is refused before anything is written.
+        let mut hasher = DigestHasher::for_digest(&descriptor.digest)?;
         let target = self.blob_path(&descriptor.digest);
         if let Some(dir) = target.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io_error(dir))?;
@@ -293,7 +307,6 @@ impl OciLayout {
         let result = async {
             let file = tokio::fs::File::create(&temp).await.map_err(io_error(&temp))?;
             let mut writer = tokio::io::BufWriter::with_capacity(CHUNK, file);
-            let mut hasher = Sha256::new();
             let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|error| {
@@ -309,9 +322,8 @@ impl OciLayout {
             }
             writer.flush().await.map_err(io_error(&temp))?;
             writer.get_ref().sync_all().await.map_err(io_error(&temp))?;
-            let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))?;
-            if written != descriptor.size || (descriptor.digest.algorithm() == "sha256" && actual != descriptor.digest)
-            {
+            let actual = hasher.finish();
+            if written != descriptor.size || actual != descriptor.digest {
                 return Err(Error::DigestMismatch {
                     reference: format!("oci:{}@{}", self.path.display(), descriptor.digest),
                     expected: descriptor.digest.clone(),
@@ -358,6 +370,8 @@ impl OciLayout {
         if let Some(config) = config
             && let Some(bytes) = self.read_blob(&config.digest).await?
         {
+            // Labels are believed only from the config the manifest names.
+            verify_bytes(&format!("oci:{}@{}", self.path.display(), config.digest), &config.digest, &bytes)?;
             image_config::add_labels(&mut annotations, &bytes);
         }
         Ok(annotations)
@@ -443,17 +457,10 @@ impl GraphTarget for OciLayout {
         Ok(self.write_blob_stream(descriptor, stream).await?)
     }
     async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
-        let digest = self.write_blob(&manifest.bytes).await?;
-        if digest != manifest.digest {
-            return Err(Error::DigestMismatch {
-                reference: GraphTarget::name(self),
-                expected: manifest.digest.clone(),
-                actual: digest,
-            }
-            .into());
-        }
+        // Stored under its own digest, whichever algorithm that is, once the bytes are checked against it.
+        self.write_blob_as(&manifest.digest, &manifest.bytes).await?;
         if let Pointer::Tag(tag) = pointer {
-            self.set_tag(tag, &digest, &manifest.media_type, manifest.bytes.len() as u64).await?;
+            self.set_tag(tag, &manifest.digest, &manifest.media_type, manifest.bytes.len() as u64).await?;
         }
         Ok(())
     }

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
-use futures::TryStreamExt as _;
+use futures::StreamExt as _;
 use promote_core::manifest::{self, Descriptor, MANIFEST_MEDIA_TYPES};
 use promote_core::store::check_promote_args;
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
@@ -16,16 +15,14 @@ use serde::Deserialize;
 use crate::auth::Access;
 use crate::config::OciRegistryStoreBuilder;
 use crate::copy::{self, BlobStream, CopyOptions, CopyReport, GraphSource, GraphTarget, Manifest, Pointer};
-use crate::error::{FailResult, check_digest_header, persistent, status_failure, transport};
+use crate::error::{FailResult, check_digest_header, persistent, status_failure, verify_bytes};
 use crate::image_config;
 use crate::retry::RetryPolicy;
-use crate::transport::Transport;
+use crate::transport::{Origin, Transport, read_capped};
 
-/// The largest manifest we read. Registries commonly refuse anything over 4 MiB; this leaves room for
-/// the ones that allow more, while a hostile server cannot make us buffer gigabytes.
-const MAX_MANIFEST_BYTES: usize = 32 * 1024 * 1024;
-/// The manifest size most registries cap at; used to explain a refusal.
-const COMMON_MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
+/// The largest manifest (or referrers index) we read: 4 MiB, the limit distribution enforces, so a
+/// hostile server cannot make us buffer more.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The `Docker-Content-Digest` header.
 const CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -239,8 +236,15 @@ fn pointer_path(pointer: &Pointer) -> String {
     }
 }
 
-fn header_digest(response: &Response) -> Option<Digest> {
-    response.headers().get(CONTENT_DIGEST)?.to_str().ok().and_then(|value| Digest::parse(value.trim()).ok())
+/// The `Docker-Content-Digest` a response carries. One that is there but does not parse is an error: a
+/// claim we cannot read is not one we can check.
+fn header_digest(response: &Response, what: &str, name: &str) -> FailResult<Option<Digest>> {
+    let Some(value) = response.headers().get(CONTENT_DIGEST) else { return Ok(None) };
+    let digest = value.to_str().ok().and_then(|value| Digest::parse(value.trim()).ok());
+    match digest {
+        Some(digest) => Ok(Some(digest)),
+        None => Err(persistent(format!("{what} {name}: the registry sent a malformed {CONTENT_DIGEST} header"))),
+    }
 }
 
 fn content_type(response: &Response) -> Option<String> {
@@ -291,14 +295,25 @@ impl RepositoryHandle {
 
     pub(crate) async fn head_manifest(&self, pointer: &Pointer) -> FailResult<Option<ManifestHead>> {
         let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
-        let response =
-            self.send(Access::Pull, "HEAD manifest", |http| http.head(&url).header(ACCEPT, accept_manifests())).await?;
+        let what = "HEAD manifest";
+        let name = format!("{}{pointer}", self.name());
+        let response = self.send(Access::Pull, what, |http| http.head(&url).header(ACCEPT, accept_manifests())).await?;
         match response.status() {
             status if status.is_success() => {
-                let digest = header_digest(&response).or_else(|| match pointer {
-                    Pointer::Digest(digest) => Some(digest.clone()),
-                    Pointer::Tag(_) => None,
-                });
+                let served = header_digest(&response, what, &name)?;
+                // A HEAD has no bytes to check a header against. Asked for a digest, the registry must
+                // report that digest (or one in another algorithm, which only the bytes could confirm, so
+                // the pinned digest stands); asked for a tag, what it reports is checked by every later
+                // read by digest.
+                let digest = match pointer {
+                    Pointer::Digest(asked) => {
+                        if let Some(served) = served.filter(|served| served.algorithm() == asked.algorithm()) {
+                            check_digest_header(&name, asked, Some(&served), None)?;
+                        }
+                        Some(asked.clone())
+                    }
+                    Pointer::Tag(_) => served,
+                };
                 let size = response
                     .headers()
                     .get(CONTENT_LENGTH)
@@ -309,10 +324,7 @@ impl RepositoryHandle {
                 Ok(Some(ManifestHead { digest: digest.filter(|_| size > 0), media_type, size }))
             }
             StatusCode::NOT_FOUND => Ok(None),
-            _ => {
-                Err(status_failure("HEAD manifest", &format!("{}{pointer}", self.name()), Resource::Artifact, response)
-                    .await)
-            }
+            _ => Err(status_failure(what, &name, Resource::Artifact, response).await),
         }
     }
 
@@ -320,34 +332,29 @@ impl RepositoryHandle {
         let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
         let what = "GET manifest";
         let name = format!("{}{pointer}", self.name());
-        let mut response =
-            self.send(Access::Pull, what, |http| http.get(&url).header(ACCEPT, accept_manifests())).await?;
+        let response = self.send(Access::Pull, what, |http| http.get(&url).header(ACCEPT, accept_manifests())).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !response.status().is_success() {
             return Err(status_failure(what, &name, Resource::Artifact, response).await);
         }
-        let served_digest = header_digest(&response);
+        let served_digest = header_digest(&response, what, &name)?;
         let declared_type = content_type(&response);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| transport(what, error))? {
-            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                return Err(persistent(format!(
-                    "{what} {name}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let bytes = body.freeze();
-        let digest = match pointer {
-            Pointer::Digest(expected) => {
-                crate::copy::check_digest(&self.name(), expected, &bytes)?;
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES, what, &name).await?;
+        // Every digest is checked against the bytes: the one asked for, and the one the registry reports.
+        let digest = match (pointer, served_digest) {
+            (Pointer::Digest(expected), served) => {
+                verify_bytes(&name, expected, &bytes)?;
+                check_digest_header(&name, expected, served.as_ref(), Some(&bytes))?;
                 expected.clone()
             }
-            Pointer::Tag(_) => Digest::sha256_of(&bytes),
+            (Pointer::Tag(_), Some(served)) => {
+                verify_bytes(&name, &served, &bytes)?;
+                served
+            }
+            (Pointer::Tag(_), None) => Digest::sha256_of(&bytes),
         };
-        check_digest_header(&name, &digest, served_digest.as_ref())?;
         let media_type = match declared_type {
             Some(media_type) if media_type != "application/json" && media_type != "text/plain" => media_type,
             _ => infer_media_type(&bytes, hint),
@@ -367,22 +374,19 @@ impl RepositoryHandle {
         if !response.status().is_success() {
             let status = response.status();
             let mut failure = status_failure(what, &name, Resource::Repository, response).await;
-            if manifest.bytes.len() > COMMON_MANIFEST_LIMIT
+            if manifest.bytes.len() > MAX_MANIFEST_BYTES
                 && (status.is_client_error() && status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN)
             {
                 failure = persistent(format!(
-                    "{what} {name}: the manifest is {} bytes, over the registry's manifest size limit (most registries allow {COMMON_MANIFEST_LIMIT}): {}",
+                    "{what} {name}: the manifest is {} bytes, over the registry's manifest size limit (most registries allow {MAX_MANIFEST_BYTES}): {}",
                     manifest.bytes.len(),
                     failure.error
                 ));
             }
             return Err(failure);
         }
-        match header_digest(&response) {
-            Some(stored) if stored != manifest.digest => {
-                Err(Error::DigestMismatch { reference: name, expected: manifest.digest.clone(), actual: stored }.into())
-            }
-            Some(_) => Ok(()),
+        match header_digest(&response, what, &name)? {
+            Some(stored) => check_digest_header(&name, &manifest.digest, Some(&stored), Some(&manifest.bytes)),
             // No digest in the answer: ask.
             None => match self.head_manifest(&Pointer::Digest(manifest.digest.clone())).await? {
                 Some(_) => Ok(()),
@@ -406,6 +410,8 @@ impl RepositoryHandle {
         }
     }
 
+    /// The upload session URL a registry answered with. It may be on another origin (the request then
+    /// goes there without credentials), but never plain HTTP for a registry reached over TLS.
     fn upload_url(&self, response: &Response) -> FailResult<reqwest::Url> {
         let location =
             response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
@@ -413,7 +419,10 @@ impl RepositoryHandle {
             })?;
         let base = reqwest::Url::parse(&self.url("blobs/uploads/"))
             .map_err(|error| persistent(format!("bad registry URL: {error}")))?;
-        base.join(location).map_err(|error| persistent(format!("bad upload location `{location}`: {error}")))
+        let url =
+            base.join(location).map_err(|error| persistent(format!("bad upload location `{location}`: {error}")))?;
+        check_upload_location(&Origin::of(&base), &url, &self.name())?;
+        Ok(url)
     }
 
     /// Ends an upload session we will not finish, so none is left open. Best effort: the registry also
@@ -475,7 +484,8 @@ impl RepositoryHandle {
             .await;
         let outcome = match sent {
             Ok(response) if response.status() == StatusCode::CREATED || response.status().is_success() => {
-                check_digest_header(&name, digest, header_digest(&response).as_ref())
+                let served = header_digest(&response, "PUT blob", &name)?;
+                check_digest_header(&name, digest, served.as_ref(), None)
             }
             Ok(response) => Err(status_failure("PUT blob", &name, Resource::Repository, response).await),
             Err(failure) => Err(failure),
@@ -486,34 +496,55 @@ impl RepositoryHandle {
         outcome
     }
 
-    pub(crate) async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
+    /// A successful GET of a blob whose `Content-Length`, if any, is the size the manifest says.
+    async fn get_blob(&self, descriptor: &Descriptor, what: &str) -> FailResult<Response> {
         let url = self.url(&format!("blobs/{}", descriptor.digest));
         let name = format!("{}@{}", self.name(), descriptor.digest);
-        let response = self.send(Access::Pull, "GET blob", |http| http.get(&url)).await?;
+        let response = self.send(Access::Pull, what, |http| http.get(&url)).await?;
         if !response.status().is_success() {
-            return Err(status_failure("GET blob", &name, Resource::Artifact, response).await);
+            return Err(status_failure(what, &name, Resource::Artifact, response).await);
         }
         if let Some(length) = response.content_length()
             && length != descriptor.size
         {
             return Err(persistent(format!(
-                "GET blob {name}: the manifest says {} bytes, the registry sends {length}",
+                "{what} {name}: the manifest says {} bytes, the registry sends {length}",
                 descriptor.size
             )));
         }
-        Ok(Box::pin(response.bytes_stream().map_err(std::io::Error::other)))
+        Ok(response)
     }
 
-    /// The bytes of a (small) config blob.
+    /// Streams a blob. The stream fails once it passes the size the manifest says, so a body without a
+    /// `Content-Length` cannot run on forever (the target checks the digest).
+    pub(crate) async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
+        let response = self.get_blob(descriptor, "GET blob").await?;
+        let (limit, digest) = (descriptor.size, descriptor.digest.clone());
+        let mut received = 0u64;
+        let stream = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("blob {digest}: the registry sends more than the {limit} bytes the manifest says"),
+                ));
+            }
+            Ok(chunk)
+        });
+        Ok(Box::pin(stream))
+    }
+
+    /// The bytes of a (small) config blob: at most the size the manifest says (which `config_to_read`
+    /// keeps under 1 MiB), checked against its digest before its labels are believed.
     async fn read_config(&self, config: &Descriptor) -> FailResult<Vec<u8>> {
-        let mut stream = self.open_blob(config).await?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) =
-            stream.try_next().await.map_err(|error| crate::error::temporary(format!("GET config: {error}")))?
-        {
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        let what = "GET config";
+        let name = format!("{}@{}", self.name(), config.digest);
+        let response = self.get_blob(config, what).await?;
+        let limit = config.size.min(image_config::MAX_CONFIG_FOR_LABELS);
+        let bytes = read_capped(response, usize::try_from(limit).unwrap_or(usize::MAX), what, &name).await?;
+        verify_bytes(&name, &config.digest, &bytes)?;
+        Ok(bytes.to_vec())
     }
 
     pub(crate) async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {
@@ -523,26 +554,21 @@ impl RepositoryHandle {
             manifests: Vec<Descriptor>,
         }
         let url = self.url(&format!("referrers/{digest}"));
-        let response =
-            self.send(Access::Pull, "GET referrers", |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX)).await?;
+        let what = "GET referrers";
+        let name = format!("{}@{digest}", self.name());
+        let response = self.send(Access::Pull, what, |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX)).await?;
         let status = response.status();
         if status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::UNAUTHORIZED
             || status == StatusCode::FORBIDDEN
         {
-            return Err(status_failure(
-                "GET referrers",
-                &format!("{}@{digest}", self.name()),
-                Resource::Artifact,
-                response,
-            )
-            .await);
+            return Err(status_failure(what, &name, Resource::Artifact, response).await);
         }
         if !status.is_success() {
             return Ok(None);
         }
-        let bytes = response.bytes().await.map_err(|error| transport("GET referrers", error))?;
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES, what, &name).await?;
         match serde_json::from_slice::<Index>(&bytes) {
             Ok(index) => Ok(Some(index.manifests)),
             Err(_) => Ok(None),
@@ -591,5 +617,41 @@ impl GraphTarget for RepositoryHandle {
     }
     async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
         RepositoryHandle::put_manifest(self, pointer, manifest).await
+    }
+}
+
+/// Refuses an upload location over plain HTTP for a registry reached over TLS (the blob, and on another
+/// origin anything else the request carries, would travel in the clear), and any scheme but http(s).
+fn check_upload_location(registry: &Origin, location: &reqwest::Url, name: &str) -> FailResult<()> {
+    let downgrade = registry.is_tls() && location.scheme() != "https";
+    if downgrade || !matches!(location.scheme(), "http" | "https") {
+        return Err(persistent(format!(
+            "{name}: refusing the upload location {}://{}: the registry is reached over TLS",
+            location.scheme(),
+            location.host_str().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_registry_may_not_send_uploads_to_plain_http() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        let tls = Origin::of(&url("https://registry.example/v2/"));
+        check_upload_location(&tls, &url("https://registry.example/v2/r/blobs/uploads/1"), "r").unwrap();
+        // Another origin is allowed (the request goes there without credentials).
+        check_upload_location(&tls, &url("https://uploads.example/session/1"), "r").unwrap();
+        let error: Error =
+            check_upload_location(&tls, &url("http://registry.example/v2/r/blobs/uploads/1"), "r").unwrap_err().into();
+        assert!(matches!(&error, Error::Backend { class: promote_core::ErrorClass::Persistent, .. }), "{error}");
+        assert!(error.to_string().contains("refusing the upload location http://registry.example"), "{error}");
+        assert!(check_upload_location(&tls, &url("ftp://registry.example/x"), "r").is_err());
+        // An insecure registry is plain HTTP itself.
+        let plain = Origin::of(&url("http://127.0.0.1:5000/v2/"));
+        check_upload_location(&plain, &url("http://127.0.0.1:5001/upload"), "r").unwrap();
     }
 }

@@ -4,6 +4,7 @@ mod env;
 mod file;
 pub(crate) mod kinds;
 mod memory;
+mod redact;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 pub use env::{DEFAULT_ENV_PREFIX, EnvConfigSource};
 pub use file::{FileConfigSource, FileFormat, STAGE_PLACEHOLDER};
 pub use memory::MemoryConfigSource;
+pub use redact::Redactor;
 pub use secret::{REDACTED, Secret};
 
 use crate::error::{Error, Result};

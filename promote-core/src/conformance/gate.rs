@@ -40,6 +40,7 @@ pub async fn gate(gate: Arc<dyn Gate>, now: DateTime<Utc>) {
             phase,
             requested_by: "conformance",
             dry_run,
+            secrets: &crate::config::Redactor::default(),
         };
         let first = gate.evaluate(&context).await;
         let second = gate.evaluate(&context).await;

@@ -201,6 +201,7 @@ impl Pipeline {
             phase: GatePhase::Entry,
             requested_by: actor,
             dry_run: true,
+            secrets: &crate::config::Redactor::default(),
         };
         let pure = stage.entry_gates.iter().filter(|gate| gate.capabilities().side_effect_free);
         let reports = futures::future::try_join_all(pure.map(|gate| async {

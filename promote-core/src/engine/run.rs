@@ -465,6 +465,7 @@ impl Pipeline {
             phase,
             requested_by: &run.actor,
             dry_run,
+            secrets: &crate::config::Redactor::default(),
         };
         let evaluations: Vec<_> = gates.iter().map(|gate| evaluate_gate(gate.as_ref(), &context)).collect();
         let reports = join_all(evaluations).await;

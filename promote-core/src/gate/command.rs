@@ -11,15 +11,20 @@
 //!     secrets_from_env: [DEPLOY_TOKEN]   # passed through from promote's environment, as secrets
 //!     dir: ci                       # working directory, relative to the spec file
 //!     timeout: 10m                  # default 5m
-//!     max_output: 4096              # bytes of stdout and of stderr kept as evidence; default 4096
+//!     max_output: 4096              # bytes of stdout and of stderr kept as evidence; default 4096,
+//!                                   # at most 1 MiB (1048576)
 //!     safe_for_plan: false          # default false: `plan` reports it as pending without running it
 //! ```
 //!
-//! The program also sees `PROMOTE_BUILD`, `PROMOTE_COMMIT`, `PROMOTE_VERSION` (when the build has one),
-//! `PROMOTE_STAGE`, `PROMOTE_PHASE` (`entry` or `verification`) and `PROMOTE_DRY_RUN` (`true` in a plan).
+//! The program does not inherit promote's environment. It starts from an empty one and sees only:
+//! - `PATH`, `HOME`, `LANG`, `LC_ALL` and `TZ`, each when promote has it set;
+//! - `PROMOTE_BUILD`, `PROMOTE_COMMIT`, `PROMOTE_VERSION` (when the build has one), `PROMOTE_STAGE`,
+//!   `PROMOTE_PHASE` (`entry` or `verification`) and `PROMOTE_DRY_RUN` (`true` in a plan);
+//! - what the gate passes: `env`, `secrets` and `secrets_from_env`.
 //!
-//! The last `max_output` bytes of stdout and of stderr become evidence, with every secret value passed to
-//! the program replaced by `[redacted]`. The program runs in its own process group. When it outlives its
+//! The last `max_output` bytes of stdout and of stderr become evidence, with every secret value replaced
+//! by `[redacted]`: the ones passed to the program and every secret the pipeline knows
+//! ([`GateContext::secrets`]). The program runs in its own process group. When it outlives its
 //! timeout, the whole group is sent SIGTERM, and SIGKILL two seconds later, through the system's `kill`
 //! command (`kill -TERM -- -PGID`), because this crate forbids `unsafe` and adds no signal crate. After a
 //! normal exit, processes it left behind that still hold its output open are killed the same way.
@@ -34,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use super::{ApprovalPolicy, Gate, GateCapabilities, GateContext, GatePhase, GateReport};
-use crate::config::{REDACTED, Secret};
+use crate::config::{Redactor, Secret};
 use crate::error::{Error, ErrorClass, Result};
 use crate::ledger::Verdict;
 
@@ -43,6 +48,10 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// How long output may stay open after the program exited (a background child holding it).
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The variables of promote's own environment a program gets, each when it is set: enough to find
+/// programs and to format text, nothing that authenticates.
+const PASSED_THROUGH: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 
 #[derive(Debug, Clone)]
 enum EnvValue {
@@ -78,6 +87,10 @@ pub struct CommandGate {
 }
 
 impl CommandGate {
+    /// The most bytes of stdout, and of stderr, a gate keeps as evidence (1 MiB). Evidence goes into the
+    /// ledger, which is no place for whole logs.
+    pub const MAX_OUTPUT: usize = 1024 * 1024;
+
     /// A gate called `name` running `program` (a path, or a name looked up in `PATH`), with a five-minute
     /// timeout.
     pub fn new(name: impl Into<String>, program: impl Into<String>) -> Self {
@@ -131,9 +144,10 @@ impl CommandGate {
         self
     }
 
-    /// Sets how many bytes of stdout, and of stderr, are kept as evidence.
+    /// Sets how many bytes of stdout, and of stderr, are kept as evidence; more than
+    /// [`CommandGate::MAX_OUTPUT`] keeps that much.
     pub fn max_output(mut self, bytes: usize) -> Self {
-        self.max_output = bytes;
+        self.max_output = bytes.min(Self::MAX_OUTPUT);
         self
     }
 
@@ -178,39 +192,14 @@ fn capture<R: AsyncRead + Unpin + Send + 'static>(mut reader: R, keep: usize) ->
     })
 }
 
-/// The last `max` bytes of `captured`, with every secret replaced by [`REDACTED`]. `captured` holds up to
-/// `margin` (the longest secret) bytes more than `max`, so that a secret cut where the capture starts
-/// lies in the part that is not shown.
-fn redacted_tail(captured: &Captured, max: usize, secrets: &[&[u8]]) -> String {
+/// The last `max` bytes of `captured`, with every secret replaced by `[redacted]`. `captured` holds up to
+/// the redactor's margin (the longest secret) bytes more than `max`, so that a secret cut where the capture
+/// starts lies in the part that is not shown, and is still recognised where it reaches into the part that is.
+fn redacted_tail(captured: &Captured, max: usize, redactor: &Redactor) -> String {
     let bytes = &captured.tail;
-    let mut masked = vec![false; bytes.len()];
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        let mut at = 0;
-        while at + secret.len() <= bytes.len() {
-            if &bytes[at..at + secret.len()] == *secret {
-                masked[at..at + secret.len()].fill(true);
-                at += secret.len();
-            } else {
-                at += 1;
-            }
-        }
-    }
     let start = bytes.len().saturating_sub(max);
-    let mut out = Vec::with_capacity(bytes.len() - start);
-    let mut index = start;
-    while index < bytes.len() {
-        if masked[index] {
-            out.extend_from_slice(REDACTED.as_bytes());
-            while index < bytes.len() && masked[index] {
-                index += 1;
-            }
-        } else {
-            out.push(bytes[index]);
-            index += 1;
-        }
-    }
+    let text = redactor.redact_window(bytes, start..bytes.len());
     let shown = bytes.len() - start;
-    let text = String::from_utf8_lossy(&out).into_owned();
     if captured.total > shown { format!("[{} earlier bytes not kept]\n{text}", captured.total - shown) } else { text }
 }
 
@@ -263,6 +252,12 @@ impl Gate for CommandGate {
 
     async fn evaluate(&self, context: &GateContext<'_>) -> Result<GateReport> {
         let mut command = tokio::process::Command::new(&self.program);
+        command.env_clear();
+        for variable in PASSED_THROUGH {
+            if let Some(value) = std::env::var_os(variable) {
+                command.env(variable, value);
+            }
+        }
         command
             .args(&self.args)
             .env("PROMOTE_BUILD", context.build.id.as_str())
@@ -318,8 +313,9 @@ impl Gate for CommandGate {
             }
         };
         let group = child.id();
-        let margin = secrets.iter().map(|s| s.expose().len()).max().unwrap_or(0);
-        let keep = self.max_output + margin;
+        let redactor = context.secrets.merged(&Redactor::new(secrets));
+        // Saturating: a margin added to a limit must not wrap around (max_output is capped, the margin is not).
+        let keep = self.max_output.saturating_add(redactor.margin());
         let stdout = child.stdout.take().map(|out| capture(out, keep));
         let stderr = child.stderr.take().map(|err| capture(err, keep));
 
@@ -369,9 +365,8 @@ impl Gate for CommandGate {
                 )
             })?);
         }
-        let secret_bytes: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
-        let stdout = redacted_tail(&outputs[0], self.max_output, &secret_bytes);
-        let stderr = redacted_tail(&outputs[1], self.max_output, &secret_bytes);
+        let stdout = redacted_tail(&outputs[0], self.max_output, &redactor);
+        let stderr = redacted_tail(&outputs[1], self.max_output, &redactor);
 
         let verdict = match &status {
             Some(status) if status.success() => Verdict::Pass,
@@ -393,7 +388,7 @@ impl Gate for CommandGate {
         };
         let mut report = GateReport::new(verdict)
             .with("program", self.program.clone())
-            .with("args", self.args.clone())
+            .with("args", self.args.iter().map(|arg| redactor.redact(arg)).collect::<Vec<_>>())
             .with("env", self.env.keys().cloned().collect::<Vec<_>>())
             .with("stdout", stdout)
             .with("stderr", stderr)
@@ -492,7 +487,72 @@ mod tests {
     #[test]
     fn redaction_masks_every_occurrence_and_overlaps() {
         let captured = Captured { tail: b"x=aaaa aaa; y=ab".to_vec(), total: 16 };
-        assert_eq!(redacted_tail(&captured, 100, &[b"aa", b"ab"]), "x=[redacted] [redacted]a; y=[redacted]");
+        let redactor = Redactor::new([Secret::new("aa"), Secret::new("ab")]);
+        assert_eq!(redacted_tail(&captured, 100, &redactor), "x=[redacted] [redacted]; y=[redacted]");
+    }
+
+    /// Set in the child process of [`the_program_does_not_inherit_promotes_environment`]: stands for a CI
+    /// token that no gate was told about.
+    const PLANTED_VARIABLE: &str = "GATE_TEST_UNLISTED_CI_TOKEN";
+    const PLANTED_VALUE: &str = "planted-ci-token-5be1f0";
+
+    #[tokio::test]
+    async fn the_program_does_not_inherit_promotes_environment() {
+        // The workspace forbids `unsafe`, so the test cannot `set_var` in its own process: it runs itself
+        // again as a child with the variable planted, and the child does the checking.
+        if std::env::var_os(PLANTED_VARIABLE).is_none() {
+            let name = "gate::command::tests::the_program_does_not_inherit_promotes_environment";
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                .env(PLANTED_VARIABLE, PLANTED_VALUE)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            assert!(stdout.contains("1 passed"), "the child ran the test: {stdout}");
+            return;
+        }
+        let gate = sh("env").env("REGION", "eu-west-1").secret_env("API_TOKEN", Secret::new("listed-secret-77"));
+        let report = run(&gate).await;
+        assert_eq!(report.verdict, Verdict::Pass);
+        let stdout = report.evidence["stdout"].as_str().unwrap();
+        assert!(!stdout.contains(PLANTED_VALUE) && !stdout.contains(PLANTED_VARIABLE), "{stdout}");
+        let names: Vec<&str> = stdout.lines().filter_map(|line| line.split_once('=')).map(|(name, _)| name).collect();
+        for expected in ["PATH", "PROMOTE_BUILD", "PROMOTE_STAGE", "REGION", "API_TOKEN"] {
+            assert!(names.contains(&expected), "{expected} reaches the program: {stdout}");
+        }
+        assert!(stdout.contains("API_TOKEN=[redacted]"), "{stdout}");
+        // Only the passed-through names, the context, and what the gate set (`sh` adds PWD and the like).
+        let allowed = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "REGION", "API_TOKEN", "PWD", "SHLVL", "_", "OLDPWD"];
+        for name in names {
+            assert!(allowed.contains(&name) || name.starts_with("PROMOTE_"), "{name} leaked into the program");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pipelines_secrets_are_redacted_even_when_not_passed() {
+        // A config secret the program found on its own (a file, a service): the gate was never told, the
+        // pipeline was.
+        let mut scene = Scene::new();
+        scene.secrets = Redactor::new([Secret::new("db-password-from-config-91")]);
+        let build = scene.register("1.4.2", &[]);
+        let gate =
+            sh("echo 'connecting with db-password-from-config-91'; echo 'db-password-from-config-91' >&2; exit 2");
+        let report = scene.evaluate(&gate, &build, "stg", &["dev"], at("2026-03-01T00:00:00Z")).await;
+        let everything = serde_json::to_string(&report.evidence).unwrap() + &format!("{:?}", report.verdict);
+        assert!(!everything.contains("db-password"), "{everything}");
+        assert_eq!(report.evidence["stdout"], "connecting with [redacted]\n");
+        assert_eq!(report.verdict, Verdict::Fail("`sh` exited with code 2: [redacted]".into()));
+    }
+
+    #[tokio::test]
+    async fn the_largest_max_output_is_capped_and_does_not_overflow() {
+        // usize::MAX plus the redaction margin used to overflow.
+        let gate = sh("echo \"out $TOKEN\"").secret_env("TOKEN", Secret::new("overflow-secret")).max_output(usize::MAX);
+        assert_eq!(gate.max_output, CommandGate::MAX_OUTPUT);
+        let report = run(&gate).await;
+        assert_eq!(report.verdict, Verdict::Pass);
+        assert_eq!(report.evidence["stdout"], "out [redacted]\n");
     }
 
     #[tokio::test]

@@ -110,6 +110,10 @@ struct HttpSettings {
     #[serde(default)]
     retry_delay: Option<String>,
     #[serde(default)]
+    allow_private: bool,
+    #[serde(default)]
+    keep_body: bool,
+    #[serde(default)]
     safe_for_plan: bool,
 }
 
@@ -226,6 +230,12 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
             gate = gate.timeout(timeout);
         }
         if let Some(max) = settings.max_output {
+            if max > CommandGate::MAX_OUTPUT {
+                return Err(spec.error_at(
+                    "max_output",
+                    format!("at most {} bytes (1 MiB) of output are kept as evidence", CommandGate::MAX_OUTPUT),
+                ));
+            }
             gate = gate.max_output(max);
         }
         Ok(Arc::new(gate) as Arc<dyn Gate>)
@@ -233,7 +243,10 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
     registry.register_gate("http", |spec| async move {
         let settings: HttpSettings = spec.parse()?;
         let name = settings.name.unwrap_or_else(|| "http".into());
-        let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?.safe_for_plan(settings.safe_for_plan);
+        let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?
+            .safe_for_plan(settings.safe_for_plan)
+            .allow_private_addresses(settings.allow_private)
+            .keep_body(settings.keep_body);
         if let Some(status) = settings.expect_status {
             gate = at_key(&spec, "expect_status", gate.expect_status(status))?;
         }
@@ -285,6 +298,7 @@ pub(crate) mod fixture {
     use chrono::{DateTime, Utc};
 
     use crate::build::{Build, BuildId};
+    use crate::config::Redactor;
     use crate::error::Result;
     use crate::gate::{Gate, GateContext, GatePhase, GateReport};
     use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, NewEntry, PromotionId, PromotionKind};
@@ -298,6 +312,8 @@ pub(crate) mod fixture {
     #[derive(Default)]
     pub(crate) struct Scene {
         pub(crate) view: LedgerView,
+        /// The secrets the gates are told about (none unless a test sets them).
+        pub(crate) secrets: Redactor,
         builds: u64,
         promotions: u32,
     }
@@ -388,6 +404,7 @@ pub(crate) mod fixture {
                 phase: GatePhase::Entry,
                 requested_by: "ci",
                 dry_run,
+                secrets: &self.secrets,
             };
             gate.evaluate(&context).await
         }

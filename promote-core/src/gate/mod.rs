@@ -28,6 +28,7 @@ pub use soak::{SoakCount, SoakGate};
 pub use window::{Freeze, WindowGate};
 
 use crate::build::Build;
+use crate::config::Redactor;
 use crate::error::Result;
 use crate::ledger::{GateEvidence, LedgerView, PromotionKind, Verdict};
 
@@ -65,6 +66,9 @@ pub struct GateContext<'a> {
     pub requested_by: &'a str,
     /// Whether this is a `plan` (gates with side effects must not act).
     pub dry_run: bool,
+    /// Every secret value the pipeline knows (config secrets, registry credentials). Gates that keep text
+    /// from outside as evidence (a program's output, a response body) mask these in it.
+    pub secrets: &'a Redactor,
 }
 
 /// A gate's verdict with its evidence.

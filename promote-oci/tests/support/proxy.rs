@@ -14,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Default)]
 pub struct Faults {
@@ -92,14 +92,7 @@ async fn handle(
         });
     }
     let cut = method == "GET" && path.contains("/blobs/sha256:") && take(&faults.cut_blob_gets).is_some();
-    let Ok(stream) = TcpStream::connect(&upstream).await else { return Ok(empty(StatusCode::BAD_GATEWAY)) };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        return Ok(empty(StatusCode::BAD_GATEWAY));
-    };
-    tokio::spawn(connection);
-    let (parts, body) = request.into_parts();
-    let forwarded = Request::from_parts(parts, body.map_err(std::io::Error::other).boxed());
-    let Ok(response) = sender.send_request(forwarded).await else { return Ok(empty(StatusCode::BAD_GATEWAY)) };
+    let response = forward(request, &upstream).await;
     let (parts, body) = response.into_parts();
     let body: Body = if cut {
         // Pass about half the blob, then break the connection.
@@ -136,4 +129,18 @@ async fn handle(
         body.map_err(std::io::Error::other).boxed()
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// Sends `request` on to `upstream` (host:port) and returns its answer, or 502 when it cannot.
+pub async fn forward(request: Request<Incoming>, upstream: &str) -> Response<Body> {
+    let Ok(stream) = TcpStream::connect(upstream).await else { return empty(StatusCode::BAD_GATEWAY) };
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        return empty(StatusCode::BAD_GATEWAY);
+    };
+    tokio::spawn(connection);
+    let (parts, body) = request.into_parts();
+    let forwarded = Request::from_parts(parts, body.map_err(std::io::Error::other).boxed());
+    let Ok(response) = sender.send_request(forwarded).await else { return empty(StatusCode::BAD_GATEWAY) };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
 }

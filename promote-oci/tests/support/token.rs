@@ -1,4 +1,7 @@
 //! A `docker-registry` configured for token auth, with a tiny token server on loopback in front of it.
+//! The front serves `/token` itself and passes every other request on to the registry, so the token
+//! service is on the registry's origin, as with many registries (GHCR, Harbor, GitLab): the store sends
+//! credentials only to a token service there (or to one trusted for the registry).
 //!
 //! The token server follows the distribution token spec: `GET /token?service=…&scope=…` with HTTP basic
 //! credentials answers `{"token", "access_token", "expires_in"}`, where the token is an RS256 JWT whose
@@ -21,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -30,6 +33,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 
 use super::Registry;
+use super::proxy::{Body, forward};
 
 pub const SERVICE: &str = "promote-test";
 pub const ISSUER: &str = "promote-test-issuer";
@@ -58,7 +62,10 @@ struct Issuer {
 
 /// A token server and the registry that trusts it. Both stop on drop.
 pub struct TokenRegistry {
+    /// The registry itself (skopeo talks to it directly).
     pub registry: Registry,
+    /// The front, host:port: the token service and the registry behind it, on one origin.
+    front: String,
     pub realm: String,
     issuer: Arc<Issuer>,
     task: tokio::task::JoinHandle<()>,
@@ -91,7 +98,10 @@ impl TokenRegistry {
         assert!(STANDARD.decode(&der_base64).is_ok(), "the certificate PEM holds base64 DER");
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let front = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{front}/token");
+        let port = super::free_port();
+        let upstream = format!("127.0.0.1:{port}");
         let issuer = Arc::new(Issuer {
             key,
             certificate: der_base64,
@@ -104,9 +114,9 @@ impl TokenRegistry {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let issuer = shared.clone();
+                let (issuer, upstream) = (shared.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| handle(request, issuer.clone()));
+                    let service = service_fn(move |request| front_handle(request, issuer.clone(), upstream.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -118,13 +128,13 @@ impl TokenRegistry {
             "auth:\n  token:\n    realm: \"{realm}\"\n    service: \"{SERVICE}\"\n    issuer: \"{ISSUER}\"\n    rootcertbundle: \"{}\"\n",
             certificate.display()
         );
-        let port = super::free_port();
         let registry = Registry::spawn(dir, port, &auth, Some((username.to_owned(), password.to_owned())));
-        TokenRegistry { registry, realm, issuer, task }
+        TokenRegistry { registry, front, realm, issuer, task }
     }
 
+    /// The host a store talks to: the front, where the registry and its token service share one origin.
     pub fn host(&self) -> &str {
-        &self.registry.host
+        &self.front
     }
 
     /// The requests answered so far.
@@ -195,6 +205,19 @@ fn access_entries(scopes: &[String]) -> Vec<serde_json::Value> {
             }))
         })
         .collect()
+}
+
+/// `/token` is the token service; anything else goes to the registry.
+async fn front_handle(
+    request: Request<Incoming>,
+    issuer: Arc<Issuer>,
+    upstream: String,
+) -> Result<Response<Body>, Infallible> {
+    if request.uri().path() == "/token" {
+        let response = handle(request, issuer).await?;
+        return Ok(response.map(|body| body.map_err(|never: Infallible| match never {}).boxed()));
+    }
+    Ok(forward(request, &upstream).await)
 }
 
 async fn handle(request: Request<Incoming>, issuer: Arc<Issuer>) -> Result<Response<Full<Bytes>>, Infallible> {
