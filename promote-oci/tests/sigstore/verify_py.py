@@ -15,6 +15,8 @@
         verify_py.py --legacy-manifest M --legacy-payload BLOB [BLOB...] --key PUB.pem --digest D [--trusted-root R]
 
 Common options: --predicate-type URI, --expect-revision REV (SLSA provenance v1 gitCommit), as in verify.mjs.
+Batch: `verify_py.py --batch` reads one JSON array of the arguments above per stdin line and prints one verdict line
+each (one interpreter start for many cases).
 Prints one JSON line: {"verdict","judge","reason","message","signer","log_index","subject_digests","predicate_type"}.
 """
 
@@ -279,8 +281,19 @@ def verify_legacy_layer(layer: dict, payload: bytes, public_key: ec.EllipticCurv
     return {**facts, "log_index": p["logIndex"]}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+class UsageError(Exception):
+    """Arguments that do not describe a case."""
+
+
+class CaseParser(argparse.ArgumentParser):
+    """An argument parser that raises instead of exiting, so that --batch can answer the next line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def case_parser() -> CaseParser:
+    p = CaseParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trusted-root")
     p.add_argument("--bundle")
     p.add_argument("--envelope")
@@ -294,28 +307,36 @@ def main() -> int:
     p.add_argument("--no-tlog", action="store_true")
     p.add_argument("--predicate-type")
     p.add_argument("--expect-revision")
-    args = p.parse_args()
+    return p
 
+
+def parse_case(argv: list[str]) -> argparse.Namespace:
+    args = case_parser().parse_args(argv)
     if args.artifact and not args.digest:
         args.digest = sha256(Path(args.artifact).read_bytes())
     modes = [m for m in (args.bundle, args.envelope, args.legacy_manifest) if m]
     if len(modes) != 1:
-        p.error("give exactly one of --bundle, --envelope, --legacy-manifest")
+        raise UsageError("give exactly one of --bundle, --envelope, --legacy-manifest")
     if args.bundle and not (args.trusted_root and args.digest):
-        p.error("--bundle needs --trusted-root and --digest (or --artifact)")
+        raise UsageError("--bundle needs --trusted-root and --digest (or --artifact)")
     if args.legacy_manifest and not (args.key and args.digest):
-        p.error("--legacy-manifest needs --key and --digest")
+        raise UsageError("--legacy-manifest needs --key and --digest")
     if (args.envelope or args.legacy_manifest) and not args.key:
-        p.error("--envelope and --legacy-manifest need --key")
+        raise UsageError("--envelope and --legacy-manifest need --key")
     if args.bundle and bool(args.key) == bool(args.san or args.issuer):
-        p.error("give either --key or --san and --issuer")
+        raise UsageError("give either --key or --san and --issuer")
     if args.bundle and not args.key and not (args.san and args.issuer):
-        p.error("keyless policy needs --san and --issuer")
+        raise UsageError("keyless policy needs --san and --issuer")
+    return args
 
-    judge = JUDGE_SIGSTORE if (args.bundle and not args.key) else f"{JUDGE_SSLIB} + {JUDGE_SIGSTORE} (log entry)"
+
+def judge(argv: list[str]) -> dict:
+    """The verdict for one argument list: {"verdict", "judge", ...}; raises UsageError for bad arguments."""
+    args = parse_case(argv)
+    name = JUDGE_SIGSTORE if (args.bundle and not args.key) else f"{JUDGE_SSLIB} + {JUDGE_SIGSTORE} (log entry)"
     try:
         if args.envelope:
-            judge = JUDGE_SSLIB
+            name = JUDGE_SSLIB
             facts = verify_bare_envelope(args)
         elif args.legacy_manifest:
             facts = verify_legacy(args)
@@ -325,13 +346,43 @@ def main() -> int:
             facts = verify_keyless(args)
     except Rejected as exc:
         if exc.reason == "USAGE":
-            p.error(str(exc))
-        return finish("invalid", judge, {"reason": exc.reason, "message": str(exc)})
+            raise UsageError(str(exc))
+        return {"verdict": "invalid", "judge": name, "reason": exc.reason, "message": str(exc)}
     except SigstoreError as exc:
-        return finish("invalid", judge, {"reason": classify(str(exc)), "message": str(exc)})
+        return {"verdict": "invalid", "judge": name, "reason": classify(str(exc)), "message": str(exc)}
     except (ValueError, KeyError, TypeError) as exc:
-        return finish("invalid", judge, {"reason": "MALFORMED_BUNDLE", "message": f"{type(exc).__name__}: {exc}"})
-    return finish("valid", judge, facts)
+        message = f"{type(exc).__name__}: {exc}"
+        return {"verdict": "invalid", "judge": name, "reason": "MALFORMED_BUNDLE", "message": message}
+    return {"verdict": "valid", "judge": name, **facts}
+
+
+def batch() -> int:
+    """--batch: one JSON array of arguments per stdin line, one verdict per stdout line, in order."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            out = judge(json.loads(line))
+        except (UsageError, OSError, json.JSONDecodeError) as exc:
+            out = {"verdict": "error", "judge": JUDGE_SIGSTORE, "message": str(exc)}
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if argv == ["--batch"]:
+        return batch()
+    if argv in (["-h"], ["--help"]):
+        case_parser().print_help()
+        return 0
+    try:
+        out = judge(argv)
+    except (UsageError, OSError) as exc:
+        print(f"verify_py.py: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out))
+    return 0 if out["verdict"] == "valid" else 1
 
 
 def classify(message: str) -> str:
@@ -348,11 +399,6 @@ def classify(message: str) -> str:
     if "signature" in m:
         return "SIGNATURE_ERROR"
     return "VERIFICATION_ERROR"
-
-
-def finish(verdict: str, judge: str, fields: dict) -> int:
-    print(json.dumps({"verdict": verdict, "judge": judge, **fields}))
-    return 0 if verdict == "valid" else 1
 
 
 if __name__ == "__main__":
