@@ -37,7 +37,8 @@ wait_for() {
   return 1
 }
 
-# start_registry NAME [USER PASS] -> prints 127.0.0.1:PORT
+# start_registry NAME [USER PASS] -> sets registry_addr=127.0.0.1:PORT. Not in a $(...) subshell: the PID must reach
+# the trap's list.
 start_registry() {
   local name=$1 port dir
   port=$(free_port)
@@ -57,7 +58,7 @@ start_registry() {
   pids+=($!)
   # /v2/ answers 200 anonymously or 401 with auth: either means it is up.
   wait_for "registry $name" bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v2/ | grep -qE '200|401'"
-  echo "127.0.0.1:$port"
+  registry_addr="127.0.0.1:$port"
 }
 
 # push_blob REGISTRY REPO FILE [CURL AUTH...] -> prints the digest
@@ -126,8 +127,10 @@ node_key() { # node_key NAME: a P-256 key pair as $work/NAME.pem and $work/NAME.
 }
 
 echo "==> starting docker-registry x2 and the mock sigstore service"
-reg_anon=$(start_registry anon)
-reg_auth=$(start_registry auth promote s3cret-test-only)
+start_registry anon
+reg_anon=$registry_addr
+start_registry auth promote s3cret-test-only
+reg_auth=$registry_addr
 auth=(-u promote:s3cret-test-only)
 node "$here/mock-sigstore.mjs" --dir "$work/mock" >"$work/mock.json" 2>"$work/mock.err" &
 pids+=($!)
@@ -234,29 +237,17 @@ tamper dsse "$(back py-keyless)" "$work/py-keyless-tampered.json"
 tamper dsse "$(back js-keyed)" "$work/js-keyed-tampered.json"
 tamper message "$(back js-message)" "$work/js-message-tampered.json"
 
-printf '\n%-50s %-9s %-10s %-10s %s\n' "case" "expected" "js" "py" "reasons (js | py)"
-printf '%s\n' "$(printf '%.0s-' $(seq 1 130))"
 failures=0
-verdict_of() { jq -r .verdict <<<"$1" 2>/dev/null || echo error; }
-reason_of() { jq -r '.reason // "-"' <<<"$1" 2>/dev/null || echo error; }
-
-# row NAME EXPECTED JS_ARGS_VAR PY_ARGS_VAR  (arrays named by the last two)
+# row NAME EXPECTED JS_ARGS_VAR PY_ARGS_VAR (arrays named by the last two): queued, then judged in one batch per
+# judge (one Node and one Python start for all cases), then printed in order.
+: >"$work/rows.tsv"
+: >"$work/js.jsonl"
+: >"$work/py.jsonl"
 row() {
-  local name=$1 expected=$2
   local -n js_args=$3 py_args=$4
-  local js_out py_out js_v py_v mark="ok"
-  js_out=$(node "$here/verify.mjs" "${js_args[@]}" 2>&1) || true
-  py_out=$("$venv_python" "$here/verify_py.py" "${py_args[@]}" 2>&1) || true
-  js_v=$(verdict_of "$js_out")
-  py_v=$(verdict_of "$py_out")
-  if [ "$js_v" != "$expected" ] || [ "$py_v" != "$expected" ]; then
-    mark="DISAGREES"
-    failures=$((failures + 1))
-    echo "    js: $js_out" >&2
-    echo "    py: $py_out" >&2
-  fi
-  printf '%-50s %-9s %-10s %-10s %s | %s  %s\n' "$name" "$expected" "$js_v" "$py_v" "$(reason_of "$js_out")" \
-    "$(reason_of "$py_out")" "$mark"
+  printf '%s\t%s\n' "$1" "$2" >>"$work/rows.tsv"
+  jq -cn '$ARGS.positional' --args -- "${js_args[@]}" >>"$work/js.jsonl"
+  jq -cn '$ARGS.positional' --args -- "${py_args[@]}" >>"$work/py.jsonl"
 }
 
 pol_keyless=(--san "$SAN" --issuer "$ISSUER")
@@ -319,11 +310,37 @@ e_py=(--envelope "$work/js-keyed.envelope.json" --digest "$digest" --key "$work/
 e_js=(--trusted-root "$root" --bundle "$(back js-keyed)" --digest "$digest" --key "$work/intruder.pub")
 row "bare DSSE envelope: wrong key" invalid e_js e_py
 
+echo "==> judging ($(wc -l <"$work/rows.tsv") cases, each by @sigstore/verify and by sigstore-python/securesystemslib)"
+node "$here/verify.mjs" --batch <"$work/js.jsonl" >"$work/js.out"
+"$venv_python" "$here/verify_py.py" --batch <"$work/py.jsonl" >"$work/py.out"
+[ "$(wc -l <"$work/js.out")" = "$(wc -l <"$work/rows.tsv")" ] && [ "$(wc -l <"$work/py.out")" = "$(wc -l <"$work/rows.tsv")" ] || {
+  echo "smoke: a judge did not answer every case" >&2
+  exit 1
+}
+printf '\n%-50s %-9s %-8s %-8s %s\n' "case" "expected" "js" "py" "reasons (js | py)"
+printf '%s\n' "$(printf '%.0s-' $(seq 1 130))"
+while IFS=$'\t' read -r name expected js_out py_out; do
+  js_v=$(jq -r .verdict <<<"$js_out")
+  py_v=$(jq -r .verdict <<<"$py_out")
+  mark=ok
+  if [ "$js_v" != "$expected" ] || [ "$py_v" != "$expected" ]; then
+    mark=DISAGREES
+    failures=$((failures + 1))
+  fi
+  printf '%-50s %-9s %-8s %-8s %s | %s  %s\n' "$name" "$expected" "$js_v" "$py_v" \
+    "$(jq -r '.reason // "-"' <<<"$js_out")" "$(jq -r '.reason // "-"' <<<"$py_out")" "$mark"
+  if [ "$mark" != ok ]; then
+    echo "    js: $js_out"
+    echo "    py: $py_out"
+  fi
+done < <(paste "$work/rows.tsv" "$work/js.out" "$work/py.out")
+echo
+
 # Registry-level facts the gate's cases rest on.
 check() { # check NAME EXPECTED ACTUAL
   local mark=ok
   [ "$2" = "$3" ] || { mark=DISAGREES; failures=$((failures + 1)); }
-  printf '%-50s %-9s %-21s %s\n' "$1" "$2" "$3" "$mark"
+  printf '%-50s %-9s %-17s %s\n' "$1" "$2" "$3" "$mark"
 }
 check "no referrer: unsigned image's index (HTTP)" 404 "$unsigned_status"
 check "referrers API on docker-registry 2.8.2" 404 "$referrers_api_status"
