@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the sigstore fixture toolchain of the supply-chain tests (issue 19) into promote-oci/tests/sigstore/.
 # Idempotent, and fast when already set up (a few checks, no network):
-#   - apt, only for what is missing: nodejs + npm, docker-registry, apache2-utils (htpasswd), python3-venv;
+#   - apt, only for what is missing: nodejs + npm, docker-registry, apache2-utils (htpasswd), python3-venv, and the
+#     curl and jq that smoke.sh uses;
 #   - `npm ci` of the committed package-lock.json when node_modules is missing or was installed from another lock;
 #   - a venv at promote-oci/tests/sigstore/.venv with requirements.txt (sigstore==4.5.1, securesystemslib==1.6.0 and
 #     their pinned closure), re-created when requirements.txt changes.
@@ -34,6 +35,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 if ! node_ok; then
