@@ -310,11 +310,6 @@ impl Catalogue {
         self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
     }
 
-    /// The type of an object's `apiVersion` and `kind`.
-    pub(crate) fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
-        self.types.iter().find(|t| t.api_version() == api_version && t.kind == kind)
-    }
-
     /// Any served version of a storage key (for garbage collection, which walks every stored object).
     pub(crate) fn by_storage(&self, key: &StorageKey) -> Option<&ResourceType> {
         self.types.iter().find(|t| t.group == key.group && t.plural == key.plural)

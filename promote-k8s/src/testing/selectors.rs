@@ -75,32 +75,6 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
-    /// From a `LabelSelector` object (`matchLabels`, `matchExpressions`), as a workload's `spec.selector`.
-    pub(crate) fn from_object(selector: &Value) -> Self {
-        let mut reqs = Vec::new();
-        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-            for (k, v) in labels {
-                reqs.push(LabelRequirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_string()));
-            }
-        }
-        for expr in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-            let key = expr.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
-            let values: Vec<String> = expr
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            match expr.get("operator").and_then(Value::as_str) {
-                Some("In") => reqs.push(LabelRequirement::In(key, values)),
-                Some("NotIn") => reqs.push(LabelRequirement::NotIn(key, values)),
-                Some("Exists") => reqs.push(LabelRequirement::Exists(key)),
-                Some("DoesNotExist") => reqs.push(LabelRequirement::DoesNotExist(key)),
-                _ => {}
-            }
-        }
-        LabelSelector(reqs)
-    }
-
     pub(crate) fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
