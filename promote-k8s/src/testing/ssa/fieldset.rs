@@ -340,7 +340,8 @@ impl FieldSet {
         out
     }
 
-    /// Every member path, in the API server's order (a node's own path before the paths below it).
+    /// Every member path, in the API server's order (it lists conflicts in this order): at each level the members
+    /// first, then the paths below each child.
     pub(super) fn paths(&self) -> Vec<Vec<PathElement>> {
         let mut out = Vec::new();
         self.collect_paths(&mut Vec::new(), &mut out);
@@ -348,15 +349,12 @@ impl FieldSet {
     }
 
     fn collect_paths(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Vec<PathElement>>) {
-        let elements: BTreeSet<&PathElement> = self.members.iter().chain(self.children.keys()).collect();
-        for element in elements {
+        for member in &self.members {
+            out.push([prefix.as_slice(), std::slice::from_ref(member)].concat());
+        }
+        for (element, child) in &self.children {
             prefix.push(element.clone());
-            if self.members.contains(element) {
-                out.push(prefix.clone());
-            }
-            if let Some(child) = self.children.get(element) {
-                child.collect_paths(prefix, out);
-            }
+            child.collect_paths(prefix, out);
             prefix.pop();
         }
     }
@@ -465,6 +463,14 @@ mod tests {
         assert_eq!(rest.paths(), vec![vec![field("spec"), field("paused")]]);
         assert!(b.difference(&a).is_empty());
         assert_eq!(rest.union(&b), a);
+        // Members of a level come before the paths below its children, as the API server iterates.
+        let mut mixed = FieldSet::default();
+        mixed.insert(&[field("spec"), field("template"), field("x")]);
+        mixed.insert(&[field("spec"), field("zeta")]);
+        assert_eq!(
+            mixed.paths(),
+            vec![vec![field("spec"), field("zeta")], vec![field("spec"), field("template"), field("x")]]
+        );
         assert_eq!(
             display_path(&[field("spec"), key("name", json!("web")), field("image")]),
             r#".spec[name="web"].image"#

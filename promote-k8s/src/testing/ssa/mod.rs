@@ -124,7 +124,7 @@ pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
 /// Server-side apply of `config` (the applied configuration, as JSON) by `manager` onto `live` (None when the
 /// object does not exist yet). `live` holds `metadata.managedFields` (fieldsV1 format, as the real API returns
 /// it). Returns the new object, with metadata.managedFields updated, or the conflicts when `force` is false.
-/// Follows https://kubernetes.io/docs/reference/using-api/server-side-apply/ : merge by field, lists merged by
+/// Follows <https://kubernetes.io/docs/reference/using-api/server-side-apply/>: merge by field, lists merged by
 /// their key (`x-kubernetes-list-map-keys`) where the schema says so, fields the manager applied before and no
 /// longer applies are removed unless another manager owns them (then they are released, not deleted).
 ///

@@ -1,12 +1,10 @@
-//! Server-side apply as the Kubernetes documentation describes it. Each test names the section of
-//! <https://kubernetes.io/docs/reference/using-api/server-side-apply/> it follows.
+//! Server-side apply as the Kubernetes documentation describes it: each test cites the section of
+//! <https://kubernetes.io/docs/reference/using-api/server-side-apply/> it follows, and quotes it where it can.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-
-const DOC: &str = "https://kubernetes.io/docs/reference/using-api/server-side-apply/";
 
 fn at(hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, hour, 0, 0).single().expect("valid time")
@@ -50,10 +48,10 @@ fn applied(live: Option<&Value>, config: &Value, manager: &str, hour: u32) -> Va
     }
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
 /// Section "Field management": multiple appliers collaborate on one object, each managing the fields it applies.
 #[test]
 fn two_appliers_of_disjoint_fields_each_own_theirs() {
-    let _ = DOC;
     let object = applied(None, &deployment(json!({"replicas": 2})), "alice", 1);
     let object = applied(Some(&object), &deployment(json!({"paused": true})), "bob", 2);
     assert_eq!(object["spec"], json!({"replicas": 2, "paused": true}));
@@ -62,6 +60,7 @@ fn two_appliers_of_disjoint_fields_each_own_theirs() {
     assert_eq!(managers(&object), [("alice".into(), "Apply".into()), ("bob".into(), "Apply".into())]);
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
 /// Section "Field management": "When two or more appliers set a field to the same value, they share ownership of
 /// that field." (and "Conflicts", option "Don't overwrite value, become shared manager").
 #[test]
@@ -76,8 +75,9 @@ fn a_field_applied_with_the_same_value_is_shared() {
     assert_eq!(conflicts.iter().map(|c| c.manager.as_str()).collect::<Vec<_>>(), ["bob"]);
 }
 
-/// Section "Conflicts": "A conflict is a special status error that occurs when an Apply operation tries to change
-/// a field that another manager also claims to manage."
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
+/// Section "Conflicts": "A conflict is a special status error that occurs when an Apply operation tries to change a
+/// field that another manager also claims to manage."
 #[test]
 fn applying_a_different_value_to_another_managers_field_conflicts() {
     let spec = json!({"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}});
@@ -100,8 +100,9 @@ fn applying_a_different_value_to_another_managers_field_conflicts() {
     );
 }
 
-/// Section "Conflicts", option "Overwrite value, become sole manager": forcing "changes the value of the field,
-/// and removes the field from all other managers' entries in managedFields".
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
+/// Section "Conflicts", option "Overwrite value, become sole manager": forcing "changes the value of the field, and
+/// removes the field from all other managers' entries in managedFields".
 #[test]
 fn force_moves_the_field_to_the_applier() {
     let object = applied(None, &deployment(json!({"replicas": 2, "paused": false})), "alice", 1);
@@ -111,6 +112,7 @@ fn force_moves_the_field_to_the_applier() {
     assert_eq!(fields_of(&object, "bob"), Some(json!({"f:spec": {"f:replicas": {}}})));
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
 /// Section "Field management": "If you remove a field from a manifest and apply that manifest, Server-Side Apply
 /// checks if there are any other field managers that also own the field. If the field is not owned by any other
 /// field managers, it is either deleted from the live object or reset to its default value".
@@ -122,9 +124,10 @@ fn a_field_dropped_from_the_only_owners_apply_is_deleted() {
     assert_eq!(fields_of(&object, "alice"), Some(json!({"f:spec": {"f:replicas": {}}})));
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
 /// Section "Conflicts", option "Don't overwrite value, give up management claim": applying without the field
-/// "leaves the value unchanged, and causes the field to be removed from the applier's entry in managedFields"
-/// (see also "Transferring ownership between managers").
+/// "leaves the value unchanged, and causes the field to be removed from the applier's entry in managedFields" (see
+/// also "Transferring ownership between managers").
 #[test]
 fn a_field_dropped_from_one_of_two_owners_apply_is_released_not_deleted() {
     let object = applied(None, &deployment(json!({"replicas": 2, "paused": true})), "alice", 1);
@@ -142,8 +145,9 @@ fn a_field_dropped_from_one_of_two_owners_apply_is_released_not_deleted() {
     assert_eq!(fields_of(&object, "bob"), None, "bob owns nothing, so its entry is gone");
 }
 
-/// Section "Merge strategy": with `x-kubernetes-list-type: map` "different managers can manage entries
-/// separately"; containers are a list-map keyed by `name`.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy>
+/// Section "Merge strategy": with `x-kubernetes-list-type: map` "different managers can manage entries separately";
+/// containers are a list-map keyed by `name`.
 #[test]
 fn containers_merge_by_name_and_each_manager_owns_its_own() {
     let app = container_spec(json!([{"name": "web", "image": "nginx:1"}]));
@@ -172,11 +176,12 @@ fn containers_merge_by_name_and_each_manager_owns_its_own() {
     assert_eq!(object["spec"]["template"]["spec"]["containers"], json!([{"name": "web", "image": "nginx:2"}]));
 }
 
-/// Section "Operations in scope for field management": an update "changed a value in the data field, which
-/// caused that field's management to change"; "If this update has instead been attempted using Server-Side
-/// Apply, the request would have failed due to conflicting ownership." Section "Upgrading from client-side apply
-/// to server-side apply" gives the same case for `kubectl scale` and `replicas`, and "Transferring ownership" for
-/// an autoscaler taking `.spec.replicas`.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#apply-and-update>
+/// Section "Operations in scope for field management": an update "changed a value in the data field, which caused
+/// that field's management to change"; "If this update has instead been attempted using Server-Side Apply, the
+/// request would have failed due to conflicting ownership." Section "Upgrading from client-side apply to
+/// server-side apply" gives the same case for `kubectl scale` and `replicas`, and "Transferring ownership" for an
+/// autoscaler taking `.spec.replicas`.
 #[test]
 fn an_update_takes_replicas_and_the_appliers_next_apply_conflicts() {
     let manifest =
@@ -208,9 +213,10 @@ fn an_update_takes_replicas_and_the_appliers_next_apply_conflicts() {
     assert!(fields_of(&object, "kubectl").unwrap()["f:spec"].get("f:replicas").is_some());
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#ssa-example-configmap>
 /// Section "Field management", subsection "Example": the ConfigMap applied by `kubectl` carries exactly this
-/// managedFields entry; and section "Operations in scope for field management": after an update of `data.key`
-/// by `kube-controller-manager`, the two entries are exactly the documented ones.
+/// managedFields entry; and section "Operations in scope for field management": after an update of `data.key` by
+/// `kube-controller-manager`, the two entries are exactly the documented ones.
 #[test]
 fn managed_fields_have_the_documented_shape() {
     let config_map = json!({
@@ -263,8 +269,9 @@ fn managed_fields_have_the_documented_shape() {
     assert_eq!(object["data"], json!({"key": "new value"}));
 }
 
-/// Section "Merge strategy" (list-maps keyed by `containerPort` and `protocol`, `protocol` defaulting to TCP):
-/// the Apply entry of a Deployment looks like the API server's.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy>
+/// Section "Merge strategy"; list-maps keyed by `containerPort` and `protocol`, `protocol` defaulting to TCP: the
+/// Apply entry of a Deployment looks like the API server's.
 #[test]
 fn a_deployment_apply_entry_has_the_api_server_shape() {
     let manifest = json!({
@@ -304,6 +311,7 @@ fn a_deployment_apply_entry_has_the_api_server_shape() {
     );
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
 /// Section "Field management": the API server tracks the fields a create sets for its manager (operation Update),
 /// and objects and items new to the object carry their own `.` entry.
 #[test]
@@ -333,6 +341,7 @@ fn a_create_is_owned_by_its_creator() {
     );
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy>
 /// Section "Merge strategy": "the server merges it with the live object favoring the value from the request body";
 /// an apply that changes nothing leaves the object (and its managedFields times) as it was.
 #[test]
@@ -345,6 +354,7 @@ fn reapplying_the_same_configuration_changes_nothing() {
     assert_eq!(record_update(Some(&first), first.clone(), "kubectl-edit", at(3)), first);
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#clearing-managedfields>
 /// Section "Clearing managedFields": `[{}]` strips every entry, and the write's own changes are then recorded.
 #[test]
 fn an_update_with_an_empty_entry_clears_managed_fields() {
@@ -364,8 +374,9 @@ fn an_update_with_an_empty_entry_clears_managed_fields() {
     assert_eq!(record_update(Some(&object), emptied, "kubectl-patch", at(3)), object);
 }
 
-/// Section "Field management" (managers record the fields they write): a controller's status write is tracked
-/// under the status subresource and never conflicts with the applier, who does not own status.
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
+/// Section "Field management"; managers record the fields they write: a controller's status write is tracked under
+/// the status subresource and never conflicts with the applier, who does not own status.
 #[test]
 fn status_writes_are_owned_through_the_subresource() {
     let object = applied(None, &deployment(json!({"replicas": 2})), "promote", 1);
@@ -386,6 +397,7 @@ fn status_writes_are_owned_through_the_subresource() {
     assert_eq!(again["status"]["replicas"], 2);
 }
 
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts>
 /// Section "Conflicts": several conflicts are listed per manager, as the API server words them.
 #[test]
 fn several_conflicts_are_grouped_by_manager() {
@@ -400,7 +412,8 @@ fn several_conflicts_are_grouped_by_manager() {
     );
 }
 
-/// Section "Field management" (managers record the fields they apply): an apply through `/status` owns only
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management>
+/// Section "Field management"; managers record the fields they apply: an apply through `/status` owns only
 /// `status`, under an entry with `subresource: status`, and never touches the spec.
 #[test]
 fn a_status_apply_owns_only_status() {
@@ -425,4 +438,37 @@ fn a_status_apply_owns_only_status() {
     let other = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"readyReplicas": 0}});
     let conflicts = apply_status(&object, &other, "other-reporter", false, at(3)).unwrap_err();
     assert_eq!(conflicts[0].cause_message(), r#"conflict with "health-reporter" with subresource "status""#);
+}
+
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy>
+/// Section "Merge strategy": with `x-kubernetes-list-type: set` "different managers can manage entries
+/// separately"; `metadata.finalizers` is a set.
+#[test]
+fn finalizers_are_a_set_each_manager_owning_its_own() {
+    let with_finalizers = |finalizers: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": finalizers}});
+    let object = applied(None, &with_finalizers(json!(["a.example.com/keep"])), "alice", 1);
+    let object = applied(Some(&object), &with_finalizers(json!(["b.example.com/keep"])), "bob", 2);
+    assert_eq!(object["metadata"]["finalizers"], json!(["a.example.com/keep", "b.example.com/keep"]));
+    assert_eq!(
+        fields_of(&object, "bob"),
+        Some(json!({"f:metadata": {"f:finalizers": {"v:\"b.example.com/keep\"": {}}}}))
+    );
+    let object = applied(Some(&object), &with_finalizers(json!([])), "alice", 3);
+    assert_eq!(object["metadata"]["finalizers"], json!(["b.example.com/keep"]));
+}
+
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#custom-resources-and-server-side-apply>
+/// Section "Custom resources and Server-Side Apply": "By default, Server-Side Apply treats custom resources as
+/// unstructured data. All keys are treated the same as struct fields, and all lists are considered atomic."
+#[test]
+fn custom_resource_lists_are_atomic_and_their_objects_merge_by_field() {
+    let widget = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec});
+    let object = applied(None, &widget(json!({"ports": [{"name": "http", "port": 80}], "size": 1})), "alice", 1);
+    assert_eq!(fields_of(&object, "alice"), Some(json!({"f:spec": {"f:ports": {}, "f:size": {}}})));
+    let object = applied(Some(&object), &widget(json!({"color": "blue"})), "bob", 2);
+    assert_eq!(object["spec"], json!({"ports": [{"name": "http", "port": 80}], "size": 1, "color": "blue"}));
+    // Adding an item replaces the whole list, which alice owns.
+    let more_ports = widget(json!({"ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}));
+    let conflicts = apply(Some(&object), &more_ports, "bob", false, at(3)).unwrap_err();
+    assert_eq!((conflicts[0].manager.as_str(), conflicts[0].field.as_str()), ("alice", ".spec.ports"));
 }
