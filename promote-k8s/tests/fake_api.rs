@@ -38,7 +38,10 @@ async fn crud_sets_server_fields_and_answers_with_real_status_bodies() {
     assert_eq!(again.message, "configmaps \"cfg\" already exists");
 
     let missing = status_of(cms.get("nope").await.unwrap_err());
-    assert_eq!((missing.code, missing.reason.as_str(), missing.message.as_str()), (404, "NotFound", "configmaps \"nope\" not found"));
+    assert_eq!(
+        (missing.code, missing.reason.as_str(), missing.message.as_str()),
+        (404, "NotFound", "configmaps \"nope\" not found")
+    );
     let details = missing.details.unwrap();
     assert_eq!((details.name.as_str(), details.kind.as_str(), details.group.as_str()), ("nope", "configmaps", ""));
 
@@ -132,12 +135,18 @@ async fn generation_moves_only_with_the_spec_and_status_goes_through_its_subreso
         .unwrap();
     assert_ne!(status_via_main.status.unwrap().replicas, Some(99), "the main resource ignores status");
 
-    let scaled =
-        deployments.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    let scaled = deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .unwrap();
     assert_eq!(generation(&scaled), 2);
 
     let status = deployments
-        .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"collisionCount": 7}, "spec": {"replicas": 9}})))
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"collisionCount": 7}, "spec": {"replicas": 9}})),
+        )
         .await
         .unwrap();
     assert_eq!(status.status.as_ref().unwrap().collision_count, Some(7));
@@ -150,7 +159,8 @@ async fn server_dry_run_returns_the_result_and_stores_nothing() {
     let (fake, client, _clock) = manual_fake().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "ns1");
     let before = fake.resource_version();
-    let dry = cms.create(&PostParams { dry_run: true, ..Default::default() }, &config_map("dry", json!({}))).await.unwrap();
+    let dry =
+        cms.create(&PostParams { dry_run: true, ..Default::default() }, &config_map("dry", json!({}))).await.unwrap();
     assert_eq!(dry.metadata.name.as_deref(), Some("dry"));
     assert_eq!(fake.resource_version(), before);
     assert_eq!(status_of(cms.get("dry").await.unwrap_err()).code, 404);
@@ -176,7 +186,10 @@ async fn deleting_a_deployment_collects_its_replicasets_and_pods_unless_orphaned
     assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 3);
 
     let web = deployments.get("web").await.unwrap();
-    let wrong_uid = DeleteParams { preconditions: Some(Preconditions { uid: Some("other".into()), resource_version: None }), ..Default::default() };
+    let wrong_uid = DeleteParams {
+        preconditions: Some(Preconditions { uid: Some("other".into()), resource_version: None }),
+        ..Default::default()
+    };
     let refused = status_of(deployments.delete("web", &wrong_uid).await.unwrap_err());
     assert_eq!(refused.code, 409);
     assert_eq!(
@@ -274,7 +287,9 @@ async fn watches_replay_from_a_resource_version_and_expire_when_compacted() {
         other => panic!("expected the replayed MODIFIED, got {other:?}"),
     }
     // Relabelling out of the selector shows as DELETED.
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}}))).await.unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}})))
+        .await
+        .unwrap();
     assert!(matches!(stream.next().await.unwrap().unwrap(), WatchEvent::Deleted(_)));
 
     // Bookmarks on request.

@@ -15,7 +15,17 @@ use serde_json::json;
 use support::{deployment, manual_fake};
 
 fn condition(d: &Deployment, kind: &str) -> (String, String, String) {
-    let c = d.status.as_ref().unwrap().conditions.as_ref().unwrap().iter().find(|c| c.type_.as_deref() == Some(kind)).unwrap().clone();
+    let c = d
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(kind))
+        .unwrap()
+        .clone();
     (c.status.unwrap_or_default(), c.reason.unwrap_or_default(), c.message.unwrap_or_default())
 }
 
@@ -27,7 +37,10 @@ async fn a_ready_deployment_has_the_status_rollout_status_reads() {
     let web = deployments.get("web").await.unwrap();
     let status = web.status.clone().unwrap();
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!((status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas), (Some(3), Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (status.replicas, status.updated_replicas, status.ready_replicas, status.available_replicas),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
     assert_eq!(status.unavailable_replicas, None);
     assert_eq!(condition(&web, "Available").1, "MinimumReplicasAvailable");
     let (_, reason, message) = condition(&web, "Progressing");
@@ -53,13 +66,21 @@ async fn scripted_failures_show_on_the_pod_at_the_first_tick() {
         ("pull", PodOutcome::ImagePullBackOff, "ImagePullBackOff", "Back-off pulling image \"registry.local/pull:1\""),
         ("err", PodOutcome::ErrImagePull, "ErrImagePull", "rpc error: code = NotFound"),
         ("crash", PodOutcome::CrashLoopBackOff, "CrashLoopBackOff", "back-off 10s restarting failed container=app"),
-        ("config", PodOutcome::CreateContainerConfigError, "CreateContainerConfigError", "configmap \"config\" not found"),
+        (
+            "config",
+            PodOutcome::CreateContainerConfigError,
+            "CreateContainerConfigError",
+            "configmap \"config\" not found",
+        ),
     ];
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ns1");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
     for (name, outcome, reason, message) in cases {
         fake.script_pod_outcome(&format!("registry.local/{name}:*"), outcome);
-        deployments.create(&PostParams::default(), &deployment(name, &format!("registry.local/{name}:1"), 1)).await.unwrap();
+        deployments
+            .create(&PostParams::default(), &deployment(name, &format!("registry.local/{name}:1"), 1))
+            .await
+            .unwrap();
         let pod = pods.list(&ListParams::default().labels(&format!("app={name}"))).await.unwrap().items.remove(0);
         let container = &pod.status.unwrap().container_statuses.unwrap()[0];
         let waiting = container.state.as_ref().unwrap().waiting.as_ref().expect("a waiting container");
@@ -118,7 +139,8 @@ async fn slow_pods_become_ready_with_injected_time_and_a_stuck_rollout_exceeds_i
     assert!(message.ends_with("has timed out progressing."));
 
     // Rolling back to the first template makes its ReplicaSet revision 3 and scales the broken one down.
-    let back = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.local/slow:1"}]}}}});
+    let back =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.local/slow:1"}]}}}});
     deployments.patch("web", &PatchParams::default(), &Patch::Merge(back)).await.unwrap();
     fake.advance(Duration::from_secs(1));
     let sets = rs.list(&ListParams::default()).await.unwrap().items;
@@ -137,8 +159,12 @@ async fn statefulsets_daemonsets_jobs_pvcs_and_load_balancers_settle() {
     let template = json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "nginx:1"}], "restartPolicy": "Never"}});
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "ns1");
     let created = sts
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"replicas": 2, "serviceName": "db",
-            "selector": {"matchLabels": labels}, "template": template}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"replicas": 2, "serviceName": "db",
+            "selector": {"matchLabels": labels}, "template": template}}))
+            .unwrap(),
+        )
         .await
         .unwrap();
     let _ = created;
@@ -149,28 +175,50 @@ async fn statefulsets_daemonsets_jobs_pvcs_and_load_balancers_settle() {
     assert!(pods.get("db-0").await.is_ok() && pods.get("db-1").await.is_ok());
 
     let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "ns1");
-    ds.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {
-        "selector": {"matchLabels": labels}, "template": template}})).unwrap()).await.unwrap();
+    ds.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {
+        "selector": {"matchLabels": labels}, "template": template}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     let status = ds.get("agent").await.unwrap().status.unwrap();
     assert_eq!((status.desired_number_scheduled, status.number_ready, status.number_available), (1, 1, Some(1)));
 
     let jobs: Api<Job> = Api::namespaced(client.clone(), "ns1");
-    jobs.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "migrate"}, "spec": {"template": template}})).unwrap())
-        .await
-        .unwrap();
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "migrate"}, "spec": {"template": template}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let status = jobs.get("migrate").await.unwrap().status.unwrap();
     assert_eq!(status.succeeded, Some(1));
     assert!(status.conditions.unwrap().iter().any(|c| c.type_ == "Complete" && c.status == "True"));
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "ns1");
-    pvcs.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}})).unwrap()).await.unwrap();
+    pvcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     let pvc = pvcs.get("data").await.unwrap();
     assert_eq!(pvc.status.unwrap().phase.as_deref(), Some("Bound"));
 
     let services: Api<Service> = Api::namespaced(client, "ns1");
-    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "lb"}, "spec": {
-        "type": "LoadBalancer", "selector": labels, "ports": [{"port": 80}]}})).unwrap()).await.unwrap();
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "lb"}, "spec": {
+        "type": "LoadBalancer", "selector": labels, "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let lb = services.get("lb").await.unwrap();
     assert!(lb.spec.unwrap().cluster_ip.is_some());
     let ingress = lb.status.unwrap().load_balancer.unwrap().ingress.unwrap();

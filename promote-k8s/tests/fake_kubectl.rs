@@ -143,7 +143,11 @@ async fn kubectl_apply_get_rollout_conflict_delete_and_lease() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(
         lines(&first.stdout),
-        ["deployment.apps/web serverside-applied", "configmap/cfg serverside-applied", "service/web serverside-applied"]
+        [
+            "deployment.apps/web serverside-applied",
+            "configmap/cfg serverside-applied",
+            "service/web serverside-applied"
+        ]
     );
     let patches = cluster.fake.requests().into_iter().filter(|r| r.method == "PATCH").collect::<Vec<_>>();
     assert_eq!(patches.len(), 3);
@@ -199,7 +203,16 @@ async fn kubectl_apply_get_rollout_conflict_delete_and_lease() {
     );
     assert!(conflict.stderr.contains("--force-conflicts"));
     let forced = cluster
-        .kubectl(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-n", "ns1", "-f", path_str(&other_file)])
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-n",
+            "ns1",
+            "-f",
+            path_str(&other_file),
+        ])
         .await;
     assert_eq!(forced.code, 0, "{}", forced.stderr);
 
@@ -213,7 +226,9 @@ async fn kubectl_apply_get_rollout_conflict_delete_and_lease() {
         "lease.yaml",
         "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: promote-stg\nspec:\n  holderIdentity: runner-1\n  leaseDurationSeconds: 30\n",
     );
-    let applied = cluster.kubectl(&["apply", "--server-side", "--field-manager=promote", "-n", "ns1", "-f", path_str(&lease)]).await;
+    let applied = cluster
+        .kubectl(&["apply", "--server-side", "--field-manager=promote", "-n", "ns1", "-f", path_str(&lease)])
+        .await;
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     let leases = cluster.kubectl(&["get", "lease", "-n", "ns1"]).await;
     let lease_lines = lines(&leases.stdout);
@@ -249,13 +264,20 @@ async fn kubectl_rollout_status_waits_for_slow_pods_and_reports_an_exceeded_dead
             stuck_deployment("stuck", "registry.local/never:1", 2)
         ),
     );
-    let applied = cluster.kubectl(&["apply", "--server-side", "--field-manager=promote", "-n", "ns1", "-f", path_str(&file)]).await;
+    let applied = cluster
+        .kubectl(&["apply", "--server-side", "--field-manager=promote", "-n", "ns1", "-f", path_str(&file)])
+        .await;
     assert_eq!(applied.code, 0, "{}", applied.stderr);
 
     let slow = cluster.kubectl(&["rollout", "status", "deployment/slow", "-n", "ns1", "--timeout=60s"]).await;
     assert_eq!(slow.code, 0, "{}", slow.stderr);
     let slow_lines = lines(&slow.stdout);
-    assert!(slow_lines.contains(&"Waiting for deployment \"slow\" rollout to finish: 0 of 1 updated replicas are available..."), "{}", slow.stdout);
+    assert!(
+        slow_lines
+            .contains(&"Waiting for deployment \"slow\" rollout to finish: 0 of 1 updated replicas are available..."),
+        "{}",
+        slow.stdout
+    );
     assert_eq!(slow_lines.last(), Some(&"deployment \"slow\" successfully rolled out"));
 
     let stuck = cluster.kubectl(&["rollout", "status", "deployment/stuck", "-n", "ns1", "--timeout=60s"]).await;

@@ -108,24 +108,29 @@ async fn apply_requires_a_field_manager_and_strict_validation_refuses_unknown_fi
         .unwrap();
     let refused = status_of(client.request::<ConfigMap>(no_manager).await.unwrap_err());
     assert_eq!((refused.code, refused.reason.as_str()), (422, "Invalid"));
-    assert_eq!(refused.message, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+    assert_eq!(
+        refused.message,
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
 
     let mut unknown = applied(json!({"x": "1"}));
     unknown["spec"] = json!({"oops": true});
-    let strict = axum::http::Request::patch("/api/v1/namespaces/ns1/configmaps/cfg?fieldManager=promote&fieldValidation=Strict")
-        .header("Content-Type", "application/apply-patch+yaml")
-        .body(serde_json::to_vec(&unknown).unwrap())
-        .unwrap();
+    let strict =
+        axum::http::Request::patch("/api/v1/namespaces/ns1/configmaps/cfg?fieldManager=promote&fieldValidation=Strict")
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(serde_json::to_vec(&unknown).unwrap())
+            .unwrap();
     let refused = status_of(client.request::<ConfigMap>(strict).await.unwrap_err());
     assert_eq!(refused.code, 400);
     assert_eq!(
         refused.message,
         "failed to create typed patch object (ns1/cfg; v1, Kind=ConfigMap): .spec: field not declared in schema"
     );
-    let ignore = axum::http::Request::patch("/api/v1/namespaces/ns1/configmaps/cfg?fieldManager=promote&fieldValidation=Ignore")
-        .header("Content-Type", "application/apply-patch+yaml")
-        .body(serde_json::to_vec(&unknown).unwrap())
-        .unwrap();
+    let ignore =
+        axum::http::Request::patch("/api/v1/namespaces/ns1/configmaps/cfg?fieldManager=promote&fieldValidation=Ignore")
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(serde_json::to_vec(&unknown).unwrap())
+            .unwrap();
     let created: ConfigMap = client.request(ignore).await.unwrap();
     assert_eq!(created.data.unwrap()["x"], "1");
 }

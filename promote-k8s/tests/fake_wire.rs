@@ -19,7 +19,10 @@ use support::{manual_fake, status_of};
 use tower::ServiceExt;
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 /// kube-rs sends server-side apply as a PATCH with `application/apply-patch+yaml`, `fieldManager` and `force`
@@ -65,17 +68,28 @@ async fn raw(fake: &FakeApiServer, request: Request<Body>) -> (StatusCode, axum:
 async fn discovery_answers_the_version_the_client_asked_for() {
     let (fake, _client, _clock) = manual_fake().await;
     for version in ["v2", "v2beta1"] {
-        let accept = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList,application/json");
-        let (status, headers, body) = raw(&fake, Request::get("/apis").header("Accept", accept).body(Body::empty()).unwrap()).await;
+        let accept =
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList,application/json");
+        let (status, headers, body) =
+            raw(&fake, Request::get("/apis").header("Accept", accept).body(Body::empty()).unwrap()).await;
         assert_eq!(status, 200);
-        assert_eq!(headers["content-type"], format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"));
+        assert_eq!(
+            headers["content-type"],
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+        );
         assert_eq!(body["apiVersion"], format!("apidiscovery.k8s.io/{version}"));
         let apps = body["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-        let deployments = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let deployments = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deployments["shortNames"], json!(["deploy"]));
         assert_eq!(deployments["categories"], json!(["all"]));
     }
-    let (_, headers, legacy) = raw(&fake, Request::get("/api").header("Accept", "application/json").body(Body::empty()).unwrap()).await;
+    let (_, headers, legacy) =
+        raw(&fake, Request::get("/api").header("Accept", "application/json").body(Body::empty()).unwrap()).await;
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(legacy["kind"], "APIVersions");
     let (_, _, version) = raw(&fake, Request::get("/version").body(Body::empty()).unwrap()).await;
@@ -83,14 +97,17 @@ async fn discovery_answers_the_version_the_client_asked_for() {
     let (_, _, openapi) = raw(&fake, Request::get("/openapi/v3/apis/apps/v1").body(Body::empty()).unwrap()).await;
     let patch = &openapi["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-    assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+    assert!(
+        patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+    );
 }
 
 #[tokio::test]
 async fn a_protobuf_namespace_create_is_decoded() {
     let (fake, _client, _clock) = manual_fake().await;
     // `kubectl create namespace ns9`'s body, with the name changed (same length).
-    let hex = "6b3873000a0f0a02763112094e616d657370616365121b0a130a036e733912001a0022002a0032003800420012001a020a001a002200";
+    let hex =
+        "6b3873000a0f0a02763112094e616d657370616365121b0a130a036e733912001a0022002a0032003800420012001a020a001a002200";
     let body: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
     let request = Request::post("/api/v1/namespaces?fieldManager=kubectl-create&fieldValidation=Strict")
         .header("Content-Type", "application/vnd.kubernetes.protobuf")
@@ -99,8 +116,14 @@ async fn a_protobuf_namespace_create_is_decoded() {
         .unwrap();
     let (status, _, created) = raw(&fake, request).await;
     assert_eq!(status, 201);
-    assert_eq!((created["metadata"]["name"].as_str(), created["status"]["phase"].as_str()), (Some("ns9"), Some("Active")));
-    let again = Request::post("/api/v1/namespaces").header("Content-Type", "application/vnd.kubernetes.protobuf").body(Body::from(body)).unwrap();
+    assert_eq!(
+        (created["metadata"]["name"].as_str(), created["status"]["phase"].as_str()),
+        (Some("ns9"), Some("Active"))
+    );
+    let again = Request::post("/api/v1/namespaces")
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .body(Body::from(body))
+        .unwrap();
     let (status, _, error) = raw(&fake, again).await;
     assert_eq!((status.as_u16(), error["message"].as_str()), (409, Some("namespaces \"ns9\" already exists")));
 }
@@ -114,8 +137,14 @@ async fn fault_hooks_fail_throttle_and_count_requests() {
     assert_eq!((failed.code, failed.reason.as_str()), (503, "ServiceUnavailable"));
     cms.create(&PostParams::default(), &cm("a")).await.unwrap();
 
-    fake.fail_next(2, None, "/api/v1/namespaces/ns1/configmaps/a", FaultResponse::TooManyRequests { retry_after_secs: 3 });
-    let (status, headers, body) = raw(&fake, Request::get("/api/v1/namespaces/ns1/configmaps/a").body(Body::empty()).unwrap()).await;
+    fake.fail_next(
+        2,
+        None,
+        "/api/v1/namespaces/ns1/configmaps/a",
+        FaultResponse::TooManyRequests { retry_after_secs: 3 },
+    );
+    let (status, headers, body) =
+        raw(&fake, Request::get("/api/v1/namespaces/ns1/configmaps/a").body(Body::empty()).unwrap()).await;
     assert_eq!((status.as_u16(), body["reason"].as_str()), (429, Some("TooManyRequests")));
     assert_eq!(headers["retry-after"], "3");
     assert_eq!(status_of(cms.get("a").await.unwrap_err()).code, 429);

@@ -79,6 +79,13 @@ impl AccessControl {
         if subject.rules.iter().any(|r| r.allows(attrs.verb, &attrs.resource.group, &resource, attrs.namespace)) {
             return Ok(());
         }
-        Err(ApiError::forbidden(&subject.user, attrs.verb, attrs.resource, attrs.subresource, attrs.name, attrs.namespace))
+        Err(ApiError::forbidden(
+            &subject.user,
+            attrs.verb,
+            attrs.resource,
+            attrs.subresource,
+            attrs.name,
+            attrs.namespace,
+        ))
     }
 }

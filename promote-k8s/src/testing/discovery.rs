@@ -27,12 +27,8 @@ pub(crate) fn version() -> Response {
 /// The aggregated discovery version the client offers first in `Accept` (`v2` or `v2beta1`), if any.
 fn aggregated_version(accept: &str) -> Option<&'static str> {
     for offer in accept.split(',') {
-        let params: Vec<(&str, &str)> = offer
-            .split(';')
-            .skip(1)
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
+        let params: Vec<(&str, &str)> =
+            offer.split(';').skip(1).filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
         let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
         if param("g") == Some("apidiscovery.k8s.io") && param("as") == Some("APIGroupDiscoveryList") {
             match param("v") {
@@ -179,7 +175,9 @@ pub(crate) fn resource_list(catalogue: &Catalogue, group: &str, version: &str) -
         }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Ok(json_body(&json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})))
+    Ok(json_body(
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    ))
 }
 
 #[cfg(test)]
@@ -194,6 +192,9 @@ mod tests {
         let kubectl_128 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(aggregated_version(kubectl_128), Some("v2beta1"));
         assert_eq!(aggregated_version("application/json, */*"), None);
-        assert_eq!(aggregated_version("application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io"), Some("v2"));
+        assert_eq!(
+            aggregated_version("application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io"),
+            Some("v2")
+        );
     }
 }

@@ -199,7 +199,9 @@ mod tests {
     #[test]
     fn decodes_kubectl_create_namespace() {
         // Captured from `kubectl create namespace ns1` (kubectl 1.32).
-        let body = hex("6b3873000a0f0a02763112094e616d657370616365121b0a130a036e733112001a0022002a0032003800420012001a020a001a002200");
+        let body = hex(
+            "6b3873000a0f0a02763112094e616d657370616365121b0a130a036e733112001a0022002a0032003800420012001a020a001a002200",
+        );
         let object = decode(&body).unwrap();
         assert_eq!(object, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}}));
     }

@@ -343,7 +343,9 @@ impl Catalogue {
         let plural = names.get("plural").and_then(Value::as_str).ok_or("spec.names.plural: Required value")?;
         let kind = names.get("kind").and_then(Value::as_str).ok_or("spec.names.kind: Required value")?;
         if name != format!("{plural}.{group}") {
-            return Err(format!("metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"));
+            return Err(format!(
+                "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+            ));
         }
         let strings = |key: &str| -> Vec<String> {
             names

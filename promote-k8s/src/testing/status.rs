@@ -76,8 +76,12 @@ impl ApiError {
 
     /// `Operation cannot be fulfilled on <resource> "<name>": <why>`.
     pub(crate) fn conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", rt.qualified_plural()))
-            .with_resource(rt, name)
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", rt.qualified_plural()),
+        )
+        .with_resource(rt, name)
     }
 
     /// A server-side apply conflict, with one `FieldManagerConflict` cause per field.
@@ -104,7 +108,8 @@ impl ApiError {
     }
 
     pub(crate) fn method_not_allowed() -> Self {
-        let mut e = Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+        let mut e =
+            Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
         e.details = Some(Map::new());
         e
     }
@@ -124,16 +129,20 @@ impl ApiError {
     }
 
     /// RBAC's refusal, worded as the authorizer words it.
-    pub(crate) fn forbidden(user: &str, verb: &str, rt: &ResourceType, subresource: Option<&str>, name: &str, ns: Option<&str>) -> Self {
+    pub(crate) fn forbidden(
+        user: &str,
+        verb: &str,
+        rt: &ResourceType,
+        subresource: Option<&str>,
+        name: &str,
+        ns: Option<&str>,
+    ) -> Self {
         let resource = match subresource {
             Some(sub) => format!("{}/{sub}", rt.plural),
             None => rt.plural.clone(),
         };
-        let object = if name.is_empty() {
-            rt.qualified_plural()
-        } else {
-            format!("{} \"{name}\"", rt.qualified_plural())
-        };
+        let object =
+            if name.is_empty() { rt.qualified_plural() } else { format!("{} \"{name}\"", rt.qualified_plural()) };
         let scope = match ns {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_string(),

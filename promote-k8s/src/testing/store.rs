@@ -181,7 +181,12 @@ impl Store {
     }
 
     /// Stores a new object. The caller has validated it and set its name and namespace.
-    pub(crate) fn create(&mut self, rt: &ResourceType, mut object: Value, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    pub(crate) fn create(
+        &mut self,
+        rt: &ResourceType,
+        mut object: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
         let (namespace, name) = object_key(&object);
         if rt.namespaced && !self.namespace_exists(&namespace) {
             return Err(ApiError::namespace_not_found(&namespace));

@@ -132,7 +132,12 @@ fn cells(kind: &str, object: &Value, now: DateTime<Utc>) -> Vec<Value> {
             let selector = object
                 .pointer("/spec/selector/matchLabels")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
@@ -209,8 +214,10 @@ fn cells(kind: &str, object: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 /// The `Table` for `objects` of type `rt`; rows carry PartialObjectMetadata, as `kubectl get -A` needs.
 pub(crate) fn table(rt: &ResourceType, objects: &[Value], rv: u64, now: DateTime<Utc>, accept: &str) -> Value {
-    let version = if accept.contains("v=v1;") || accept.contains("v=v1,") || accept.ends_with("v=v1") { "v1" } else { "v1beta1" };
-    let meta_version = if accept.split(',').any(|o| o.contains("as=Table") && o.split(';').any(|p| p.trim() == "v=v1")) {
+    let version =
+        if accept.contains("v=v1;") || accept.contains("v=v1,") || accept.ends_with("v=v1") { "v1" } else { "v1beta1" };
+    let meta_version = if accept.split(',').any(|o| o.contains("as=Table") && o.split(';').any(|p| p.trim() == "v=v1"))
+    {
         "v1"
     } else {
         version

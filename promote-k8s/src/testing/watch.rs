@@ -131,7 +131,8 @@ pub(crate) fn watch(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath)
         let mut last_rv = rv;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut bookmark_tick = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
+        let mut bookmark_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
         loop {
             let out = tokio::select! {
                 _ = &mut deadline => break,
@@ -158,7 +159,8 @@ pub(crate) fn watch(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath)
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)

@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{builtin, children, create, int, is_deleting, objects, owner_reference, parse_time, set_status, template_hash, uid, update};
+use super::{
+    builtin, children, create, int, is_deleting, objects, owner_reference, parse_time, set_status, template_hash, uid,
+    update,
+};
 use crate::testing::resources::ResourceType;
 use crate::testing::store::{Store, object_key, timestamp};
 
@@ -59,13 +62,22 @@ fn set_condition(conditions: &mut Vec<Value>, mut new: Value) {
 }
 
 /// The new ReplicaSet for the deployment's current template: found by hash, or created.
-fn new_replicaset(store: &mut Store, deploy_type: &ResourceType, rs_type: &ResourceType, deployment: &Value, owned: &[Value], now: DateTime<Utc>) -> (Value, bool) {
+fn new_replicaset(
+    store: &mut Store,
+    deploy_type: &ResourceType,
+    rs_type: &ResourceType,
+    deployment: &Value,
+    owned: &[Value],
+    now: DateTime<Utc>,
+) -> (Value, bool) {
     let (namespace, name) = object_key(deployment);
     let replicas = deployment.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let template = deployment.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = template_hash(&template);
     let max_revision = owned.iter().map(revision).max().unwrap_or(0);
-    if let Some(rs) = owned.iter().find(|rs| rs.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(&hash)) {
+    if let Some(rs) =
+        owned.iter().find(|rs| rs.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(&hash))
+    {
         let mut scaled = rs.clone();
         scaled["spec"]["replicas"] = json!(replicas);
         scaled["spec"]["minReadySeconds"] = json!(int(deployment, "/spec/minReadySeconds"));
@@ -74,7 +86,8 @@ fn new_replicaset(store: &mut Store, deploy_type: &ResourceType, rs_type: &Resou
             scaled["metadata"]["annotations"][REVISION] = json!((max_revision + 1).to_string());
         }
         update(store, rs_type, rs, scaled, MANAGER, now);
-        let current = store.get(&rs_type.storage_key(), &namespace, &object_key(rs).1).cloned().unwrap_or_else(|| rs.clone());
+        let current =
+            store.get(&rs_type.storage_key(), &namespace, &object_key(rs).1).cloned().unwrap_or_else(|| rs.clone());
         return (current, false);
     }
     let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
@@ -144,7 +157,14 @@ pub(super) fn reconcile(store: &mut Store, now: DateTime<Utc>) {
     }
 }
 
-fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, new_name: &str, created: bool, now: DateTime<Utc>) -> Value {
+fn deployment_status(
+    store: &Store,
+    rs_type: &ResourceType,
+    deployment: &Value,
+    new_name: &str,
+    created: bool,
+    now: DateTime<Utc>,
+) -> Value {
     let (namespace, _) = object_key(deployment);
     let owned = children(store, rs_type, &namespace, uid(deployment));
     let replicas = deployment.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
@@ -153,7 +173,8 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
     let available: i64 = owned.iter().map(|rs| int(rs, "/status/availableReplicas")).sum();
     let updated = owned.iter().find(|rs| object_key(rs).1 == new_name).map_or(0, |rs| int(rs, "/status/replicas"));
     let old_status = deployment.get("status").cloned().unwrap_or(json!({}));
-    let mut conditions: Vec<Value> = old_status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conditions: Vec<Value> =
+        old_status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
 
     let available_ok = available >= replicas - max_unavailable(deployment, replicas);
     set_condition(
@@ -161,7 +182,13 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
         if available_ok {
             condition("Available", true, "MinimumReplicasAvailable", "Deployment has minimum availability.".into(), now)
         } else {
-            condition("Available", false, "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into(), now)
+            condition(
+                "Available",
+                false,
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+                now,
+            )
         },
     );
 
@@ -174,11 +201,23 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
         || (total - updated) < (int(&old_status, "/replicas") - old_updated);
     let current = find(&conditions, "Progressing").cloned();
     if created {
-        let c = condition("Progressing", true, "NewReplicaSetCreated", format!("Created new replica set \"{new_name}\""), now);
+        let c = condition(
+            "Progressing",
+            true,
+            "NewReplicaSetCreated",
+            format!("Created new replica set \"{new_name}\""),
+            now,
+        );
         conditions.retain(|c| c["type"] != "Progressing");
         conditions.push(c);
     } else if complete {
-        let mut c = condition("Progressing", true, "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."), now);
+        let mut c = condition(
+            "Progressing",
+            true,
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+            now,
+        );
         match &current {
             Some(old) if old["reason"] == "NewReplicaSetAvailable" => c = old.clone(),
             Some(old) if old["status"] == "True" => c["lastTransitionTime"] = old["lastTransitionTime"].clone(),
@@ -187,7 +226,13 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
         conditions.retain(|c| c["type"] != "Progressing");
         conditions.push(c);
     } else if progressing || current.is_none() {
-        let mut c = condition("Progressing", true, "ReplicaSetUpdated", format!("ReplicaSet \"{new_name}\" is progressing."), now);
+        let mut c = condition(
+            "Progressing",
+            true,
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{new_name}\" is progressing."),
+            now,
+        );
         if let Some(old) = current.as_ref().filter(|old| old["status"] == "True") {
             c["lastTransitionTime"] = old["lastTransitionTime"].clone();
         }
@@ -199,7 +244,13 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
             || (old["reason"] != "NewReplicaSetAvailable"
                 && parse_time(old, "/lastUpdateTime").is_some_and(|t| (now - t).num_milliseconds() > deadline * 1000));
         if timed_out && old["reason"] != "ProgressDeadlineExceeded" {
-            let c = condition("Progressing", false, "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing."), now);
+            let c = condition(
+                "Progressing",
+                false,
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                now,
+            );
             set_condition(&mut conditions, c);
         }
     }
@@ -207,7 +258,9 @@ fn deployment_status(store: &Store, rs_type: &ResourceType, deployment: &Value, 
     conditions.sort_by_key(|c| c["type"] != "Available");
 
     let mut status = json!({"observedGeneration": int(deployment, "/metadata/generation"), "conditions": conditions});
-    for (field, value) in [("replicas", total), ("updatedReplicas", updated), ("readyReplicas", ready), ("availableReplicas", available)] {
+    for (field, value) in
+        [("replicas", total), ("updatedReplicas", updated), ("readyReplicas", ready), ("availableReplicas", available)]
+    {
         if value > 0 {
             status[field] = json!(value);
         }

@@ -47,7 +47,8 @@ fn container_view(pod: &Value, container: &Value, outcome: PodOutcome, job: bool
     let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
     let image = container.get("image").and_then(Value::as_str).unwrap_or_default();
     let created = parse_time(pod, "/metadata/creationTimestamp").unwrap_or(now);
-    let mut status = json!({"name": name, "image": image, "imageID": "", "ready": false, "restartCount": 0, "started": false});
+    let mut status =
+        json!({"name": name, "image": image, "imageID": "", "ready": false, "restartCount": 0, "started": false});
     let waiting = |reason: &str, message: Option<String>| {
         let mut w = json!({"reason": reason});
         if let Some(m) = message {
@@ -56,7 +57,8 @@ fn container_view(pod: &Value, container: &Value, outcome: PodOutcome, job: bool
         json!({"waiting": w})
     };
     let started_at = |at: DateTime<Utc>| json!({"running": {"startedAt": timestamp(at)}});
-    let mut view = ContainerView { status: Value::Null, ready: false, running: false, ready_since: None, succeeded: false };
+    let mut view =
+        ContainerView { status: Value::Null, ready: false, running: false, ready_since: None, succeeded: false };
     let ready_at = match outcome {
         PodOutcome::Ready => Some(created),
         PodOutcome::Slow(delay) => Some(created + Duration::from_std(delay).unwrap_or(Duration::zero())),
@@ -155,11 +157,8 @@ fn pod_status(pod: &Value, outcomes: &OutcomeScript, now: DateTime<Utc>) -> Valu
         "Pending"
     };
     let ready_since = views.iter().filter_map(|v| v.ready_since).max().unwrap_or(created);
-    let unready: Vec<&str> = views
-        .iter()
-        .filter(|v| !v.ready)
-        .filter_map(|v| v.status.get("name").and_then(Value::as_str))
-        .collect();
+    let unready: Vec<&str> =
+        views.iter().filter(|v| !v.ready).filter_map(|v| v.status.get("name").and_then(Value::as_str)).collect();
     let not_ready = || Some(("ContainersNotReady", format!("containers with unready status: [{}]", unready.join(" "))));
     let (ready_at, ready_reason) = if all_ready { (ready_since, None) } else { (created, not_ready()) };
     let ready_reason = if succeeded { Some(("PodCompleted", String::new())) } else { ready_reason };

@@ -88,7 +88,14 @@ pub(super) fn is_deleting(object: &Value) -> bool {
 }
 
 /// Writes `status` through the status subresource as `manager`, if it differs.
-pub(super) fn set_status(store: &mut Store, rt: &ResourceType, object: &Value, status: Value, manager: &str, now: DateTime<Utc>) {
+pub(super) fn set_status(
+    store: &mut Store,
+    rt: &ResourceType,
+    object: &Value,
+    status: Value,
+    manager: &str,
+    now: DateTime<Utc>,
+) {
     if object.get("status") == Some(&status) {
         return;
     }

@@ -69,7 +69,10 @@ pub(super) fn reconcile(store: &mut Store, now: DateTime<Utc>) {
         } else if owned.len() > desired {
             // Not-ready pods go first, then the newest, as the real controller prefers.
             owned.sort_by_key(|p| {
-                (ready_since(p).is_some(), std::cmp::Reverse(p.pointer("/metadata/creationTimestamp").cloned().map(|v| v.to_string())))
+                (
+                    ready_since(p).is_some(),
+                    std::cmp::Reverse(p.pointer("/metadata/creationTimestamp").cloned().map(|v| v.to_string())),
+                )
             });
             for pod in owned.iter().take(owned.len() - desired) {
                 let (ns, pod_name) = object_key(pod);

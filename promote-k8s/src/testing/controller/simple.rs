@@ -10,7 +10,7 @@ use crate::testing::store::{Store, object_key, timestamp};
 
 /// Defaults the API server's strategies and admission set on create, for the kinds where clients read them.
 pub(crate) fn admit_create(store: &mut Store, rt: &ResourceType, object: &mut Value) {
-    if !rt.crd.is_none() || !rt.group.is_empty() && rt.group != "apps" {
+    if rt.crd.is_some() || !rt.group.is_empty() && rt.group != "apps" {
         return;
     }
     match rt.kind.as_str() {
@@ -65,7 +65,8 @@ pub(crate) fn admit_create(store: &mut Store, rt: &ResourceType, object: &mut Va
                 spec["revisionHistoryLimit"] = json!(10);
             }
             if spec.get("strategy").is_none() {
-                spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+                spec["strategy"] =
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
             }
         }
         _ => {}

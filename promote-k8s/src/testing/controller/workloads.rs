@@ -52,7 +52,8 @@ pub(super) fn statefulsets(store: &mut Store, now: DateTime<Utc>) {
         let updated = owned.iter().filter(|p| revision_of(p) == update_revision).count() as i64;
         let done = updated == replicas && ready == replicas;
         let previous_current = sts.pointer("/status/currentRevision").and_then(Value::as_str).unwrap_or_default();
-        let current_revision = if done || previous_current.is_empty() { update_revision.clone() } else { previous_current.to_string() };
+        let current_revision =
+            if done || previous_current.is_empty() { update_revision.clone() } else { previous_current.to_string() };
         let current_replicas = if current_revision == update_revision { updated } else { owned.len() as i64 - updated };
         let status = json!({
             "observedGeneration": int(&sts, "/metadata/generation"),
@@ -130,7 +131,8 @@ pub(super) fn jobs(store: &mut Store, now: DateTime<Utc>) {
                 ("job-name", name.clone()),
             ];
             let mut pod = pod_from_template(&job_type, &job, pod_name, &labels);
-            pod["spec"]["restartPolicy"] = job.pointer("/spec/template/spec/restartPolicy").cloned().unwrap_or(json!("Never"));
+            pod["spec"]["restartPolicy"] =
+                job.pointer("/spec/template/spec/restartPolicy").cloned().unwrap_or(json!("Never"));
             create(store, &pods, pod, MANAGER, now);
         }
         let start = job.pointer("/status/startTime").cloned().unwrap_or(json!(timestamp(now)));

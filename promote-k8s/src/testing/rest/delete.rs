@@ -22,7 +22,8 @@ fn options(req: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     let body: Value = if req.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
     };
     let policy = body.get("propagationPolicy").and_then(Value::as_str).or(req.param("propagationPolicy"));
     let propagation = match policy {
@@ -34,14 +35,17 @@ fn options(req: &ApiRequest) -> Result<DeleteOptions, ApiError> {
                 "DeleteOptions.meta.k8s.io",
                 "",
                 "propagationPolicy",
-                &format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                &format!(
+                    "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
             ));
         }
     };
     let orphan = body.get("orphanDependents").and_then(Value::as_bool) == Some(true);
-    let dry_run = req.dry_run()
-        || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
-    let precondition = |field: &str| body.pointer(&format!("/preconditions/{field}")).and_then(Value::as_str).map(str::to_string);
+    let dry_run =
+        req.dry_run() || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let precondition =
+        |field: &str| body.pointer(&format!("/preconditions/{field}")).and_then(Value::as_str).map(str::to_string);
     Ok(DeleteOptions {
         propagation: if orphan { Propagation::Orphan } else { propagation },
         dry_run,
@@ -66,8 +70,11 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath
     let now = shared.now();
     let mut store = shared.store();
     let key = path.rt.storage_key();
-    let object = store.get(&key, path.ns(), path.name()).cloned().ok_or_else(|| ApiError::not_found(&path.rt, path.name()))?;
-    let meta = |field: &str| object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let object =
+        store.get(&key, path.ns(), path.name()).cloned().ok_or_else(|| ApiError::not_found(&path.rt, path.name()))?;
+    let meta = |field: &str| {
+        object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or_default().to_string()
+    };
     if let Some(uid) = &opts.uid
         && *uid != meta("uid")
     {
@@ -97,7 +104,11 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath
     Ok(json_body(&success(path, &object)))
 }
 
-pub(super) fn delete_collection(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Result<Response, ApiError> {
+pub(super) fn delete_collection(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    path: &ResourcePath,
+) -> Result<Response, ApiError> {
     let opts = options(req)?;
     let selectors = req.selectors(&path.rt)?;
     let now = shared.now();

@@ -120,7 +120,9 @@ impl ResourcePath {
 
 fn parse_resource(catalogue: &Catalogue, group: &str, version: &str, rest: &[&str]) -> Option<ResourcePath> {
     let (namespace, plural, tail) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if catalogue.by_plural(group, version, plural).is_some_and(|t| t.namespaced) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if catalogue.by_plural(group, version, plural).is_some_and(|t| t.namespaced) =>
+        {
             (Some(ns.to_string()), *plural, tail)
         }
         [plural, tail @ ..] => (None, *plural, tail),
@@ -174,7 +176,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 fn dispatch(shared: &Arc<Shared>, req: &ApiRequest) -> Result<Response, ApiError> {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let catalogue = shared.store().catalogue.clone();
-    let get_only = |response: Response| if req.method == Method::GET { Ok(response) } else { Err(ApiError::method_not_allowed()) };
+    let get_only =
+        |response: Response| if req.method == Method::GET { Ok(response) } else { Err(ApiError::method_not_allowed()) };
     match segments.as_slice() {
         ["version"] => get_only(discovery::version()),
         ["healthz" | "livez" | "readyz"] => get_only("ok".into_response()),

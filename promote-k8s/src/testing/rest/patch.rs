@@ -32,8 +32,8 @@ pub(super) fn patch(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath)
 }
 
 fn non_apply(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Result<Response, ApiError> {
-    let patch: Value = serde_json::from_slice(&req.body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let patch: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut store = shared.store();
     let old = store
         .get(&path.rt.storage_key(), path.ns(), path.name())
@@ -43,7 +43,8 @@ fn non_apply(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Res
     if req.content_type() == "application/json-patch+json" {
         let ops: json_patch::Patch =
             serde_json::from_value(patch).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-        json_patch::patch(&mut new, &ops).map_err(|e| ApiError::invalid(&kind_group(&path.rt), path.name(), "patch", &e.to_string()))?;
+        json_patch::patch(&mut new, &ops)
+            .map_err(|e| ApiError::invalid(&kind_group(&path.rt), path.name(), "patch", &e.to_string()))?;
     } else {
         if !patch.is_object() {
             return Err(ApiError::bad_request("error decoding patch: the patch must be a JSON object"));
@@ -73,7 +74,8 @@ fn decode_apply_body(req: &ApiRequest) -> Result<Value, ApiError> {
     if let Ok(value) = serde_json::from_slice::<Value>(&req.body) {
         return Ok(value);
     }
-    let text = std::str::from_utf8(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let text =
+        std::str::from_utf8(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
@@ -135,7 +137,11 @@ fn apply(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Result<
     if live.is_none() && path.is_status() {
         return Err(ApiError::not_found(&path.rt, path.name()));
     }
-    let mut merged = match ssa::apply(live.as_ref(), &config, &manager, force, now) {
+    let result = match &live {
+        Some(live) if path.is_status() => ssa::apply_status(live, &config, &manager, force, now),
+        _ => ssa::apply(live.as_ref(), &config, &manager, force, now),
+    };
+    let mut merged = match result {
         Ok(merged) => merged,
         Err(conflicts) => {
             let causes = conflicts

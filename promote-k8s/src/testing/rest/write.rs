@@ -35,7 +35,12 @@ pub(super) fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
 
 /// `fieldValidation`: Strict refuses unknown top-level fields, Warn (the default) reports them in a `Warning`
 /// header, Ignore drops them silently. Returns the warnings to send.
-pub(super) fn validate_fields(req: &ApiRequest, rt: &ResourceType, object: &Value, strict_message: impl Fn(&str) -> String) -> Result<Vec<String>, ApiError> {
+pub(super) fn validate_fields(
+    req: &ApiRequest,
+    rt: &ResourceType,
+    object: &Value,
+    strict_message: impl Fn(&str) -> String,
+) -> Result<Vec<String>, ApiError> {
     let Some(known) = rt.top_level_fields else { return Ok(Vec::new()) };
     let unknown: Vec<&String> =
         object.as_object().map(|m| m.keys().filter(|k| !known.contains(&k.as_str())).collect()).unwrap_or_default();
@@ -132,7 +137,8 @@ pub(super) fn kind_group(rt: &ResourceType) -> String {
 pub(super) fn create(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Result<Response, ApiError> {
     let mut object = decode_body(req)?;
     check_identity(path, &mut object)?;
-    let warnings = validate_fields(req, &path.rt, &object, |f| format!("strict decoding error: unknown field \"{f}\""))?;
+    let warnings =
+        validate_fields(req, &path.rt, &object, |f| format!("strict decoding error: unknown field \"{f}\""))?;
     let now = shared.now();
     let manager = req.field_manager();
     let mut store = shared.store();
@@ -218,7 +224,8 @@ pub(super) fn commit_update(
 pub(super) fn update(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) -> Result<Response, ApiError> {
     let mut object = decode_body(req)?;
     check_identity(path, &mut object)?;
-    let warnings = validate_fields(req, &path.rt, &object, |f| format!("strict decoding error: unknown field \"{f}\""))?;
+    let warnings =
+        validate_fields(req, &path.rt, &object, |f| format!("strict decoding error: unknown field \"{f}\""))?;
     let manager = req.field_manager();
     let mut store = shared.store();
     let old = store
