@@ -18,9 +18,10 @@ pub(super) fn applied_fields(config: &Value, schema: &Schema) -> FieldSet {
 }
 
 fn collect_fields(value: &Value, location: &Location<'_>, path: &mut Vec<PathElement>, set: &mut FieldSet) {
-    match (location.shape_of(value), value) {
+    let shape = location.shape_of(value);
+    match (shape, value) {
         (Shape::Struct | Shape::Map, Value::Object(fields)) => {
-            let named = matches!(location.shape_of(value), Shape::Struct);
+            let named = matches!(shape, Shape::Struct);
             for (name, field) in fields {
                 path.push(PathElement::Field(name.clone()));
                 collect_fields(field, &location.field(name), path, set);
@@ -326,7 +327,9 @@ mod tests {
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": {"app": "web"}},
-                "template": {"spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]}}
+                "template": {"spec": {"containers": [
+                    {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}
+                ]}}
             }
         });
         assert_eq!(
@@ -350,7 +353,10 @@ mod tests {
         let old = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
         let new = json!({"spec": {
             "replicas": 3,
-            "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "a", "image": "y"}, {"name": "b", "image": "z"}]}}
+            "template": {
+                "metadata": {"labels": {"app": "a"}},
+                "spec": {"containers": [{"name": "a", "image": "y"}, {"name": "b", "image": "z"}]}
+            }
         }});
         let comparison = compare(&old, &new, &deployment());
         assert_eq!(
@@ -394,7 +400,10 @@ mod tests {
     #[test]
     fn remove_drops_items_and_objects_it_empties() {
         let schema = deployment();
-        let mut object = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}});
+        let mut object = json!({
+            "metadata": {"labels": {"a": "1"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}
+        });
         let mut set = FieldSet::default();
         set.insert(&[
             PathElement::Field("metadata".into()),

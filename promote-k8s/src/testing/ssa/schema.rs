@@ -16,12 +16,13 @@
 //! | pod spec | `containers`, `initContainers`, `ephemeralContainers` | list-map | `name` |
 //! | pod spec | `…containers.ports` | list-map | `containerPort`, `protocol` (default `TCP`) |
 //! | pod spec | `…containers.env` | list-map | `name` |
-//! | pod spec | `…containers.env.valueFrom.{configMapKeyRef,secretKeyRef,fieldRef,resourceFieldRef}` | atomic struct | |
+//! | pod spec | `…containers.env.valueFrom.*KeyRef`, `….fieldRef`, `….resourceFieldRef` | atomic struct | |
 //! | pod spec | `…containers.volumeMounts` | list-map | `mountPath` |
 //! | pod spec | `…containers.volumeDevices` | list-map | `devicePath` |
 //! | pod spec | `…containers.resources.{limits,requests}` | granular map | |
 //! | pod spec | `…containers.resources.claims` | list-map | `name` |
 //! | pod spec | `volumes`, `imagePullSecrets`, `resourceClaims`, `schedulingGates` | list-map | `name` |
+//! | pod spec | `imagePullSecrets[]` (each item) | atomic struct | |
 //! | pod spec | `hostAliases` | list-map | `ip` |
 //! | pod spec | `topologySpreadConstraints` | list-map | `topologyKey`, `whenUnsatisfiable` |
 //! | pod spec | `topologySpreadConstraints.labelSelector` | atomic struct | |
@@ -30,10 +31,11 @@
 //! | pod spec | `tolerations` and every other list (`args`, `command`, `envFrom`, …) | atomic list | |
 //! | Deployment, ReplicaSet, StatefulSet, DaemonSet, Job | `spec.selector` | atomic struct | |
 //! | CronJob | `spec.jobTemplate.spec.selector` | atomic struct | |
+//! | ReplicationController | `spec.selector` | atomic map | |
 //! | Service | `spec.ports` | list-map | `port`, `protocol` (default `TCP`) |
 //! | Service | `spec.selector` | atomic map | |
 //! | ConfigMap, Secret | `data`, `binaryData`, `stringData` | granular map | |
-//! | built-in kinds with a status | `status.conditions` | list-map | `type` |
+//! | built-in kinds (API groups `""`, without a dot, or `*.k8s.io`) | `status.conditions` | list-map | `type` |
 //!
 //! Built-in kinds with a status subresource (workloads, Pod, Service, Namespace, PersistentVolumeClaim, Node,
 //! CustomResourceDefinition, …) never take `status` from a write to the main resource.
@@ -81,6 +83,7 @@ const POD_SPEC: &[(&str, Rule)] = &[
     ("ephemeralContainers", Rule::ListMap(NAME)),
     ("volumes", Rule::ListMap(NAME)),
     ("imagePullSecrets", Rule::ListMap(NAME)),
+    ("imagePullSecrets[]", Rule::Atomic),
     ("resourceClaims", Rule::ListMap(NAME)),
     ("schedulingGates", Rule::ListMap(NAME)),
     ("hostAliases", Rule::ListMap(&[key("ip")])),
@@ -98,6 +101,7 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("env.valueFrom.secretKeyRef", Rule::Atomic),
     ("env.valueFrom.fieldRef", Rule::Atomic),
     ("env.valueFrom.resourceFieldRef", Rule::Atomic),
+    ("env.valueFrom.fileKeyRef", Rule::Atomic),
     ("volumeMounts", Rule::ListMap(&[key("mountPath")])),
     ("volumeDevices", Rule::ListMap(&[key("devicePath")])),
     ("resources.limits", Rule::GranularMap),
@@ -184,6 +188,7 @@ impl Schema {
                 add("spec.jobTemplate.metadata", METADATA);
                 add("spec.jobTemplate.spec", &[("selector", Rule::Atomic)]);
             }
+            ("", "ReplicationController") => add("spec", &[("selector", Rule::Atomic)]),
             ("", "Service") => add("spec", &[("ports", Rule::ListMap(PORT_AND_PROTOCOL)), ("selector", Rule::Atomic)]),
             ("", "ConfigMap" | "Secret") => add(
                 "",
@@ -234,7 +239,13 @@ fn join(prefix: &str, path: &str) -> String {
 /// added (`f:spec` has no `.`, `f:containers` has none either), while `f:labels` and `f:ports` do.
 fn empty_object(group: &str, kind: &str, pod_template: Option<&str>) -> Value {
     let mut object = json!({ "metadata": {} });
-    let Some(template) = pod_template else { return object };
+    let Some(template) = pod_template.filter(|_| kind != "ReplicationController") else {
+        // A ReplicationController's template is a pointer: absent from its empty object.
+        if kind == "ReplicationController" {
+            object["spec"] = json!({});
+        }
+        return object;
+    };
     let pod = json!({ "metadata": { "creationTimestamp": null }, "spec": { "containers": null } });
     if template.is_empty() {
         object["spec"] = pod["spec"].clone();
@@ -295,8 +306,9 @@ impl<'s> Location<'s> {
         Location { schema: self.schema, path: self.path.clone(), item: true }
     }
 
+    /// The rule here: a list's items have their own (rare) rule, written `<list>[]` in the table.
     fn rule(&self) -> Option<Rule> {
-        if self.item { None } else { self.schema.rule_at(&self.path) }
+        if self.item { self.schema.rule_at(&format!("{}[]", self.path)) } else { self.schema.rule_at(&self.path) }
     }
 
     /// How `value` is treated here.
@@ -391,6 +403,9 @@ mod tests {
         assert_eq!(port.to_string(), r#"[containerPort=8080,protocol="TCP"]"#);
         assert!(matches!(schema.root().field("spec").field("selector").shape_of(&json!({})), Shape::Leaf));
         assert!(schema.has_status_subresource());
+        let pull_secrets = schema.root().field("spec").field("template").field("spec").field("imagePullSecrets");
+        assert!(matches!(pull_secrets.shape_of(&json!([])), Shape::Associative(_)));
+        assert!(matches!(pull_secrets.item().shape_of(&json!({"name": "a"})), Shape::Leaf), "items are atomic");
     }
 
     #[test]

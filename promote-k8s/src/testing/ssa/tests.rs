@@ -11,7 +11,12 @@ fn at(hour: u32) -> DateTime<Utc> {
 }
 
 fn deployment(spec: Value) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}, "spec": spec})
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": spec
+    })
 }
 
 fn container_spec(containers: Value) -> Value {
@@ -334,7 +339,10 @@ fn a_create_is_owned_by_its_creator() {
                     ".": {},
                     "f:image": {},
                     "f:name": {},
-                    "f:ports": {".": {}, "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
+                    "f:ports": {
+                        ".": {},
+                        "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}
+                    }
                 }}}
             }
         }}))
@@ -391,7 +399,11 @@ fn status_writes_are_owned_through_the_subresource() {
     assert_eq!(entry["subresource"], "status");
     assert_eq!(
         entry["fieldsV1"],
-        json!({"f:status": {".": {}, "f:conditions": {".": {}, "k:{\"type\":\"Available\"}": {".": {}, "f:status": {}, "f:type": {}}}, "f:replicas": {}}})
+        json!({"f:status": {
+            ".": {},
+            "f:conditions": {".": {}, "k:{\"type\":\"Available\"}": {".": {}, "f:status": {}, "f:type": {}}},
+            "f:replicas": {}
+        }})
     );
     let again = applied(Some(&object), &deployment(json!({"replicas": 3})), "promote", 3);
     assert_eq!(again["status"]["replicas"], 2);
@@ -435,7 +447,9 @@ fn a_status_apply_owns_only_status() {
     assert_eq!((entry["operation"].as_str(), entry["subresource"].as_str()), (Some("Apply"), Some("status")));
     assert_eq!(entry["fieldsV1"], json!({"f:status": {"f:readyReplicas": {}}}));
     // Another status applier setting a different value conflicts with it, named with its subresource.
-    let other = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"readyReplicas": 0}});
+    let other = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"readyReplicas": 0}
+    });
     let conflicts = apply_status(&object, &other, "other-reporter", false, at(3)).unwrap_err();
     assert_eq!(conflicts[0].cause_message(), r#"conflict with "health-reporter" with subresource "status""#);
 }
@@ -445,7 +459,10 @@ fn a_status_apply_owns_only_status() {
 /// separately"; `metadata.finalizers` is a set.
 #[test]
 fn finalizers_are_a_set_each_manager_owning_its_own() {
-    let with_finalizers = |finalizers: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": finalizers}});
+    let with_finalizers = |finalizers: Value| {
+        let metadata = json!({"name": "c", "finalizers": finalizers});
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata})
+    };
     let object = applied(None, &with_finalizers(json!(["a.example.com/keep"])), "alice", 1);
     let object = applied(Some(&object), &with_finalizers(json!(["b.example.com/keep"])), "bob", 2);
     assert_eq!(object["metadata"]["finalizers"], json!(["a.example.com/keep", "b.example.com/keep"]));
@@ -462,7 +479,11 @@ fn finalizers_are_a_set_each_manager_owning_its_own() {
 /// unstructured data. All keys are treated the same as struct fields, and all lists are considered atomic."
 #[test]
 fn custom_resource_lists_are_atomic_and_their_objects_merge_by_field() {
-    let widget = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec});
+    let widget = |spec: Value| {
+        let mut widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        widget["spec"] = spec;
+        widget
+    };
     let object = applied(None, &widget(json!({"ports": [{"name": "http", "port": 80}], "size": 1})), "alice", 1);
     assert_eq!(fields_of(&object, "alice"), Some(json!({"f:spec": {"f:ports": {}, "f:size": {}}})));
     let object = applied(Some(&object), &widget(json!({"color": "blue"})), "bob", 2);
