@@ -493,3 +493,26 @@ fn custom_resource_lists_are_atomic_and_their_objects_merge_by_field() {
     let conflicts = apply(Some(&object), &more_ports, "bob", false, at(3)).unwrap_err();
     assert_eq!((conflicts[0].manager.as_str(), conflicts[0].field.as_str()), ("alice", ".spec.ports"));
 }
+
+/// <https://kubernetes.io/docs/reference/using-api/server-side-apply/#transferring-ownership>
+/// Section "Transferring ownership": the user hands `.spec.replicas` to a private `handover-to-hpa` manager, drops
+/// it from its own manifest, and "whenever the HPA controller sets the replicas field to a new value, the temporary
+/// field manager will no longer own any fields and will be automatically deleted."
+#[test]
+fn replicas_are_handed_over_to_the_autoscaler() {
+    let template = json!({"spec": {"containers": [{"name": "nginx", "image": "nginx:1.14.2"}]}});
+    let object = applied(None, &deployment(json!({"replicas": 3, "template": template})), "kubectl", 1);
+    let object = applied(Some(&object), &deployment(json!({"replicas": 3})), "handover-to-hpa", 2);
+    let object = applied(Some(&object), &deployment(json!({"template": template})), "kubectl", 3);
+    assert_eq!(object["spec"]["replicas"], 3, "released to the handover manager, not deleted");
+    assert_eq!(fields_of(&object, "handover-to-hpa"), Some(json!({"f:spec": {"f:replicas": {}}})));
+
+    let mut scaled = object.clone();
+    scaled["spec"]["replicas"] = json!(7);
+    let object = record_update(Some(&object), scaled, "horizontal-pod-autoscaler", at(4));
+    assert_eq!(fields_of(&object, "handover-to-hpa"), None);
+    assert_eq!(
+        managers(&object),
+        [("kubectl".into(), "Apply".into()), ("horizontal-pod-autoscaler".into(), "Update".into())]
+    );
+}
