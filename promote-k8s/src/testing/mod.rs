@@ -33,8 +33,10 @@
 //!   arithmetic) and old ReplicaSets are scaled to zero when it is available; StatefulSet pods are created
 //!   together; a DaemonSet runs on one simulated node; a Job completes with one pod; a PVC is bound at once;
 //!   a LoadBalancer Service gets an ingress IP at once.
-//! - Protobuf request bodies are decoded only for Namespace, ConfigMap and Secret (what `kubectl create`
-//!   generators send); answers are always JSON.
+//! - Protobuf request bodies are decoded only for Namespace, ConfigMap and Secret (`kubectl create namespace|
+//!   configmap|secret`); other generators (`kubectl create deployment ...`) get 415. Answers are always JSON.
+//! - Defaults are set on create only (Namespaces, Services, Deployments); BOOKMARKs come every
+//!   `bookmark_interval` or on [`FakeApiServer::send_bookmarks`], not on the real server's schedule.
 //! - No `limit`/`continue` paging (lists are complete), no `resourceVersionMatch`, no `sendInitialEvents`.
 
 mod access;
