@@ -9,12 +9,14 @@ mod duration_serde;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod integrity;
 pub mod ledger;
 pub mod lock;
 pub mod manifest;
 pub mod reference;
 pub mod render;
 pub mod spec;
+mod state_file;
 pub mod store;
 
 #[cfg(feature = "conformance")]
@@ -35,6 +37,7 @@ pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
 pub use gate::{
     CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
 };
+pub use integrity::IntegrityKey;
 pub use ledger::{FileLedger, FileLedgerOptions, Ledger, LedgerExt, MemoryLedger, PromotionRecord};
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
