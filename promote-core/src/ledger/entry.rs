@@ -515,12 +515,12 @@ impl LedgerEntry {
     pub(crate) fn from_checked_line(line: &[u8], link: &ChainLink<'_>) -> std::result::Result<LedgerEntry, String> {
         let entry: LedgerEntry =
             serde_json::from_slice(line).map_err(|error| format!("the record does not parse: {error}"))?;
-        let fence = entry.fence.as_ref().map(|fence| (fence.stage.as_str(), fence.token));
+        let fence = entry.fence.as_ref().map(|fence| (Some(Cow::Borrowed(fence.stage.as_str())), fence.token));
         if entry.seq != link.seq
             || entry.prev.as_bytes() != link.prev
             || entry.hash.as_bytes() != link.hash
             || entry.scheme != link.scheme
-            || fence != link.fence.as_ref().map(|(stage, token)| (stage.as_ref(), *token))
+            || fence != link.fence.map(|(stage, token)| (decode_string(stage), token))
         {
             return Err("the record's fields disagree with its chain header".into());
         }
@@ -542,8 +542,9 @@ pub(crate) struct ChainLink<'a> {
     pub prev: &'a [u8],
     pub hash: &'a [u8],
     pub scheme: HashScheme,
-    /// The fence's stage and token.
-    pub fence: Option<(Cow<'a, str>, u64)>,
+    /// The fence's stage (as the line has it: a JSON string, quotes included, see [`decode_string`]) and
+    /// token.
+    pub fence: Option<(&'a [u8], u64)>,
 }
 
 /// What follows the previous hash in a keyed line.
@@ -587,7 +588,13 @@ impl<'a> Cursor<'a> {
 
     fn number(&mut self) -> Option<u64> {
         let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
-        let number = std::str::from_utf8(&self.0[..digits]).ok()?.parse().ok()?;
+        if digits == 0 {
+            return None;
+        }
+        let mut number = 0u64;
+        for digit in &self.0[..digits] {
+            number = number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        }
         self.0 = &self.0[digits..];
         Some(number)
     }
@@ -627,13 +634,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// `,"at":"…","actor":"…"`, then the fence if there is one, up to `,"event":`.
-    fn fence(&mut self) -> Option<Option<(Cow<'a, str>, u64)>> {
+    fn fence(&mut self) -> Option<Option<(&'a [u8], u64)>> {
         let skipped = self.eat(b",\"at\":") && self.string().is_some() && self.eat(b",\"actor\":");
         if !skipped || self.string().is_none() {
             return None;
         }
         let fence = if self.eat(b",\"fence\":{\"stage\":") {
-            let stage = decode_string(self.string()?)?;
+            let stage = self.string()?;
             if !self.eat(b",\"token\":") {
                 return None;
             }
@@ -649,8 +656,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The text of a JSON string (quotes included), decoding escapes only if it has any.
-fn decode_string(quoted: &[u8]) -> Option<Cow<'_, str>> {
+/// The text of a JSON string (quotes included), decoding escapes only if it has any; `None` if it is not
+/// valid.
+pub(crate) fn decode_string(quoted: &[u8]) -> Option<Cow<'_, str>> {
     let inner = &quoted[1..quoted.len() - 1];
     if memchr::memchr(b'\\', inner).is_none() {
         return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
@@ -727,4 +735,40 @@ pub fn verify_chain_with(
         hash = entry.hash.clone();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(actor: &str, fence: Option<(&str, u64)>) -> NewEntry {
+        NewEntry {
+            at: Utc::now(),
+            actor: actor.into(),
+            fence: fence.map(|(stage, token)| Fence { stage: stage.into(), token }),
+            event: LedgerEvent::HoldLifted { hold: "h".into(), stage: "prd".into() },
+        }
+    }
+
+    /// The chain header's fence is read from the line's bytes without parsing it; whatever the actor and
+    /// stage hold (quotes, backslashes, text that looks like a fence), it is the fence serde reads.
+    #[test]
+    fn the_fence_read_from_a_line_is_the_fence_it_holds() {
+        let tricky = r#"eve","fence":{"stage":"prd","token":99},"x":"\"#;
+        let cases = [
+            (tricky, None),
+            (tricky, Some(("dev", 3))),
+            ("ci", Some((r#"st"a\ge\"#, u64::MAX))),
+            ("ci", Some(("ünï", 0))),
+        ];
+        for (actor, fence) in cases {
+            for key in [None, Some(IntegrityKey::new(vec![7; 32]).unwrap())] {
+                let (sealed, line) = LedgerEntry::seal_with(1, GENESIS_HASH, entry(actor, fence), key.as_ref());
+                let link = ChainLink::read(line.as_bytes(), key.as_ref()).unwrap();
+                let read = link.fence.map(|(stage, token)| (decode_string(stage).unwrap().into_owned(), token));
+                assert_eq!(read, fence.map(|(stage, token)| (stage.to_owned(), token)), "{line}");
+                assert_eq!(LedgerEntry::from_checked_line(line.as_bytes(), &link).unwrap(), sealed);
+            }
+        }
+    }
 }

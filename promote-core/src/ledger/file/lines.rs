@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::Error;
 use crate::integrity::IntegrityKey;
 use crate::ledger::LedgerEntry;
-use crate::ledger::entry::{ChainLink, HashScheme, UNKEYED_IN_KEYED};
+use crate::ledger::entry::{ChainLink, HashScheme, UNKEYED_IN_KEYED, decode_string};
 use crate::state_file;
 
 /// Bytes each thread reads at a time.
@@ -155,6 +155,9 @@ struct Part {
     failure: Option<(u64, String)>,
     /// The first unkeyed line, counted from the part's first.
     first_unkeyed: Option<u64>,
+    /// The newest token per fence stage as the lines spell it (a JSON string), decoded when the part ends:
+    /// comparing bytes is cheaper than decoding each line's.
+    raw_fences: Vec<(Vec<u8>, u64)>,
 }
 
 impl Part {
@@ -204,8 +207,14 @@ impl Part {
                 self.last = Some((link.seq, link.hash.to_vec()));
             }
         }
-        if let Some((stage, token)) = &link.fence {
-            note_fence(&mut self.checked.fences, stage, *token);
+        if let Some((stage, token)) = link.fence {
+            match self.raw_fences.iter_mut().find(|(seen, _)| seen.as_slice() == stage) {
+                Some((_, newest)) => *newest = (*newest).max(token),
+                None => {
+                    decode_string(stage).ok_or("the record's fence does not name a stage")?;
+                    self.raw_fences.push((stage.to_vec(), token));
+                }
+            }
         }
         if link.seq > covered {
             self.checked.entries.push(LedgerEntry::from_checked_line(bytes, &link)?);
@@ -264,6 +273,10 @@ fn check_part(
         let want = usize::try_from(end - read_to).unwrap_or(usize::MAX).min(buffer.len() - filled);
         file.read_exact(&mut buffer[filled..filled + want])?;
         filled += want;
+    }
+    for (stage, token) in std::mem::take(&mut part.raw_fences) {
+        let stage = decode_string(&stage).expect("checked when first seen");
+        note_fence(&mut part.checked.fences, &stage, token);
     }
     Ok(part)
 }
