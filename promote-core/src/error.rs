@@ -439,6 +439,18 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A local file or directory that promote keeps state in, or writes to, is unsafe to use or holds what
+    /// promote never writes there: a state directory others can write to, a symlink where promote expects
+    /// a file or directory of its own, a damaged or forged deploy index, a lock file whose token cannot grow.
+    /// Nothing was written or removed through it. The location names the file (and the line, when known).
+    #[error("{location}: {reason}")]
+    UnsafeFile {
+        /// The file or directory, and the line in it when known.
+        location: Location,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {

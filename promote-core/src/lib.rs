@@ -9,12 +9,14 @@ mod duration_serde;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod integrity;
 pub mod ledger;
 pub mod lock;
 pub mod manifest;
 pub mod reference;
 pub mod render;
 pub mod spec;
+mod state_file;
 pub mod store;
 
 #[cfg(feature = "conformance")]
@@ -39,6 +41,7 @@ pub use ledger::{
     FileLedger, FileLedgerOptions, FinalState, GateEvidence, Ledger, LedgerExt, MemoryLedger, PromotionRecord,
     PromotionState, Verdict,
 };
+pub use integrity::IntegrityKey;
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
 pub use render::{RenderBudget, Templates};

@@ -346,3 +346,185 @@ async fn the_directory_kind_from_a_spec() {
         other => panic!("expected a spec error, got {other:?}"),
     }
 }
+
+const PRECIOUS: &str = "not the deployer's\n";
+
+/// The error an index or directory the deployer must not act on gives: the file it names, and its text.
+fn unsafe_file(error: &Error) -> (&Path, Option<usize>, String) {
+    match error {
+        Error::UnsafeFile { location, .. } => (location.file.as_path(), location.line, error.to_string()),
+        other => panic!("expected an UnsafeFile error, got {other:?}"),
+    }
+}
+
+/// Edits the stage's index with `edit` (as JSON), as someone with write access to the repository could.
+fn edit_index(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join(INDEX_FILE);
+    let mut index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut index);
+    std::fs::write(&path, serde_json::to_string_pretty(&index).unwrap()).unwrap();
+}
+
+/// The 1-based line of `path` that contains `needle`.
+fn line_of(path: &Path, needle: &str) -> usize {
+    line_where(path, |line| line.contains(needle))
+}
+
+/// The 1-based number of the first line of `path` for which `test` holds.
+fn line_where(path: &Path, test: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().position(test).unwrap() + 1
+}
+
+#[tokio::test]
+async fn an_index_listing_files_the_deployer_does_not_name_is_damaged_and_nothing_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let deployer = DirectoryDeployer::new(root.path().join("deploy"));
+    let web = object("ConfigMap", "web", None, "data: {}\n", None);
+    for stage in ["dev", "prd"] {
+        deployer.apply(&Bundle::new(stage, vec![web.clone()]), ApplyMode::Apply).await.unwrap();
+    }
+    let outside = root.path().join("outside.txt");
+    std::fs::write(&outside, PRECIOUS).unwrap();
+    let dev = root.path().join("deploy/dev");
+    let prd_file = root.path().join("deploy/prd/configmap-web.yaml");
+    let index_path = dev.join(INDEX_FILE);
+    let good_index = std::fs::read_to_string(&index_path).unwrap();
+    let next = Bundle::new("dev", vec![object("ConfigMap", "api", None, "data: {}\n", None)]);
+
+    let outside_text = outside.display().to_string();
+    let forged = [
+        "../prd/configmap-web.yaml",
+        outside_text.as_str(),
+        "shop/../../prd/configmap-web.yaml",
+        "../../outside.txt",
+        "shop/sub/configmap-web.yaml",
+        ".promote-index",
+        "configmap-web.yml",
+        "ConfigMap-web.yaml",
+        "",
+    ];
+    for entry in forged {
+        for field in ["pending", "file"] {
+            std::fs::write(&index_path, &good_index).unwrap();
+            edit_index(&dev, |index| match field {
+                "pending" => index["pending"] = serde_json::json!([entry]),
+                _ => index["objects"][0]["file"] = entry.into(),
+            });
+            for outcome in
+                [deployer.apply(&next, ApplyMode::Apply).await.map(drop), deployer.current("dev").await.map(drop)]
+            {
+                let error = outcome.expect_err(entry);
+                let (file, line, message) = unsafe_file(&error);
+                assert_eq!(file, index_path, "{message}");
+                let quoted = serde_json::to_string(entry).unwrap();
+                let expected = match field {
+                    "pending" => line_where(&index_path, |line| line.trim() == quoted),
+                    _ => line_of(&index_path, &format!("\"file\": {quoted}")),
+                };
+                assert!(line.is_some_and(|line| line >= expected && line <= expected + 10), "{entry}: {message}");
+                assert!(message.contains("damaged") && !error.is_retryable(), "{message}");
+            }
+            assert_eq!(std::fs::read_to_string(&prd_file).unwrap(), web.expose_content(), "prd's file is untouched");
+            assert_eq!(std::fs::read_to_string(&outside).unwrap(), PRECIOUS);
+            assert!(dev.join("configmap-web.yaml").exists() && !dev.join("configmap-api.yaml").exists());
+        }
+    }
+
+    // An object whose file is a well-formed name, but not the one its kind and name give.
+    std::fs::write(&index_path, &good_index).unwrap();
+    edit_index(&dev, |index| index["objects"][0]["file"] = "configmap-other.yaml".into());
+    let (_, _, message) = unsafe_file(&deployer.apply(&next, ApplyMode::Apply).await.unwrap_err());
+    assert!(message.contains("configmap-other.yaml") && message.contains("ConfigMap web"), "{message}");
+    // Another stage's index copied in.
+    std::fs::copy(root.path().join("deploy/prd").join(INDEX_FILE), &index_path).unwrap();
+    let (_, line, message) = unsafe_file(&deployer.apply(&next, ApplyMode::Apply).await.unwrap_err());
+    assert!(message.contains("index of stage \"prd\"") && line == Some(line_of(&index_path, "\"stage\"")), "{message}");
+
+    // Put back, the stage applies as before.
+    std::fs::write(&index_path, &good_index).unwrap();
+    deployer.apply(&next, ApplyMode::Apply).await.unwrap();
+    assert_eq!(files(&dev), [INDEX_FILE, "configmap-api.yaml"]);
+    assert_eq!(std::fs::read_to_string(&prd_file).unwrap(), web.expose_content());
+}
+
+#[tokio::test]
+async fn symlinked_stage_and_namespace_directories_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let deploy = root.path().join("deploy");
+    std::fs::create_dir(&deploy).unwrap();
+    let deployer = DirectoryDeployer::new(&deploy);
+    let bundle = |stage: &str, namespace: Option<&str>| {
+        Bundle::new(stage, vec![object("ConfigMap", "web", namespace, "data: {}\n", None)])
+    };
+
+    // The stage's directory is a symlink.
+    std::os::unix::fs::symlink(&elsewhere, deploy.join("dev")).unwrap();
+    for mode in [ApplyMode::DryRun, ApplyMode::Apply] {
+        let error = deployer.apply(&bundle("dev", None), mode).await.unwrap_err();
+        let (file, _, message) = unsafe_file(&error);
+        assert_eq!(file, deploy.join("dev"));
+        assert!(message.contains("symlink"), "{message}");
+    }
+    assert!(deployer.current("dev").await.is_err());
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing was written through it");
+
+    // A namespace directory is a symlink: writing into it is refused.
+    deployer.apply(&bundle("stg", None), ApplyMode::Apply).await.unwrap();
+    std::os::unix::fs::symlink(&elsewhere, deploy.join("stg/shop")).unwrap();
+    let error = deployer.apply(&bundle("stg", Some("shop")), ApplyMode::Apply).await.unwrap_err();
+    let (file, _, message) = unsafe_file(&error);
+    assert_eq!(file, deploy.join("stg/shop"));
+    assert!(message.contains("symlink"), "{message}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // A namespace directory the deployer wrote into, swapped for a symlink to a directory holding a file of
+    // the same name: neither reading nor pruning goes through it.
+    deployer.apply(&bundle("prd", Some("shop")), ApplyMode::Apply).await.unwrap();
+    std::fs::remove_dir_all(deploy.join("prd/shop")).unwrap();
+    std::fs::write(elsewhere.join("configmap-web.yaml"), PRECIOUS).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, deploy.join("prd/shop")).unwrap();
+    assert!(deployer.current("prd").await.is_err());
+    let error = deployer.apply(&bundle("prd", None), ApplyMode::Apply).await.unwrap_err();
+    assert!(unsafe_file(&error).2.contains("symlink"));
+    assert_eq!(std::fs::read_to_string(elsewhere.join("configmap-web.yaml")).unwrap(), PRECIOUS);
+}
+
+#[tokio::test]
+async fn a_symlink_at_a_files_name_is_replaced_or_removed_never_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = root.path().join("outside.txt");
+    std::fs::write(&outside, PRECIOUS).unwrap();
+    let deployer = DirectoryDeployer::new(root.path().join("deploy"));
+    let dev = root.path().join("deploy/dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    let web = object("ConfigMap", "web", None, "data: {}\n", None);
+
+    // Planted where the deployer is about to write.
+    std::os::unix::fs::symlink(&outside, dev.join("configmap-web.yaml")).unwrap();
+    deployer.apply(&Bundle::new("dev", vec![web.clone()]), ApplyMode::Apply).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), PRECIOUS);
+    let written = std::fs::symlink_metadata(dev.join("configmap-web.yaml")).unwrap();
+    assert!(written.is_file(), "the symlink was replaced by the file");
+    assert_eq!(std::fs::read_to_string(dev.join("configmap-web.yaml")).unwrap(), web.expose_content());
+
+    // A file the deployer wrote, swapped for a symlink: shown as replaced, never read through, and pruned
+    // by removing the link.
+    std::fs::remove_file(dev.join("configmap-web.yaml")).unwrap();
+    std::os::unix::fs::symlink(&outside, dev.join("configmap-web.yaml")).unwrap();
+    let current = deployer.current("dev").await.unwrap().unwrap();
+    assert!(current.masked_text().contains("replaced by a symlink"), "{}", current.masked_text());
+    assert!(!current.masked_text().contains(PRECIOUS.trim()));
+    let other = Bundle::new("dev", vec![object("ConfigMap", "api", None, "data: {}\n", None)]);
+    deployer.apply(&other, ApplyMode::Apply).await.unwrap();
+    assert!(std::fs::symlink_metadata(dev.join("configmap-web.yaml")).is_err(), "the link is gone");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), PRECIOUS);
+
+    // The index itself as a symlink: refused, not read or written through.
+    std::fs::remove_file(dev.join(INDEX_FILE)).unwrap();
+    std::os::unix::fs::symlink(&outside, dev.join(INDEX_FILE)).unwrap();
+    let error = deployer.apply(&other, ApplyMode::Apply).await.unwrap_err();
+    assert!(unsafe_file(&error).2.contains("symlink"));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), PRECIOUS);
+}

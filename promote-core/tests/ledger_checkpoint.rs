@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use promote_core::ledger::{HoldScope, LedgerEntry, LedgerExt, LedgerSummary, LedgerView, NewEntry, Verdict};
+use promote_core::ledger::{Fence, HoldScope, LedgerEntry, LedgerExt, LedgerSummary, LedgerView, NewEntry, Verdict};
 use promote_core::{
     ApprovalGate, ApprovalPolicy, Error, FileLedger, FileLedgerOptions, Identity, Ledger, MemoryArtifactStore,
     OnFailure, Pipeline, Stage, Status,
@@ -172,7 +172,7 @@ async fn status_from_a_checkpoint_and_the_entries_after_it_is_the_engines_status
     for taken_at in [1, 7, entries.len() / 3, entries.len() / 2, entries.len() - 1, entries.len()] {
         let path = dir.path().join(format!("ledger-{taken_at}.jsonl"));
         let never = FileLedgerOptions::default().checkpoint_every(None);
-        let ledger = FileLedger::open_with(&path, never).await.unwrap();
+        let ledger = FileLedger::open_with(&path, never.clone()).await.unwrap();
         ledger.append(unsealed(&entries[..taken_at])).await.unwrap();
         ledger.checkpoint().await.unwrap();
         if taken_at < entries.len() {
@@ -243,6 +243,39 @@ fn doctored(checkpoint: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8>
     header["summary_sha256"] = hex::encode(sha2::Sha256::digest(body.as_bytes())).into();
     edit(&mut header);
     format!("{header}\n{body}\n").into_bytes()
+}
+
+/// Issue 12's doctored checkpoint: fences raised far past any real token, its hash recomputed, made every
+/// later promotion fail with `Fenced` until the checkpoint was deleted. The fences the ledger enforces (and
+/// reports) come from walking its lines, which it does on every open anyway.
+#[tokio::test]
+async fn a_doctored_checkpoint_cannot_raise_the_fences_the_ledger_enforces() {
+    use sha2::Digest as _;
+    let (entries, _) = eventful_history().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpointed_ledger(dir.path(), &entries).await;
+    let real = fold(&entries).fences().clone();
+    assert!(real.contains_key("prd") && real.contains_key("dev"), "{real:?}");
+
+    let good = std::fs::read_to_string(checkpoint_of(&path)).unwrap();
+    let (header, body) = good.trim_end().split_once('\n').unwrap();
+    let mut summary: serde_json::Value = serde_json::from_str(body).unwrap();
+    for stage in ["dev", "stg", "prd"] {
+        summary["fences"][stage] = 1_000_000.into();
+    }
+    let body = serde_json::to_string(&summary).unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    header["summary_sha256"] = hex::encode(sha2::Sha256::digest(body.as_bytes())).into();
+    std::fs::write(checkpoint_of(&path), format!("{header}\n{body}\n")).unwrap();
+
+    let ledger = FileLedger::open(&path).await.unwrap();
+    assert_eq!(ledger.summary().await.unwrap().unwrap().fences(), &real);
+    let mut next = unsealed(&entries[entries.len() - 1..]);
+    next[0].fence = Some(Fence { stage: "prd".into(), token: real["prd"] + 1 });
+    ledger.append(next).await.expect("the newest prd token is the ledger's, not the checkpoint's");
+    let mut stale = unsealed(&entries[entries.len() - 1..]);
+    stale[0].fence = Some(Fence { stage: "prd".into(), token: real["prd"] });
+    assert!(matches!(ledger.append(stale).await, Err(Error::Fenced { .. })), "fences are still enforced");
 }
 
 #[tokio::test]
@@ -355,8 +388,10 @@ async fn handles_appending_at_once_leave_a_checkpoint_the_next_open_agrees_with(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.jsonl");
     let often = FileLedgerOptions::default().checkpoint_every(Some(1));
-    let handles =
-        [FileLedger::open_with(&path, often).await.unwrap(), FileLedger::open_with(&path, often).await.unwrap()];
+    let handles = [
+        FileLedger::open_with(&path, often.clone()).await.unwrap(),
+        FileLedger::open_with(&path, often).await.unwrap(),
+    ];
     let writers = (0..8).map(|writer| {
         let ledger = handles[writer % 2].clone();
         // Interleaved, the entries' fencing tokens would be refused as stale; this is about the checkpoint.

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -32,8 +31,6 @@ pub const LAYOUT_REGISTRY: &str = "oci-layout.local";
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 const CHUNK: usize = 1024 * 1024;
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One OCI image-layout directory.
 ///
@@ -303,9 +300,8 @@ impl OciLayout {
         if let Some(dir) = target.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io_error(dir))?;
         }
-        let temp = temp_path(&self.path);
+        let (file, temp) = create_temporary(&self.path).await?;
         let result = async {
-            let file = tokio::fs::File::create(&temp).await.map_err(io_error(&temp))?;
             let mut writer = tokio::io::BufWriter::with_capacity(CHUNK, file);
             let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
@@ -333,8 +329,9 @@ impl OciLayout {
             tokio::fs::rename(&temp, &target).await.map_err(io_error(&target))
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
+        if result.is_ok() {
+            // Renamed into place: there is nothing left to remove.
+            let _ = temp.keep();
         }
         result
     }
@@ -378,22 +375,36 @@ impl OciLayout {
     }
 }
 
-fn temp_path(root: &Path) -> PathBuf {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    root.join(format!(".promote-tmp-{}-{n}", std::process::id()))
+/// A new temporary file in the layout's directory, to be renamed into place: created exclusively under a
+/// random name with mode 0600 (never a file already there, nor through a symlink planted under its name).
+/// Dropping the path removes the file.
+async fn create_temporary(root: &Path) -> Result<(tokio::fs::File, tempfile::TempPath)> {
+    let dir = root.to_owned();
+    let created =
+        tokio::task::spawn_blocking(move || tempfile::Builder::new().prefix(".promote-tmp-").tempfile_in(dir))
+            .await
+            .map_err(|error| {
+                Error::backend(
+                    LAYOUT_BACKEND,
+                    promote_core::ErrorClass::Temporary,
+                    format!("file task failed: {error}"),
+                )
+            })?
+            .map_err(io_error(root))?;
+    let (file, path) = created.into_parts();
+    Ok((tokio::fs::File::from_std(file), path))
 }
 
 async fn write_atomically(root: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
-    let temp = temp_path(root);
+    let (mut file, temp) = create_temporary(root).await?;
     let result = async {
-        let mut file = tokio::fs::File::create(&temp).await.map_err(io_error(&temp))?;
         file.write_all(bytes).await.map_err(io_error(&temp))?;
         file.sync_all().await.map_err(io_error(&temp))?;
         tokio::fs::rename(&temp, target).await.map_err(io_error(target))
     }
     .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
+    if result.is_ok() {
+        let _ = temp.keep();
     }
     result
 }

@@ -81,3 +81,39 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Temporary files are created new, under names no one can plant a symlink at in advance: the old
+/// `.promote-tmp-<pid>-<n>` names, planted as symlinks, are never written through, and nothing is left
+/// behind.
+#[cfg(unix)]
+#[tokio::test]
+async fn writes_never_go_through_a_planted_symlink() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "someone else's file\n").unwrap();
+    let layout_dir = dir.path().join("layout");
+    std::fs::create_dir(&layout_dir).unwrap();
+    for n in 0..64 {
+        let name = format!(".promote-tmp-{}-{n}", std::process::id());
+        std::os::unix::fs::symlink(&outside, layout_dir.join(name)).unwrap();
+    }
+    let layout = OciLayout::create(&layout_dir).await.unwrap();
+    let digest = layout.write_blob(b"a blob").await.unwrap();
+    layout
+        .write_manifest(Some("v1"), br#"{"schemaVersion":2}"#, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "someone else's file\n");
+    assert_eq!(layout.read_blob(&digest).await.unwrap().as_deref(), Some(b"a blob".as_slice()));
+    let left: Vec<_> = std::fs::read_dir(&layout_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".promote-tmp-"))
+        .filter(|entry| !entry.file_type().unwrap().is_symlink())
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+    let blob = layout_dir.join("blobs").join(digest.algorithm()).join(digest.hex());
+    assert_eq!(std::fs::metadata(blob).unwrap().mode() & 0o777, 0o600, "created owner-only, as skopeo does");
+}

@@ -2,19 +2,23 @@
 //! (Argo CD, Flux) applies.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _, OpenOptionsMaybeDirExt as _};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{
     ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, Manifest, diff_objects,
 };
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, ErrorClass, Location, Result};
 
 /// The name of the index file the deployer keeps in each stage's directory. It has no `.json` or `.yaml`
 /// extension, so that Argo CD and Flux, which read `*.yaml`, `*.yml` and `*.json`, do not take it for a
@@ -33,11 +37,17 @@ const BACKEND: &str = "directory";
 /// with secrets masked.
 ///
 /// # Behaviour
-/// - Every file, and the index, is written to a temporary file in the same directory, fsynced and
+/// - Every file, and the index, is written to a new temporary file in the same directory, fsynced and
 ///   renamed over the old one, so a reader never sees half a file. Files of objects that left the
 ///   bundle are removed, and only files the index lists: the deployer never touches a file it did not
 ///   write. An apply that is interrupted lists the files it was about to write in the index first, so
 ///   the next apply still knows they are its own.
+/// - The index is trusted only for names the deployer forms itself (`<kind>-<name>.yaml`, under
+///   `<namespace>/`): an index listing anything else (`../prd/…`, an absolute path) is damaged, and is
+///   refused as [`Error::UnsafeFile`] naming its line, before anything is written or removed.
+/// - Symlinks are never followed below the root: a stage or namespace directory that is a symlink is
+///   refused ([`Error::UnsafeFile`]), and every file is written, read and removed through a handle on its
+///   directory (`cap-std`), so a symlink at a file's name is replaced or removed, never written through.
 /// - An object whose rendering holds a secret value, and any Kubernetes `Secret`, is refused
 ///   ([`Error::DeployFailed`] naming the object, never a value) unless the deployer was built with
 ///   [`DirectoryDeployer::allow_plaintext_secrets`]: files in a Git repository are plain text. Render a
@@ -76,14 +86,81 @@ struct Index {
     objects: Vec<IndexedObject>,
     /// Files an apply was about to write when this index was written; empty once it finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pending: Vec<String>,
+    pending: Vec<OwnedFile>,
+}
+
+/// A file named in the index: only ever a name the deployer forms itself, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+struct OwnedFile(String);
+
+impl OwnedFile {
+    /// The namespace directory (if any) and the file's name in it.
+    fn parts(&self) -> (Option<&str>, &str) {
+        match self.0.split_once('/') {
+            Some((namespace, name)) => (Some(namespace), name),
+            None => (None, &self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnedFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let file = String::deserialize(deserializer)?;
+        match check_owned_file(&file) {
+            Ok(()) => Ok(OwnedFile(file)),
+            Err(reason) => Err(serde::de::Error::custom(format!("{} {reason}", shown(&file)))),
+        }
+    }
+}
+
+/// `text` quoted for an error message, cut short if long.
+fn shown(text: &str) -> String {
+    const LONGEST: usize = 120;
+    match text.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// Why `file` is not a name the deployer writes (`<kind>-<name>.yaml`, under `<namespace>/` when
+/// namespaced), if it is not: no `..`, no absolute path, no other separator, nothing but that pattern.
+fn check_owned_file(file: &str) -> std::result::Result<(), String> {
+    let not_ours = |why: &str| Err(format!("is not a file name the deployer writes: {why}"));
+    if file.starts_with('/') || file.split(['/', '\\']).any(|part| part == "..") {
+        return not_ours("it points outside the stage's directory");
+    }
+    let (namespace, name) = match file.split_once('/') {
+        Some((namespace, name)) => (Some(namespace), name),
+        None => (None, file),
+    };
+    if let Some(namespace) = namespace
+        && let Err(reason) = check_segment(namespace)
+    {
+        return not_ours(&format!("its directory is not a namespace ({reason})"));
+    }
+    let Some(stem) = name.strip_suffix(".yaml") else {
+        return not_ours("it does not end in .yaml");
+    };
+    let Some((kind, object)) = stem.split_once('-') else {
+        return not_ours("it is not <kind>-<name>.yaml");
+    };
+    for (what, part) in [("kind", kind), ("name", object)] {
+        if let Err(reason) = check_segment(part) {
+            return not_ours(&format!("its {what} part {reason}"));
+        }
+    }
+    if kind.bytes().any(|b| b.is_ascii_uppercase()) {
+        return not_ours("its kind part is not lower-case");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "StoredObject")]
 struct IndexedObject {
     /// The file, relative to the stage's directory, `/`-separated.
-    file: String,
+    file: OwnedFile,
     api_version: String,
     kind: String,
     name: String,
@@ -96,8 +173,43 @@ struct IndexedObject {
     masked: String,
 }
 
+/// An indexed object as stored, before its file is checked against its identity.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredObject {
+    file: OwnedFile,
+    api_version: String,
+    kind: String,
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    template: String,
+    sha256: String,
+    masked: String,
+}
+
+impl TryFrom<StoredObject> for IndexedObject {
+    type Error = String;
+
+    /// An object's file must be the one the deployer forms from its kind, name and namespace.
+    fn try_from(stored: StoredObject) -> std::result::Result<Self, String> {
+        let StoredObject { file, api_version, kind, name, namespace, template, sha256, masked } = stored;
+        let expected = file_for(&kind, &name, namespace.as_deref()).map_err(|(what, reason)| {
+            format!("{} is not an object the deployer writes: its {what} {reason}", shown(&file.0))
+        })?;
+        if expected != file.0 {
+            return Err(format!(
+                "{} is not the file the deployer writes for {kind} {name} (that is {})",
+                shown(&file.0),
+                shown(&expected)
+            ));
+        }
+        Ok(IndexedObject { file, api_version, kind, name, namespace, template, sha256, masked })
+    }
+}
+
 impl IndexedObject {
-    fn of(manifest: &Manifest, file: String) -> Self {
+    fn of(manifest: &Manifest, file: OwnedFile) -> Self {
         IndexedObject {
             file,
             api_version: manifest.api_version.clone(),
@@ -119,7 +231,7 @@ struct OnDisk {
 
 impl OnDisk {
     /// Every file the deployer owns in the stage's directory.
-    fn owned(&self) -> BTreeSet<String> {
+    fn owned(&self) -> BTreeSet<OwnedFile> {
         self.index
             .iter()
             .flat_map(|index| {
@@ -192,41 +304,87 @@ impl DirectoryDeployer {
         Ok(())
     }
 
+    /// The root directory, created first if `create`; `None` if it does not exist. The root itself is the
+    /// caller's choice, so a symlink in its path is followed; nothing below it is.
+    fn open_root(&self, create: bool) -> Result<Option<Dir>> {
+        if create {
+            std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        }
+        match Dir::open_ambient_dir(&self.root, ambient_authority()) {
+            Ok(root) => Ok(Some(root)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !create => Ok(None),
+            Err(error) => Err(Error::io(&self.root, error)),
+        }
+    }
+
+    /// The stage's directory, created first if `create`; `None` if it does not exist.
+    fn open_stage(&self, stage: &str, create: bool) -> Result<Option<Dir>> {
+        let path = self.checked_stage_dir(stage)?;
+        match self.open_root(create)? {
+            Some(root) => open_subdir(&root, stage, &path, create),
+            None => Ok(None),
+        }
+    }
+
     /// Reads the index and the files it lists.
     fn read(&self, stage: &str) -> Result<OnDisk> {
-        let dir = self.checked_stage_dir(stage)?;
-        let index_path = dir.join(INDEX_FILE);
-        let text = match std::fs::read_to_string(&index_path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(OnDisk { index: None, bundle: None });
-            }
-            Err(error) => return Err(Error::io(index_path, error)),
+        match self.open_stage(stage, false)? {
+            Some(dir) => self.read_in(&dir, stage),
+            None => Ok(OnDisk { index: None, bundle: None }),
+        }
+    }
+
+    /// Reads the index in the stage's directory `dir` and the files it lists.
+    fn read_in(&self, dir: &Dir, stage: &str) -> Result<OnDisk> {
+        let path = self.stage_dir(stage);
+        let index_path = path.join(INDEX_FILE);
+        let Some(text) = read_file(dir, INDEX_FILE, &index_path)? else {
+            return Ok(OnDisk { index: None, bundle: None });
         };
-        let index: Index = serde_json::from_str(&text).map_err(|error| {
-            Error::backend(
-                BACKEND,
-                ErrorClass::Persistent,
-                format!(
-                    "{} is damaged ({error}); remove it and the files it listed to start the stage afresh",
-                    index_path.display()
-                ),
-            )
+        let text = text.map_err(|()| {
+            state_refused(&index_path, None, "it is a symlink; the deployer keeps its index in a regular file")
         })?;
+        let index: Index = serde_json::from_str(&text).map_err(|error| {
+            let message = error.to_string();
+            let message = message
+                .strip_suffix(&format!(" at line {} column {}", error.line(), error.column()))
+                .unwrap_or(&message);
+            state_refused(&index_path, Some((error.line(), error.column())), &damaged(message))
+        })?;
+        if index.stage != stage {
+            return Err(state_refused(
+                &index_path,
+                text.lines().position(|line| line.trim_start().starts_with("\"stage\"")).map(|n| (n + 1, 0)),
+                &damaged(&format!("it is the index of stage {}, not of {stage}", shown(&index.stage))),
+            ));
+        }
         let mut manifests = Vec::new();
         for object in &index.objects {
-            let path = dir.join(&object.file);
-            let content = match std::fs::read_to_string(&path) {
-                Ok(content) => content,
-                // Someone removed it: the stage no longer has it.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(Error::io(path, error)),
+            let file_path = path.join(&object.file.0);
+            let (namespace, name) = object.file.parts();
+            let in_namespace;
+            let parent = match namespace {
+                Some(namespace) => match open_subdir(dir, namespace, &path.join(namespace), false)? {
+                    Some(opened) => {
+                        in_namespace = opened;
+                        &in_namespace
+                    }
+                    None => continue,
+                },
+                None => dir,
             };
-            let masked = if sha256(&content) == object.sha256 {
-                object.masked.clone()
-            } else {
+            let (content, masked) = match read_file(parent, name, &file_path)? {
+                // Someone removed it: the stage no longer has it.
+                None => continue,
+                Some(Ok(content)) if sha256(&content) == object.sha256 => (content, object.masked.clone()),
                 // Not what was written: it may hold anything, so show only that it changed.
-                format!("# {} was changed outside promote; its content is not shown\n", object.file)
+                Some(Ok(content)) => {
+                    (content, format!("# {} was changed outside promote; its content is not shown\n", object.file.0))
+                }
+                Some(Err(())) => (
+                    String::new(),
+                    format!("# {} was replaced by a symlink outside promote; it is not followed\n", object.file.0),
+                ),
             };
             manifests.push(Manifest::new(
                 object.api_version.clone(),
@@ -244,28 +402,29 @@ impl DirectoryDeployer {
     fn apply_blocking(&self, bundle: &Bundle, mode: ApplyMode) -> Result<Vec<Change>> {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let stage = bundle.stage();
-        let dir = self.checked_stage_dir(stage)?;
+        let path = self.checked_stage_dir(stage)?;
         let mut files = Vec::new();
         let mut seen = BTreeSet::new();
         for manifest in bundle.manifests() {
-            let file = relative_file(manifest)?;
+            let file = OwnedFile(relative_file(manifest)?);
             if !seen.insert(file.clone()) {
                 return Err(Error::invalid(
                     "bundle",
                     manifest.object_key(),
-                    format!("a second object of the bundle would also be written to {file}"),
+                    format!("a second object of the bundle would also be written to {}", file.0),
                 ));
             }
             files.push(file);
         }
-        self.refuse_plaintext(bundle, &dir)?;
-        let on_disk = self.read(stage)?;
-        let changes = diff_objects(on_disk.bundle.as_ref(), bundle);
+        self.refuse_plaintext(bundle, &path)?;
         if mode == ApplyMode::DryRun {
-            return Ok(changes);
+            let on_disk = self.read(stage)?;
+            return Ok(diff_objects(on_disk.bundle.as_ref(), bundle));
         }
+        let dir = self.open_stage(stage, true)?.expect("created when missing");
+        let on_disk = self.read_in(&dir, stage)?;
+        let changes = diff_objects(on_disk.bundle.as_ref(), bundle);
 
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let owned = on_disk.owned();
         // First say which files this apply may create, so that an interrupted apply leaves no file the
         // next one does not know it owns.
@@ -274,37 +433,50 @@ impl DirectoryDeployer {
         intent.stage = stage.to_owned();
         intent.pending = files.iter().filter(|f| !owned.contains(*f)).cloned().collect();
         if !intent.pending.is_empty() {
-            write_index(&dir, &intent)?;
+            write_index(&dir, &path, &intent)?;
         }
 
-        let mut touched_dirs = BTreeSet::from([dir.clone()]);
+        // Namespace directories whose entries changed, to be synced (the stage's own is synced with the index).
+        let mut touched = BTreeSet::new();
         for ((manifest, file), change) in bundle.manifests().iter().zip(&files).zip(&changes) {
             if change.action == ChangeAction::Unchanged {
                 continue;
             }
-            let path = dir.join(file);
-            let parent = path.parent().unwrap_or(&dir).to_owned();
-            std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-            write_atomically(&path, manifest.expose_content())?;
-            touched_dirs.insert(parent);
-        }
-        let keep: BTreeSet<&String> = files.iter().collect();
-        for stale in owned.iter().filter(|file| !keep.contains(file)) {
-            let path = dir.join(stale);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(Error::io(path, error)),
-            }
-            if let Some(parent) = path.parent().filter(|p| *p != dir) {
-                // A namespace directory left empty goes too; one holding other files stays.
-                if std::fs::remove_dir(parent).is_err() {
-                    touched_dirs.insert(parent.to_owned());
+            let (namespace, name) = file.parts();
+            let file_path = path.join(&file.0);
+            match namespace {
+                Some(namespace) => {
+                    let parent = open_subdir(&dir, namespace, &path.join(namespace), true)?.expect("created");
+                    write_atomically(&parent, name, &file_path, manifest.expose_content())?;
+                    touched.insert(namespace.to_owned());
                 }
+                None => write_atomically(&dir, name, &file_path, manifest.expose_content())?,
             }
         }
-        for touched in &touched_dirs {
-            sync_dir(touched)?;
+        let keep: BTreeSet<&OwnedFile> = files.iter().collect();
+        for stale in owned.iter().filter(|file| !keep.contains(file)) {
+            let (namespace, name) = stale.parts();
+            let file_path = path.join(&stale.0);
+            let Some(namespace) = namespace else {
+                remove_file(&dir, name, &file_path)?;
+                continue;
+            };
+            let Some(parent) = open_subdir(&dir, namespace, &path.join(namespace), false)? else {
+                continue;
+            };
+            remove_file(&parent, name, &file_path)?;
+            drop(parent);
+            // A namespace directory left empty goes too; one holding other files stays.
+            if dir.remove_dir(namespace).is_ok() {
+                touched.remove(namespace);
+            } else {
+                touched.insert(namespace.to_owned());
+            }
+        }
+        for namespace in &touched {
+            if let Some(parent) = open_subdir(&dir, namespace, &path.join(namespace), false)? {
+                sync_dir(&parent, &path.join(namespace))?;
+            }
         }
 
         let index = Index {
@@ -318,8 +490,8 @@ impl DirectoryDeployer {
                 .collect(),
             pending: Vec::new(),
         };
-        write_index(&dir, &index)?;
-        tracing::debug!(stage, dir = %dir.display(), objects = index.objects.len(), "bundle written");
+        write_index(&dir, &path, &index)?;
+        tracing::debug!(stage, dir = %path.display(), objects = index.objects.len(), "bundle written");
         Ok(changes)
     }
 
@@ -350,47 +522,151 @@ fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
 
 /// `<kind>-<name>.yaml`, under `<namespace>/` when namespaced.
 fn relative_file(manifest: &Manifest) -> Result<String> {
-    let unsafe_name = |what: &str, reason: &str| {
+    file_for(&manifest.kind, &manifest.name, manifest.namespace.as_deref()).map_err(|(what, reason)| {
         Error::invalid("object", manifest.object_key(), format!("its {what} cannot be used in a file name: {reason}"))
-    };
-    check_segment(&manifest.kind).map_err(|r| unsafe_name("kind", r))?;
-    check_segment(&manifest.name).map_err(|r| unsafe_name("name", r))?;
-    let file = format!("{}-{}.yaml", manifest.kind.to_ascii_lowercase(), manifest.name);
-    match &manifest.namespace {
+    })
+}
+
+/// The file an object of `kind` named `name` goes into: `<kind>-<name>.yaml`, under `<namespace>/` when
+/// namespaced. The index is checked against this, so it is the only way a file name is formed.
+fn file_for(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> std::result::Result<String, (&'static str, &'static str)> {
+    check_segment(kind).map_err(|r| ("kind", r))?;
+    check_segment(name).map_err(|r| ("name", r))?;
+    let file = format!("{}-{name}.yaml", kind.to_ascii_lowercase());
+    match namespace {
         Some(namespace) => {
-            check_segment(namespace).map_err(|r| unsafe_name("namespace", r))?;
+            check_segment(namespace).map_err(|r| ("namespace", r))?;
             Ok(format!("{namespace}/{file}"))
         }
         None => Ok(file),
     }
 }
 
-fn write_index(dir: &Path, index: &Index) -> Result<()> {
+/// The reason given for an index that is not what the deployer writes.
+fn damaged(what: &str) -> String {
+    format!(
+        "the deployer's index is damaged or was edited ({what}); nothing was written or removed. Check the \
+         stage's files, then remove the index to start the stage afresh"
+    )
+}
+
+/// [`Error::UnsafeFile`] about `path`, at a line and column when known.
+fn state_refused(path: &Path, at: Option<(usize, usize)>, reason: &str) -> Error {
+    Error::UnsafeFile {
+        location: Location {
+            file: path.to_owned(),
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column).filter(|column| *column > 0),
+        },
+        reason: reason.to_owned(),
+    }
+}
+
+/// The directory `name` in `parent`, opened without following a symlink, and created first if missing and
+/// `create`; `None` if it is missing. A symlink there is refused: the deployer writes only below its root.
+fn open_subdir(parent: &Dir, name: &str, path: &Path, create: bool) -> Result<Option<Dir>> {
+    let refused_symlink =
+        || state_refused(path, None, "it is a symlink; the deployer writes only into real directories below its root");
+    match parent.symlink_metadata(name) {
+        Ok(metadata) if metadata.file_type().is_symlink() => return Err(refused_symlink()),
+        Ok(metadata) if !metadata.is_dir() => return Err(state_refused(path, None, "it is not a directory")),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Ok(None);
+            }
+            match parent.create_dir(name) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(Error::io(path, error)),
+            }
+        }
+        Err(error) => return Err(Error::io(path, error)),
+    }
+    match parent.open_dir_nofollow(name) {
+        Ok(dir) => Ok(Some(dir)),
+        // Swapped for a symlink since it was looked at.
+        Err(_) if parent.symlink_metadata(name).is_ok_and(|m| m.file_type().is_symlink()) => Err(refused_symlink()),
+        Err(error) => Err(Error::io(path, error)),
+    }
+}
+
+/// The text of the file `name` in `dir`: `None` if it is missing, `Some(Err(()))` if it is a symlink (not
+/// followed).
+fn read_file(dir: &Dir, name: &str, path: &Path) -> Result<Option<std::result::Result<String, ()>>> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No);
+    let mut file = match dir.open_with(name, &options) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) if dir.symlink_metadata(name).is_ok_and(|m| m.file_type().is_symlink()) => return Ok(Some(Err(()))),
+        Err(error) => return Err(Error::io(path, error)),
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+    Ok(Some(Ok(text)))
+}
+
+/// Removes the file `name` from `dir` (a symlink there is removed, not followed); a missing one is fine.
+fn remove_file(dir: &Dir, name: &str, path: &Path) -> Result<()> {
+    match dir.remove_file(name) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::io(path, error)),
+    }
+}
+
+fn write_index(dir: &Dir, stage_path: &Path, index: &Index) -> Result<()> {
     let mut text = serde_json::to_string_pretty(index).map_err(|error| {
         Error::backend(BACKEND, ErrorClass::Persistent, format!("cannot encode the index: {error}"))
     })?;
     text.push('\n');
-    write_atomically(&dir.join(INDEX_FILE), &text)?;
-    sync_dir(dir)
+    write_atomically(dir, INDEX_FILE, &stage_path.join(INDEX_FILE), &text)?;
+    sync_dir(dir, stage_path)
 }
 
-/// Writes `text` to a temporary file beside `path`, fsyncs it and renames it over `path`.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let mut file =
-        tempfile::Builder::new().prefix(".promote-tmp-").tempfile_in(parent).map_err(|e| Error::io(parent, e))?;
-    file.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))?;
-    file.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    file.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+/// Writes `text` to a new temporary file in `dir`, fsyncs it and renames it over `name`: whatever was at
+/// `name` (a symlink, say) is replaced, never written through.
+fn write_atomically(dir: &Dir, name: &str, path: &Path, text: &str) -> Result<()> {
+    let (mut file, temporary) = create_temporary(dir, path)?;
+    let written =
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).and_then(|()| dir.rename(&temporary, dir, name));
+    if written.is_err() {
+        let _ = dir.remove_file(&temporary);
+    }
+    written.map_err(|e| Error::io(path, e))
+}
+
+/// A new file in `dir` with a name no one can predict, and its name.
+fn create_temporary(dir: &Dir, path: &Path) -> Result<(cap_std::fs::File, String)> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut last_error = None;
+    for _ in 0..8 {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let name = format!(".promote-tmp-{random:016x}");
+        match dir.open_with(&name, &options) {
+            Ok(file) => return Ok((file, name)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(error),
+            Err(error) => return Err(Error::io(path, error)),
+        }
+    }
+    Err(Error::io(path, last_error.unwrap_or_else(|| std::io::ErrorKind::AlreadyExists.into())))
 }
 
 /// Makes renames and removals in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Dir, path: &Path) -> Result<()> {
+    // A `Dir` may be a path-only handle, which cannot be synced: open the directory itself to sync it.
     #[cfg(unix)]
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))?;
+    dir.open_with(".", OpenOptions::new().read(true).maybe_dir(true))
+        .and_then(|opened| opened.sync_all())
+        .map_err(|e| Error::io(path, e))?;
     #[cfg(not(unix))]
-    let _ = dir;
+    let _ = (dir, path);
     Ok(())
 }
 

@@ -2,9 +2,14 @@
 //! opening a large ledger does not parse its whole history.
 //!
 //! It is a cache. It names the entry it was taken at (sequence number, hash, and where that line ends), is
-//! used only if that exact line is in the ledger, carries a sha256 of its own body, and is ignored (and
-//! later rewritten) when anything about it does not hold. Deleting it is always safe. It is written to a
-//! temporary file and renamed into place, and not fsynced: a checkpoint lost in a crash costs one slower open.
+//! used only if that exact line is in the ledger, and is ignored (and later rewritten) when anything about
+//! it does not hold. Deleting it is always safe. It is written to a new temporary file (mode 0600) and
+//! renamed into place, and not fsynced: a checkpoint lost in a crash costs one slower open.
+//!
+//! Without a key it carries a sha256 of its summary: that finds damage, not a doctored checkpoint whose
+//! hash was recomputed, which can change what `status` shows (never which fencing tokens the ledger
+//! accepts: those come from the ledger's lines). With the ledger's key it carries an HMAC of its header and
+//! summary instead, and one that does not verify under the key is ignored.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::summary::LedgerSummary;
+use crate::integrity::IntegrityKey;
+use crate::state_file;
 
 /// Names the layout of the header and of the summary's serialised form; change it when either changes, so
 /// that an older checkpoint is ignored rather than misread.
@@ -29,8 +36,23 @@ struct Header {
     hash: String,
     /// The byte offset just past that entry's line.
     end: u64,
-    /// sha256 of the summary line.
-    summary_sha256: String,
+    /// sha256 of the summary line, in a checkpoint written without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary_sha256: Option<String>,
+    /// HMAC-SHA256 of the header's other fields and the summary line under the ledger's key, in a checkpoint
+    /// written with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hmac_sha256: Option<String>,
+}
+
+/// What a keyed checkpoint's HMAC covers before its fields.
+const CONTEXT: &[u8] = b"promote ledger checkpoint\n";
+
+impl Header {
+    /// The HMAC input's parts other than the summary: every field of the header but the HMAC itself.
+    fn keyed_fields(&self) -> String {
+        format!("{}\n{}\n{}\n{}\n", self.format, self.seq, self.hash, self.end)
+    }
 }
 
 /// A checkpoint read back from disk.
@@ -49,19 +71,23 @@ pub(super) fn path_for(ledger: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Reads the checkpoint beside `ledger`, if there is a sound one. One that cannot be used is logged and
-/// ignored: the ledger is then folded from its first entry.
-pub(super) fn load(ledger: &Path) -> Option<Checkpoint> {
+/// Reads the checkpoint beside `ledger`, if there is a sound one (under `key`, if given). One that cannot be
+/// used is logged and ignored: the ledger is then folded from its first entry.
+pub(super) fn load(ledger: &Path, key: Option<&IntegrityKey>) -> Option<Checkpoint> {
     let path = path_for(ledger);
-    let bytes = match std::fs::read(&path) {
+    let read = state_file::open(&path, state_file::options().read(true)).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes).map_err(|e| crate::Error::io(&path, e))
+    });
+    let bytes = match read {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return None,
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "cannot read the ledger checkpoint; folding the whole ledger");
             return None;
         }
     };
-    match parse(&bytes) {
+    match parse(&bytes, key) {
         Ok(checkpoint) => Some(checkpoint),
         Err(reason) => {
             tracing::warn!(path = %path.display(), reason, "ignoring the ledger checkpoint; folding the whole ledger");
@@ -70,7 +96,7 @@ pub(super) fn load(ledger: &Path) -> Option<Checkpoint> {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
+fn parse(bytes: &[u8], key: Option<&IntegrityKey>) -> Result<Checkpoint, String> {
     let newline = bytes.iter().position(|&b| b == b'\n').ok_or("it has no header line")?;
     let header: Header =
         serde_json::from_slice(&bytes[..newline]).map_err(|error| format!("its header does not parse: {error}"))?;
@@ -78,8 +104,20 @@ fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
         return Err(format!("it is in format {:?}, not {FORMAT:?}", header.format));
     }
     let body = bytes[newline + 1..].strip_suffix(b"\n").ok_or("it is cut short")?;
-    if hex::encode(Sha256::digest(body)) != header.summary_sha256 {
-        return Err("its summary does not match its hash".into());
+    match (key, &header.summary_sha256, &header.hmac_sha256) {
+        (None, Some(sha256), None) => {
+            if hex::encode(Sha256::digest(body)) != *sha256 {
+                return Err("its summary does not match its hash".into());
+            }
+        }
+        (Some(key), None, Some(hmac)) => {
+            if !key.verifies(&[CONTEXT, header.keyed_fields().as_bytes(), body], hmac.as_bytes()) {
+                return Err("it does not verify under the ledger's key".into());
+            }
+        }
+        (None, _, Some(_)) => return Err("it is keyed, and the ledger was opened without a key".into()),
+        (Some(_), _, None) => return Err("it is not keyed, and the ledger is".into()),
+        _ => return Err("its header carries no hash it can be checked with".into()),
     }
     let summary: LedgerSummary =
         serde_json::from_slice(body).map_err(|error| format!("its summary does not parse: {error}"))?;
@@ -89,19 +127,31 @@ fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
     Ok(Checkpoint { end: header.end, bytes: bytes.len() as u64, summary })
 }
 
-/// Writes `summary`, taken at the entry whose line ends at byte `end`, as the checkpoint beside `ledger`.
-/// Returns the checkpoint's size.
-pub(super) fn store(ledger: &Path, end: u64, summary: &LedgerSummary) -> std::io::Result<u64> {
+/// Writes `summary`, taken at the entry whose line ends at byte `end`, as the checkpoint beside `ledger`
+/// (keyed, with `key`). Returns the checkpoint's size.
+pub(super) fn store(
+    ledger: &Path,
+    end: u64,
+    summary: &LedgerSummary,
+    key: Option<&IntegrityKey>,
+) -> std::io::Result<u64> {
     // Several handles (and processes) may write at once; each writes its own temporary file.
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let body = serde_json::to_vec(summary).map_err(std::io::Error::other)?;
-    let header = Header {
+    let mut header = Header {
         format: FORMAT.to_owned(),
         seq: summary.head_seq(),
         hash: summary.head_hash().to_owned(),
         end,
-        summary_sha256: hex::encode(Sha256::digest(&body)),
+        summary_sha256: None,
+        hmac_sha256: None,
     };
+    match key {
+        None => header.summary_sha256 = Some(hex::encode(Sha256::digest(&body))),
+        Some(key) => {
+            header.hmac_sha256 = Some(hex::encode(key.tag(&[CONTEXT, header.keyed_fields().as_bytes(), &body])));
+        }
+    }
     let mut bytes = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     bytes.extend_from_slice(&body);
@@ -111,11 +161,68 @@ pub(super) fn store(ledger: &Path, end: u64, summary: &LedgerSummary) -> std::io
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
     let temporary = PathBuf::from(temporary);
-    let written = std::fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(&bytes))
-        .and_then(|()| std::fs::rename(&temporary, &path));
+    // A new file, never one already there (nor a symlink planted under its name).
+    let mut file = state_file::options().write(true).create_new(true).open(&temporary)?;
+    let written = file.write_all(&bytes).and_then(|()| std::fs::rename(&temporary, &path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
     written.map(|()| bytes.len() as u64)
+}
+
+/// Removes the temporary files of checkpoints that were never renamed into place (a crash between writing
+/// and renaming leaves one): those named `<ledger>.checkpoint.<pid>-<n>.tmp`, as [`store`] names them.
+/// Call it only while holding the ledger's lock exclusively: every checkpoint is written under the lock, so
+/// none is being written then. A symlink of that name is removed, not followed.
+pub(super) fn remove_stale_temporaries(ledger: &Path) {
+    let Some(name) = path_for(ledger).file_name().map(|name| name.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let dir = state_file::parent_of(ledger);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(suffix) = file_name.to_str().and_then(|f| f.strip_prefix(name.as_str())) else {
+            continue;
+        };
+        if !is_temporary_suffix(suffix) || entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::debug!(path = %entry.path().display(), "removed a stale ledger checkpoint temporary file")
+            }
+            Err(error) => {
+                tracing::warn!(path = %entry.path().display(), %error, "cannot remove a stale checkpoint temporary file")
+            }
+        }
+    }
+}
+
+/// Whether `suffix` is what [`store`] puts after the checkpoint's name: `.<digits>-<digits>.tmp`.
+fn is_temporary_suffix(suffix: &str) -> bool {
+    let Some(middle) = suffix.strip_prefix('.').and_then(|s| s.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    middle.split_once('-').is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_temporary_suffix;
+
+    #[test]
+    fn only_our_temporary_names_count_as_ours() {
+        for ours in [".12-0.tmp", ".4194305-17.tmp"] {
+            assert!(is_temporary_suffix(ours), "{ours}");
+        }
+        for theirs in
+            ["", ".tmp", ".12.tmp", ".12-.tmp", ".-1.tmp", ".12-0.tmp.bak", ".a-1.tmp", "x.12-0.tmp", ".12-0-1.tmp"]
+        {
+            assert!(!is_temporary_suffix(theirs), "{theirs}");
+        }
+    }
 }

@@ -6,11 +6,15 @@
 //!
 //! Opening checks every line's hash and the whole chain, but parses only the entries after the
 //! checkpoint (see `checkpoint.rs`): its summary plus those entries is what `status` reads. The first full
-//! read parses the rest.
+//! read parses the rest. The fencing tokens the ledger enforces come from that walk over every line, never
+//! from the checkpoint.
+//!
+//! With an [`IntegrityKey`], each new line's hash (and the checkpoint's) is an HMAC under the key, and every
+//! line after those written before the ledger was keyed must verify under it.
 
 mod lines;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,7 +25,12 @@ use super::checkpoint::{self, Checkpoint};
 use super::entry::ChainLink;
 use super::{ChainTip, GENESIS_HASH, Ledger, LedgerCapabilities, LedgerEntry, LedgerSummary, NewEntry};
 use crate::error::{Error, ErrorClass, Result};
-use lines::{Checked, Problem};
+use crate::integrity::IntegrityKey;
+use crate::state_file;
+use lines::{Checked, Policy, Problem};
+
+/// The environment variable [`FileLedgerOptions::from_env`] reads [`FileLedgerOptions::unkeyed_until`] from.
+pub const UNKEYED_UNTIL_ENV: &str = "PROMOTE_LEDGER_UNKEYED_UNTIL";
 
 /// A durable, append-only ledger in one file, safe for several processes.
 ///
@@ -35,26 +44,64 @@ pub struct FileLedger {
     state: Arc<Mutex<State>>,
 }
 
-/// How a [`FileLedger`] keeps its checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a [`FileLedger`] keeps its checkpoint, and the key (if any) its chain is keyed with.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct FileLedgerOptions {
     checkpoint_every: Option<u64>,
+    key: Option<Arc<IntegrityKey>>,
+    unkeyed_until: u64,
 }
 
 impl Default for FileLedgerOptions {
     fn default() -> Self {
-        FileLedgerOptions { checkpoint_every: Some(1 << 20) }
+        FileLedgerOptions { checkpoint_every: Some(1 << 20), key: None, unkeyed_until: 0 }
     }
 }
 
 impl FileLedgerOptions {
+    /// The defaults, with the integrity key from the file `PROMOTE_LEDGER_KEY_FILE` names (if it is set) and
+    /// [`FileLedgerOptions::unkeyed_until`] from `PROMOTE_LEDGER_UNKEYED_UNTIL` (if it is set).
+    /// [`FileLedger::open`] uses these.
+    pub fn from_env() -> Result<Self> {
+        let mut options = FileLedgerOptions { key: IntegrityKey::from_env()?.map(Arc::new), ..Self::default() };
+        if let Some(value) = std::env::var_os(UNKEYED_UNTIL_ENV).filter(|v| !v.is_empty()) {
+            let text = value.to_string_lossy();
+            options.unkeyed_until = text
+                .parse()
+                .map_err(|_| Error::invalid(UNKEYED_UNTIL_ENV, text.as_ref(), "expected a number of ledger entries"))?;
+        }
+        Ok(options)
+    }
+
     /// Writes a new checkpoint once `bytes` of entries (1 MiB by default) were added since the last one,
     /// and never sooner than the last checkpoint's own size, so that checkpoints cost a bounded share of
     /// what is written. `None` writes none (an existing checkpoint is still used while it matches).
     pub fn checkpoint_every(mut self, bytes: Option<u64>) -> Self {
         self.checkpoint_every = bytes;
         self
+    }
+
+    /// Keys the ledger with `key`: every entry appended is sealed with HMAC-SHA256 under it, and so is the
+    /// checkpoint. Opening then requires every entry (after [`FileLedgerOptions::unkeyed_until`]) to verify
+    /// under the key: an entry written without it, or under another key, is [`Error::LedgerCorrupt`] at its
+    /// line. A key read from a file must not be in the ledger's own directory.
+    pub fn integrity_key(mut self, key: IntegrityKey) -> Self {
+        self.key = Some(Arc::new(key));
+        self
+    }
+
+    /// With a key, accepts the first `entries` entries unkeyed: those a ledger held before it was first
+    /// opened with a key. Every later entry must be keyed. Set it to the ledger's entry count when you start
+    /// keying an existing ledger (`wc -l` of the file); without it, such a ledger does not open under a key,
+    /// because an unkeyed entry is just what someone without the key would write.
+    pub fn unkeyed_until(mut self, entries: u64) -> Self {
+        self.unkeyed_until = entries;
+        self
+    }
+
+    fn key(&self) -> Option<&IntegrityKey> {
+        self.key.as_deref()
     }
 }
 
@@ -72,6 +119,8 @@ struct State {
     checkpoint_bytes: u64,
     /// What `open` parsed, handed to the first full read so that opening parses the file once.
     opened: Option<Vec<LedgerEntry>>,
+    /// Whether a verified entry is keyed: no unkeyed entry may follow.
+    keyed: bool,
 }
 
 /// How [`FileLedger::locked`] locks the file.
@@ -79,6 +128,9 @@ struct State {
 enum Lock {
     Shared,
     Exclusive,
+    /// Exclusive if no one else holds the lock (then no one is writing a checkpoint, and the temporary
+    /// files of checkpoints that were never renamed can go), shared otherwise.
+    Opening,
 }
 
 /// What [`FileLedger::recover`] did.
@@ -93,34 +145,39 @@ pub struct Recovery {
 }
 
 impl FileLedger {
-    /// Opens (or creates) the ledger at `path` and verifies every entry in it, with the default options.
+    /// Opens (or creates) the ledger at `path` and verifies every entry in it, with
+    /// [`FileLedgerOptions::from_env`]: the defaults, keyed if `PROMOTE_LEDGER_KEY_FILE` names a key file.
     ///
     /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self> {
-        Self::open_with(path, FileLedgerOptions::default()).await
+        Self::open_with(path, FileLedgerOptions::from_env()?).await
     }
 
     /// Opens (or creates) the ledger at `path` and verifies every entry in it: each line's hash against its
-    /// bytes, and the chain from the first line to the last. Entries up to a checkpoint that matches the
-    /// file are not parsed until something reads them.
+    /// bytes (under the key, for keyed lines), and the chain from the first line to the last. Entries up to
+    /// a checkpoint that matches the file are not parsed until something reads them.
+    ///
+    /// The ledger's directory is created owner-only if missing, and refused ([`Error::UnsafeFile`]) if
+    /// someone else may write to it; the file is created with mode 0600, and never opened through a symlink.
     ///
     /// A torn last record or a broken chain is [`Error::LedgerCorrupt`] naming the line.
     pub async fn open_with(path: impl Into<PathBuf>, options: FileLedgerOptions) -> Result<Self> {
         let path = path.into();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_owned) {
-            blocking(move || std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))).await?;
-        }
         let ledger = FileLedger { path: Arc::new(path), options, state: Arc::default() };
+        let this = ledger.clone();
+        blocking(move || this.prepare_dir()).await?;
         ledger
-            .locked(Lock::Shared, |this, file, state| {
+            .locked(Lock::Opening, |this, file, state| {
                 let end = this.whole_end(file, state)?;
                 match this.matching_checkpoint(file, end) {
                     Some(checkpoint) => {
                         let covered = checkpoint.summary.head_seq();
-                        state.tip.fences = checkpoint.summary.fences().clone().into_iter().collect();
                         state.summary = Arc::new(checkpoint.summary);
                         (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
                         this.verify(state, end, covered, u64::MAX)?;
+                        // The checkpoint's fences are not trusted: the walk over every line found the real ones.
+                        let fences = state.tip.fences.iter().map(|(stage, token)| (stage.clone(), *token)).collect();
+                        Arc::make_mut(&mut state.summary).replace_fences(fences);
                     }
                     None => {
                         let entries = this.verify(state, end, 0, 0)?;
@@ -132,6 +189,30 @@ impl FileLedger {
             })
             .await?;
         Ok(ledger)
+    }
+
+    /// Creates the ledger's directory if missing and refuses one that is unsafe, or a key file inside it.
+    fn prepare_dir(&self) -> Result<()> {
+        let dir = state_file::parent_of(&self.path);
+        state_file::prepare_dir(dir)?;
+        let Some(key_file) = self.options.key().and_then(IntegrityKey::source) else {
+            return Ok(());
+        };
+        // Whoever can write the ledger's directory could replace a key kept there.
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let named = state_file::parent_of(key_file).canonicalize().map_err(|e| Error::io(key_file, e))?;
+        let resolved = key_file.canonicalize().map_err(|e| Error::io(key_file, e))?;
+        if named.starts_with(&dir) || resolved.starts_with(&dir) {
+            return Err(state_file::refused(
+                key_file,
+                format!(
+                    "the ledger's integrity key is inside the ledger's directory {}: whoever can write the \
+                     ledger could replace it; keep it elsewhere",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes a checkpoint of the ledger as it stands now, whatever the options say, so that the next open
@@ -154,11 +235,19 @@ impl FileLedger {
         let this = self.clone();
         blocking(move || {
             let mut file = this.open_file()?;
-            match lock {
+            let locking = match lock {
                 Lock::Shared => file.lock_shared(),
                 Lock::Exclusive => file.lock(),
-            }
-            .map_err(|e| Error::io(this.path.as_ref(), e))?;
+                Lock::Opening => match file.try_lock() {
+                    Ok(()) => {
+                        checkpoint::remove_stale_temporaries(&this.path);
+                        Ok(())
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => file.lock_shared(),
+                    Err(std::fs::TryLockError::Error(error)) => Err(error),
+                },
+            };
+            locking.map_err(|e| Error::io(this.path.as_ref(), e))?;
             let mut state = this.state.lock().expect("ledger poisoned");
             work(&this, &mut file, &mut state)
         })
@@ -172,22 +261,25 @@ impl FileLedger {
 
     /// Verifies the file and, if its last record is torn, moves the torn bytes to `<path>.torn-<offset>`
     /// and truncates the file to its last whole record. A broken chain *before* the tail is not repaired:
-    /// that is tampering or disk damage, and it stays an error.
+    /// that is tampering or disk damage, and it stays an error. Uses [`FileLedgerOptions::from_env`].
     pub async fn recover(path: impl Into<PathBuf>) -> Result<Recovery> {
+        Self::recover_with(path, FileLedgerOptions::from_env()?).await
+    }
+
+    /// [`FileLedger::recover`] with `options` (the key, for a keyed ledger). The torn bytes go to a new file
+    /// (mode 0600; `<path>.torn-<offset>.1` and so on if that name is taken), never through a symlink.
+    pub async fn recover_with(path: impl Into<PathBuf>, options: FileLedgerOptions) -> Result<Recovery> {
         let path = path.into();
         blocking(move || {
-            let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            state_file::check_dir(state_file::parent_of(&path))?;
+            let mut file = state_file::open(&path, state_file::options().read(true).write(true))?;
             file.lock().map_err(|e| Error::io(&path, e))?;
             let (whole, length) = match lines::whole_end(&mut file, 0).map_err(|e| Error::io(&path, e))? {
                 Ok(length) => (length, length),
                 Err((whole, _)) => (whole, file.metadata().map_err(|e| Error::io(&path, e))?.len()),
             };
             // Verify what is whole before touching anything.
-            let probe = FileLedger {
-                path: Arc::new(path.clone()),
-                options: FileLedgerOptions::default(),
-                state: Arc::default(),
-            };
+            let probe = FileLedger { path: Arc::new(path.clone()), options, state: Arc::default() };
             let mut state = State::default();
             probe.verify(&mut state, whole, 0, u64::MAX)?;
             let saved_to = if whole == length {
@@ -198,7 +290,8 @@ impl FileLedger {
                     .and_then(|_| file.read_to_end(&mut torn))
                     .map_err(|e| Error::io(&path, e))?;
                 let aside = PathBuf::from(format!("{}.torn-{whole}", path.display()));
-                std::fs::write(&aside, torn).map_err(|e| Error::io(&aside, e))?;
+                let (mut saved, aside) = state_file::create_beside(&aside, 100)?;
+                saved.write_all(&torn).and_then(|()| saved.sync_all()).map_err(|e| Error::io(&aside, e))?;
                 file.set_len(whole).map_err(|e| Error::io(&path, e))?;
                 file.sync_all().map_err(|e| Error::io(&path, e))?;
                 Some(aside)
@@ -209,12 +302,7 @@ impl FileLedger {
     }
 
     fn open_file(&self) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(self.path.as_ref())
-            .map_err(|e| Error::io(self.path.as_ref(), e))
+        state_file::open(&self.path, state_file::options().read(true).append(true).create(true))
     }
 
     /// Reads and verifies everything past `state.end`, folding it into the summary and returning the
@@ -242,13 +330,14 @@ impl FileLedger {
         }
     }
 
-    /// The checkpoint beside the file, if the entry it names is the line that ends where it says.
+    /// The checkpoint beside the file, if the entry it names is the line that ends where it says (and, with a
+    /// key, if it verifies under the key).
     fn matching_checkpoint(&self, file: &mut File, end: u64) -> Option<Checkpoint> {
-        let checkpoint = checkpoint::load(&self.path)?;
+        let checkpoint = checkpoint::load(&self.path, self.options.key())?;
         let anchor = (checkpoint.end <= end).then(|| lines::line_ending_at(file, checkpoint.end));
         let summary = &checkpoint.summary;
         let matches = anchor.and_then(|line| line.ok().flatten()).is_some_and(|line| {
-            ChainLink::read(&line)
+            ChainLink::read(&line, self.options.key())
                 .is_ok_and(|link| link.seq == summary.head_seq() && link.hash == summary.head_hash().as_bytes())
         });
         if !matches {
@@ -266,14 +355,15 @@ impl FileLedger {
     /// left as it was.
     fn verify(&self, state: &mut State, end: u64, covered: u64, collect_after: u64) -> Result<Vec<LedgerEntry>> {
         let first = state.tip.seq() + 1;
-        let checked = self.check(state.end, end, first, Some(state.tip.hash()), covered)?;
-        let Checked { last, offsets, entries, .. } = checked;
+        let checked = self.check(state.end, end, first, Some(state.tip.hash()), covered, state.keyed)?;
+        let Checked { last, offsets, entries, fences, keyed, .. } = checked;
         state.offsets.extend(offsets);
+        state.keyed |= keyed;
+        for (stage, token) in fences {
+            state.tip.note_token(&stage, token);
+        }
         let mut collected = Vec::new();
         for entry in entries {
-            if let Some(fence) = &entry.fence {
-                state.tip.note_fence(fence);
-            }
             if entry.seq > state.summary.head_seq() {
                 Arc::make_mut(&mut state.summary).apply(&entry);
             }
@@ -288,10 +378,20 @@ impl FileLedger {
         Ok(collected)
     }
 
-    fn check(&self, start: u64, end: u64, first: u64, prev: Option<&str>, covered: u64) -> Result<Checked> {
-        lines::check(&self.path, start, end, first, prev, covered).map_err(|problem| match problem {
+    fn check(
+        &self,
+        start: u64,
+        end: u64,
+        first: u64,
+        prev: Option<&str>,
+        covered: u64,
+        keyed_before: bool,
+    ) -> Result<Checked> {
+        let policy = Policy { key: self.options.key(), unkeyed_until: self.options.unkeyed_until, keyed_before };
+        lines::check(&self.path, start, end, first, prev, covered, &policy).map_err(|problem| match problem {
             Problem::Io(error) => Error::io(self.path.as_ref(), error),
             Problem::Line(line, reason) => self.corrupt(line, &reason),
+            Problem::Refused(error) => error,
         })
     }
 
@@ -312,7 +412,7 @@ impl FileLedger {
     }
 
     fn write_checkpoint(&self, state: &mut State) -> std::io::Result<()> {
-        state.checkpoint_bytes = checkpoint::store(&self.path, state.end, &state.summary)?;
+        state.checkpoint_bytes = checkpoint::store(&self.path, state.end, &state.summary, self.options.key())?;
         state.checkpoint_end = state.end;
         Ok(())
     }
@@ -342,7 +442,7 @@ impl Ledger for FileLedger {
             // Another process may have appended since we last looked.
             this.scan(file, state, u64::MAX)?;
             state.opened = None;
-            let sealed = state.tip.seal(entries)?;
+            let sealed = state.tip.seal_with(entries, this.options.key())?;
             let mut buffer = String::new();
             for (_, line) in &sealed {
                 buffer.push_str(line);
@@ -363,6 +463,7 @@ impl Ledger for FileLedger {
                 Arc::make_mut(&mut state.summary).apply(&entry);
                 recorded.push(entry);
             }
+            state.keyed |= this.options.key().is_some();
             state.end = offset;
             this.checkpoint_if_due(state);
             Ok(recorded)
@@ -380,7 +481,7 @@ impl Ledger for FileLedger {
                 // Re-read what we have seen before, re-checking each line's hash and the chain.
                 let start = state.offsets[after as usize];
                 let prev = (after == 0).then_some(GENESIS_HASH);
-                entries = this.check(start, state.end, after + 1, prev, 0)?.entries;
+                entries = this.check(start, state.end, after + 1, prev, 0, false)?.entries;
             }
             entries.extend(this.scan(file, state, after)?);
             Ok(entries)

@@ -19,15 +19,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use entry::{
-    Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, Hold, HoldScope, LedgerEntry, LedgerEvent, NewEntry,
-    PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict, verify_chain,
+    Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, HashScheme, Hold, HoldScope, LedgerEntry, LedgerEvent,
+    NewEntry, PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict, verify_chain,
+    verify_chain_with,
 };
-pub use file::{FileLedger, FileLedgerOptions, Recovery};
+pub use file::{FileLedger, FileLedgerOptions, Recovery, UNKEYED_UNTIL_ENV};
 pub use memory::MemoryLedger;
 pub use summary::{BuildSummary, LedgerSummary, PromotionSummary};
 pub use view::{LedgerView, PromotionRecord, PromotionState, StepRecord, Tenure};
 
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKey;
 
 /// What a [`Ledger`] backend offers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -158,13 +160,28 @@ impl ChainTip {
     }
 
     fn note_fence(&mut self, fence: &Fence) {
-        let newest = self.fences.entry(fence.stage.clone()).or_default();
-        *newest = (*newest).max(fence.token);
+        self.note_token(&fence.stage, fence.token);
     }
 
-    /// Seals `entries` after the tip, refusing any whose fence is older than one already seen for its
-    /// stage. Returns each entry with the exact line a line-oriented backend writes. Does not move the tip.
+    fn note_token(&mut self, stage: &str, token: u64) {
+        match self.fences.get_mut(stage) {
+            Some(newest) => *newest = (*newest).max(token),
+            None => {
+                self.fences.insert(stage.to_owned(), token);
+            }
+        }
+    }
+
+    /// Seals `entries` after the tip, unkeyed, refusing any whose fence is older than one already seen for
+    /// its stage. Returns each entry with the exact line a line-oriented backend writes. Does not move the
+    /// tip.
     pub fn seal(&self, entries: Vec<NewEntry>) -> Result<Vec<(LedgerEntry, String)>> {
+        self.seal_with(entries, None)
+    }
+
+    /// Seals `entries` after the tip as [`ChainTip::seal`] does, keyed with `key` when one is given (see
+    /// [`LedgerEntry::seal_with`]).
+    pub fn seal_with(&self, entries: Vec<NewEntry>, key: Option<&IntegrityKey>) -> Result<Vec<(LedgerEntry, String)>> {
         let mut fences = self.fences.clone();
         for entry in &entries {
             if let Some(fence) = &entry.fence {
@@ -179,7 +196,7 @@ impl ChainTip {
         let mut sealed = Vec::with_capacity(entries.len());
         for entry in entries {
             seq += 1;
-            let (entry, line) = LedgerEntry::seal(seq, &prev, entry);
+            let (entry, line) = LedgerEntry::seal_with(seq, &prev, entry, key);
             prev.clone_from(&entry.hash);
             sealed.push((entry, line));
         }

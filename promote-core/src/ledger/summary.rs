@@ -174,6 +174,12 @@ impl LedgerSummary {
         &self.fences
     }
 
+    /// Replaces the fence table with one found by walking the ledger's lines: a summary read back from a
+    /// checkpoint is trusted for what `status` shows, never for which tokens the ledger accepts.
+    pub(super) fn replace_fences(&mut self, fences: BTreeMap<String, u64>) {
+        self.fences = fences;
+    }
+
     /// A registered build.
     pub fn build(&self, id: &BuildId) -> Option<&BuildSummary> {
         self.build_index.get(id).map(|&index| &self.builds[index])

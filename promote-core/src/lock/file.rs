@@ -1,6 +1,6 @@
 //! A lock across processes on one machine: an OS file lock per stage.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::{EnvironmentLock, Lease, LockWait};
 use crate::error::{Error, ErrorClass, Result};
+use crate::state_file;
 
 /// How often a waiting process retries a held file lock.
 const POLL: Duration = Duration::from_millis(25);
@@ -18,6 +19,10 @@ const POLL: Duration = Duration::from_millis(25);
 ///
 /// The file also keeps the last fencing token and the holder's name, so tokens keep growing across
 /// restarts and a refusal can say who holds the stage. The OS releases the lock if the holder dies.
+///
+/// The directory is created owner-only if missing, and refused ([`Error::UnsafeFile`]) if someone else may
+/// write to it. Lock files are created with mode 0600 and never opened through a symlink. A lock file whose
+/// token cannot grow (it holds the largest token there is) is refused, never wrapped around.
 #[derive(Debug, Clone)]
 pub struct FileLock {
     dir: Arc<PathBuf>,
@@ -30,11 +35,14 @@ impl FileLock {
     }
 
     fn try_acquire(&self, stage: &str, holder: &str) -> Result<std::result::Result<Lease, String>> {
-        std::fs::create_dir_all(self.dir.as_ref()).map_err(|e| Error::io(self.dir.as_ref(), e))?;
+        if stage.is_empty() || stage.starts_with('.') || stage.contains(['/', '\\']) {
+            return Err(Error::invalid("stage name", stage, "a lock file is named after it: no '/', no leading '.'"));
+        }
+        state_file::prepare_dir(&self.dir)?;
         let path = self.dir.join(format!("{stage}.lock"));
         let io = |e| Error::io(&path, e);
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file: File =
+            state_file::open(&path, state_file::options().read(true).write(true).create(true).truncate(false))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -48,7 +56,16 @@ impl FileLock {
         let mut content = String::new();
         file.read_to_string(&mut content).map_err(io)?;
         let last: u64 = content.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(0);
-        let token = last + 1;
+        let token = last.checked_add(1).ok_or_else(|| {
+            state_file::refused(
+                &path,
+                format!(
+                    "its last fencing token is {last}, the largest there is, so no newer token can be issued; \
+                     someone may have written it there. Check the ledger's newest token for stage {stage} \
+                     before replacing the file"
+                ),
+            )
+        })?;
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(format!("{token} {holder}\n").as_bytes()).map_err(io)?;

@@ -9,8 +9,11 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::error::Error;
+use crate::integrity::IntegrityKey;
 use crate::ledger::LedgerEntry;
-use crate::ledger::entry::ChainLink;
+use crate::ledger::entry::{ChainLink, HashScheme, UNKEYED_IN_KEYED, decode_string};
+use crate::state_file;
 
 /// Bytes each thread reads at a time.
 const BUFFER: usize = 1 << 20;
@@ -28,6 +31,21 @@ pub(super) struct Checked {
     pub offsets: Vec<u64>,
     /// The lines parsed in full (those numbered above `covered`), in order.
     pub entries: Vec<LedgerEntry>,
+    /// The newest fencing token of each stage, from every line, parsed or not.
+    pub fences: Vec<(String, u64)>,
+    /// Whether any line is keyed.
+    pub keyed: bool,
+}
+
+/// What the lines' hashes must be.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Policy<'a> {
+    /// The ledger's key: keyed lines verify under it, and with it, lines must be keyed.
+    pub key: Option<&'a IntegrityKey>,
+    /// With a key, lines up to this number may still be unkeyed (written before the ledger was keyed).
+    pub unkeyed_until: u64,
+    /// Whether a line before the range is keyed: no unkeyed line may follow a keyed one.
+    pub keyed_before: bool,
 }
 
 /// Why a range did not check out.
@@ -36,6 +54,8 @@ pub(super) enum Problem {
     Io(io::Error),
     /// The line with this number is damaged.
     Line(u64, String),
+    /// The file could not be opened safely.
+    Refused(Error),
 }
 
 impl From<io::Error> for Problem {
@@ -44,8 +64,16 @@ impl From<io::Error> for Problem {
     }
 }
 
-/// Checks the whole lines in `start..end` of the file at `path`. The first is expected to be number
-/// `first` and, when `prev` is given, to follow that hash. Lines numbered above `covered` are parsed.
+/// Notes `token` as seen for `stage` in a short list (a ledger has few stages).
+fn note_fence(fences: &mut Vec<(String, u64)>, stage: &str, token: u64) {
+    match fences.iter_mut().find(|(seen, _)| seen == stage) {
+        Some((_, newest)) => *newest = (*newest).max(token),
+        None => fences.push((stage.to_owned(), token)),
+    }
+}
+
+/// Checks the whole lines in `start..end` of the file at `path` under `policy`. The first is expected to be
+/// number `first` and, when `prev` is given, to follow that hash. Lines numbered above `covered` are parsed.
 pub(super) fn check(
     path: &Path,
     start: u64,
@@ -53,15 +81,16 @@ pub(super) fn check(
     first: u64,
     prev: Option<&str>,
     covered: u64,
+    policy: &Policy<'_>,
 ) -> Result<Checked, Problem> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64).min((end - start) / PER_THREAD);
     let parts = if threads <= 1 {
-        vec![check_part(path, start, end, end, false, covered)]
+        vec![check_part(path, start, end, end, false, covered, policy)]
     } else {
         let bound = |k: u64| start + (end - start) * k / threads;
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
-                .map(|k| scope.spawn(move || check_part(path, bound(k), bound(k + 1), end, k > 0, covered)))
+                .map(|k| scope.spawn(move || check_part(path, bound(k), bound(k + 1), end, k > 0, covered, policy)))
                 .collect();
             handles.into_iter().map(|handle| handle.join().expect("ledger checker panicked")).collect()
         })
@@ -70,6 +99,7 @@ pub(super) fn check(
     let mut joined = Checked::default();
     let mut next = first;
     let mut prev = prev.map(str::to_owned);
+    let mut keyed_before = policy.keyed_before;
     for part in parts {
         let part = part?;
         if let Some((seq, first_prev)) = &part.first {
@@ -80,8 +110,20 @@ pub(super) fn check(
                 return Err(Problem::Line(next, BROKEN.into()));
             }
         }
-        if let Some((index, reason)) = part.failure {
+        // An unkeyed line after a keyed one in an earlier part, unless this part failed sooner.
+        let unkeyed_after_keyed = part.first_unkeyed.filter(|_| keyed_before).map(|index| (index, UNKEYED_AFTER_KEYED));
+        let failure = match (part.failure, unkeyed_after_keyed) {
+            (Some((failed, _)), Some((index, reason))) if index < failed => Some((index, reason.to_owned())),
+            (None, Some((index, reason))) => Some((index, reason.to_owned())),
+            (failure, _) => failure,
+        };
+        if let Some((index, reason)) = failure {
             return Err(Problem::Line(next + index, reason));
+        }
+        keyed_before |= part.checked.keyed;
+        joined.keyed |= part.checked.keyed;
+        for (stage, token) in &part.checked.fences {
+            note_fence(&mut joined.fences, stage, *token);
         }
         next += part.checked.lines;
         joined.lines += part.checked.lines;
@@ -98,6 +140,8 @@ pub(super) fn check(
 }
 
 const BROKEN: &str = "the record does not follow the one before it (hash chain broken)";
+const UNKEYED_AFTER_KEYED: &str =
+    "unkeyed entry after keyed ones: it was written without the integrity key (by someone who does not hold it?)";
 
 /// One thread's share.
 #[derive(Default)]
@@ -109,13 +153,18 @@ struct Part {
     last: Option<(u64, Vec<u8>)>,
     /// The first bad line, counted from the part's first, and why.
     failure: Option<(u64, String)>,
+    /// The first unkeyed line, counted from the part's first.
+    first_unkeyed: Option<u64>,
+    /// The newest token per fence stage as the lines spell it (a JSON string), decoded when the part ends:
+    /// comparing bytes is cheaper than decoding each line's.
+    raw_fences: Vec<(Vec<u8>, u64)>,
 }
 
 impl Part {
     /// Checks one line; false (with the failure noted) if it is bad.
-    fn line(&mut self, bytes: &[u8], at: u64, covered: u64) -> bool {
+    fn line(&mut self, bytes: &[u8], at: u64, covered: u64, policy: &Policy<'_>) -> bool {
         let index = self.checked.lines;
-        let checked = self.check_line(bytes, at, covered);
+        let checked = self.check_line(bytes, at, covered, policy);
         if let Err(reason) = checked {
             self.failure = Some((index, reason));
             return false;
@@ -123,12 +172,28 @@ impl Part {
         true
     }
 
-    fn check_line(&mut self, bytes: &[u8], at: u64, covered: u64) -> Result<(), String> {
-        let link = ChainLink::read(bytes)?;
+    fn check_line(&mut self, bytes: &[u8], at: u64, covered: u64, policy: &Policy<'_>) -> Result<(), String> {
+        let link = ChainLink::read(bytes, policy.key)?;
+        match link.scheme {
+            HashScheme::HmacSha256 => self.checked.keyed = true,
+            _ if policy.key.is_some() && link.seq > policy.unkeyed_until => {
+                return Err(format!(
+                    "{UNKEYED_IN_KEYED}; with the key, entries after number {} must be keyed \
+                     (FileLedgerOptions::unkeyed_until, or {} for a ledger written before it was keyed)",
+                    policy.unkeyed_until,
+                    super::UNKEYED_UNTIL_ENV
+                ));
+            }
+            _ if self.checked.keyed => return Err(UNKEYED_AFTER_KEYED.into()),
+            _ => {
+                self.first_unkeyed.get_or_insert(self.checked.lines);
+            }
+        }
         match &mut self.last {
             Some((seq, hash)) => {
-                if link.seq != *seq + 1 {
-                    return Err(format!("expected record {}, found {}", *seq + 1, link.seq));
+                let expected = seq.checked_add(1).ok_or("the record numbers run past the largest there is")?;
+                if link.seq != expected {
+                    return Err(format!("expected record {expected}, found {}", link.seq));
                 }
                 if link.prev != hash.as_slice() {
                     return Err(BROKEN.into());
@@ -142,6 +207,15 @@ impl Part {
                 self.last = Some((link.seq, link.hash.to_vec()));
             }
         }
+        if let Some((stage, token)) = link.fence {
+            match self.raw_fences.iter_mut().find(|(seen, _)| seen.as_slice() == stage) {
+                Some((_, newest)) => *newest = (*newest).max(token),
+                None => {
+                    decode_string(stage).ok_or("the record's fence does not name a stage")?;
+                    self.raw_fences.push((stage.to_vec(), token));
+                }
+            }
+        }
         if link.seq > covered {
             self.checked.entries.push(LedgerEntry::from_checked_line(bytes, &link)?);
         }
@@ -153,9 +227,17 @@ impl Part {
 
 /// Checks the lines that start in `from..to`, reading on to `end` to finish the last of them. With
 /// `align`, `from` may fall inside a line, which then belongs to the part before.
-fn check_part(path: &Path, from: u64, to: u64, end: u64, align: bool, covered: u64) -> Result<Part, Problem> {
+fn check_part(
+    path: &Path,
+    from: u64,
+    to: u64,
+    end: u64,
+    align: bool,
+    covered: u64,
+    policy: &Policy<'_>,
+) -> Result<Part, Problem> {
     let mut part = Part::default();
-    let mut file = File::open(path)?;
+    let mut file = state_file::open(path, state_file::options().read(true)).map_err(Problem::Refused)?;
     // The buffer holds the file's bytes from `base`; `done..filled` are yet to be looked at.
     let mut base = if align { from - 1 } else { from };
     file.seek(SeekFrom::Start(base))?;
@@ -171,7 +253,7 @@ fn check_part(path: &Path, from: u64, to: u64, end: u64, align: bool, covered: u
             if std::mem::take(&mut skip_one) {
                 continue;
             }
-            if at >= to || !part.line(line, at, covered) {
+            if at >= to || !part.line(line, at, covered, policy) {
                 break;
             }
             continue;
@@ -191,6 +273,10 @@ fn check_part(path: &Path, from: u64, to: u64, end: u64, align: bool, covered: u
         let want = usize::try_from(end - read_to).unwrap_or(usize::MAX).min(buffer.len() - filled);
         file.read_exact(&mut buffer[filled..filled + want])?;
         filled += want;
+    }
+    for (stage, token) in std::mem::take(&mut part.raw_fences) {
+        let stage = decode_string(&stage).expect("checked when first seen");
+        note_fence(&mut part.checked.fences, &stage, token);
     }
     Ok(part)
 }
