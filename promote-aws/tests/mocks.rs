@@ -267,6 +267,6 @@ async fn a_missing_pinned_version_names_the_key() {
     let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&batch, &get]);
     let pins = [("TOKEN".to_owned(), "no-such-version".to_owned())].into();
     let error = secrets_source(client).await.load(&ConfigRequest::new("prd").with_pins(pins)).await.unwrap_err();
-    assert!(matches!(error, Error::NotFound { resource: Resource::ConfigKey, .. }), "{error:?}");
+    assert!(matches!(error.root(), Error::NotFound { resource: Resource::ConfigKey, .. }), "{error:?}");
     assert!(error.to_string().contains("TOKEN") && !error.to_string().contains("pinned-canary"), "{error}");
 }

@@ -13,6 +13,7 @@ pub mod integrity;
 pub mod ledger;
 pub mod lock;
 pub mod manifest;
+pub mod progress;
 pub mod reference;
 pub mod render;
 pub mod spec;
@@ -37,11 +38,11 @@ pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
 pub use gate::{
     CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
 };
+pub use integrity::IntegrityKey;
 pub use ledger::{
     FileLedger, FileLedgerOptions, FinalState, GateEvidence, Ledger, LedgerExt, MemoryLedger, PromotionRecord,
     PromotionState, Verdict,
 };
-pub use integrity::IntegrityKey;
 pub use lock::{EnvironmentLock, FileLock, LockWait, MemoryLock};
 pub use reference::ArtifactRef;
 pub use render::{RenderBudget, Templates};

@@ -163,7 +163,9 @@ async fn a_file_changed_outside_promote_is_shown_as_changed_never_as_content() {
     let deployer = DirectoryDeployer::new(root.path()).allow_plaintext_secrets(true);
     let bundle = Bundle::new("dev", vec![object("ConfigMap", "web", None, "data:\n  a: \"1\"\n", None)]);
     deployer.apply(&bundle, ApplyMode::Apply).await.unwrap();
-    assert!(deployer.wait_healthy(&bundle, Duration::from_secs(1)).await.is_ok());
+    assert!(
+        deployer.wait_healthy(&bundle, Duration::from_secs(1), &promote_core::progress::Progress::none()).await.is_ok()
+    );
 
     let file = root.path().join("dev/configmap-web.yaml");
     std::fs::write(
@@ -175,7 +177,10 @@ async fn a_file_changed_outside_promote_is_shown_as_changed_never_as_content() {
     assert_ne!(current.hash(), bundle.hash());
     assert!(current.masked_text().contains("changed outside promote"), "{}", current.masked_text());
     assert!(!current.masked_text().contains("hand-pasted-s3cret"));
-    let error = deployer.wait_healthy(&bundle, Duration::from_secs(1)).await.unwrap_err();
+    let error = deployer
+        .wait_healthy(&bundle, Duration::from_secs(1), &promote_core::progress::Progress::none())
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::DeployFailed { .. }), "{error}");
 
     // Re-applying puts the bundle back; a removed file is created again.
@@ -225,7 +230,10 @@ async fn health_is_not_observed_and_says_so() {
     assert!(!deployer.capabilities().health && deployer.capabilities().dry_run && deployer.capabilities().prune);
     let bundle = Bundle::new("dev", vec![object("ConfigMap", "a", None, "data: {}\n", None)]);
     deployer.apply(&bundle, ApplyMode::Apply).await.unwrap();
-    let summary = deployer.wait_healthy(&bundle, Duration::from_secs(1)).await.unwrap();
+    let summary = deployer
+        .wait_healthy(&bundle, Duration::from_secs(1), &promote_core::progress::Progress::none())
+        .await
+        .unwrap();
     assert!(summary.contains("wrote 1 objects") && summary.contains("GitOps"), "{summary}");
     let status = deployer.status("dev").await.unwrap();
     assert_eq!(status.healthy, None);

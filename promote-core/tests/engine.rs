@@ -46,6 +46,11 @@ async fn promotes_through_every_stage_by_digest() {
             Event::ArtifactPromoted { .. } => "artifact",
             Event::Deployed { .. } => "deployed",
             Event::Verified { .. } => "verified",
+            Event::Progress { update, .. } => {
+                assert!(["Deployment/web", "Secret/db"].contains(&update.subject.as_str()), "{update:?}");
+                assert_eq!(update.message, "ready");
+                continue;
+            }
             Event::Finished { state: FinalState::Succeeded, .. } => "succeeded",
             _ => continue,
         });

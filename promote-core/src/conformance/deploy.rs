@@ -40,7 +40,10 @@ pub async fn deployer(deployer: Arc<dyn Deployer>, stage: &str) {
     }
     let applied = deployer.apply(&first, ApplyMode::Apply).await.expect("apply must succeed");
     assert!(applied.iter().all(|c| c.action == ChangeAction::Create), "first apply creates every object: {applied:?}");
-    deployer.wait_healthy(&first, Duration::from_secs(30)).await.expect("a plain bundle must become healthy");
+    deployer
+        .wait_healthy(&first, Duration::from_secs(30), &crate::progress::Progress::none())
+        .await
+        .expect("a plain bundle must become healthy");
     let current = deployer.current(stage).await.unwrap().expect("current must return what was applied");
     assert_eq!(current.hash(), first.hash(), "current must be the applied bundle, byte for byte");
     assert_eq!(deployer.status(stage).await.unwrap().bundle_hash.as_deref(), Some(first.hash()));

@@ -19,6 +19,7 @@ use super::{
     ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, Manifest, diff_objects,
 };
 use crate::error::{Error, ErrorClass, Location, Result};
+use crate::progress::Progress;
 
 /// The name of the index file the deployer keeps in each stage's directory. It has no `.json` or `.yaml`
 /// extension, so that Argo CD and Flux, which read `*.yaml`, `*.yml` and `*.json`, do not take it for a
@@ -681,7 +682,7 @@ impl Deployer for DirectoryDeployer {
         self.blocking(move |deployer| deployer.apply_blocking(&bundle, mode)).await
     }
 
-    async fn wait_healthy(&self, bundle: &Bundle, _timeout: Duration) -> Result<String> {
+    async fn wait_healthy(&self, bundle: &Bundle, _timeout: Duration, _progress: &Progress) -> Result<String> {
         let stage = bundle.stage().to_owned();
         let current = self
             .blocking({

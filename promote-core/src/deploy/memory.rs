@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::{ApplyMode, Bundle, Change, DeployStatus, Deployer, DeployerCapabilities, diff_objects};
 use crate::error::{Error, Result};
+use crate::progress::{Progress, ProgressUpdate};
 
 /// How the next deploy to a stage turns out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl Deployer for MemoryDeployer {
         Ok(changes)
     }
 
-    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration) -> Result<String> {
+    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration, progress: &Progress) -> Result<String> {
         let mut state = self.state.lock().expect("deployer poisoned");
         let stage = bundle.stage().to_owned();
         if state.deployed.get(&stage).map(Bundle::hash) != Some(bundle.hash()) {
@@ -77,7 +78,12 @@ impl Deployer for MemoryDeployer {
         }
         let script = state.scripts.get_mut(&stage).and_then(VecDeque::pop_front).unwrap_or(HealthScript::Healthy);
         let outcome = match script {
-            HealthScript::Healthy => Ok(format!("{} objects ready", bundle.manifests().len())),
+            HealthScript::Healthy => {
+                for manifest in bundle.manifests() {
+                    progress.report(ProgressUpdate::message(manifest.object_key(), "ready"));
+                }
+                Ok(format!("{} objects ready", bundle.manifests().len()))
+            }
             HealthScript::Fails(reason) => Err(Error::DeployFailed { stage: stage.clone(), reason }),
             HealthScript::NeverReady => {
                 Err(Error::Timeout { what: format!("rollout of stage {stage}"), after: timeout })

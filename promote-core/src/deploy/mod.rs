@@ -16,6 +16,7 @@ pub use directory::{DirectoryDeployer, INDEX_FILE};
 pub use memory::{HealthScript, MemoryDeployer};
 
 use crate::error::Result;
+use crate::progress::Progress;
 
 /// One rendered object (a Kubernetes document).
 #[derive(Clone, PartialEq, Eq)]
@@ -217,8 +218,8 @@ pub trait Deployer: Debug + Send + Sync + 'static {
     /// Applies (or dry-runs) a bundle.
     async fn apply(&self, bundle: &Bundle, mode: ApplyMode) -> Result<Vec<Change>>;
 
-    /// Waits until the stage runs `bundle` healthily.
-    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration) -> Result<String>;
+    /// Waits until the stage runs `bundle` healthily, reporting what it waits on to `progress`.
+    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration, progress: &Progress) -> Result<String>;
 
     /// The bundle the stage runs now.
     async fn current(&self, stage: &str) -> Result<Option<Bundle>>;
@@ -235,8 +236,8 @@ impl<T: Deployer + ?Sized> Deployer for Arc<T> {
     async fn apply(&self, bundle: &Bundle, mode: ApplyMode) -> Result<Vec<Change>> {
         (**self).apply(bundle, mode).await
     }
-    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration) -> Result<String> {
-        (**self).wait_healthy(bundle, timeout).await
+    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration, progress: &Progress) -> Result<String> {
+        (**self).wait_healthy(bundle, timeout, progress).await
     }
     async fn current(&self, stage: &str) -> Result<Option<Bundle>> {
         (**self).current(stage).await

@@ -106,6 +106,15 @@ pub enum Event {
         /// The hold.
         hold: Hold,
     },
+    /// A backend reported progress during a step (bytes copied, the object a rollout waits on).
+    Progress {
+        /// The promotion.
+        promotion: PromotionId,
+        /// The step.
+        step: Step,
+        /// The report.
+        update: crate::progress::ProgressUpdate,
+    },
     /// A hold was lifted.
     HoldLifted {
         /// Its id.

@@ -307,7 +307,11 @@ impl Pipeline {
                     // A refusal (a plaintext Secret, an invalid object) will not pass on a re-run: it fails
                     // the promotion like an unhealthy rollout. Backend errors leave it open for a re-run.
                     let applied = match deployer.apply(bundle, ApplyMode::Apply).await {
-                        Ok(_) => deployer.wait_healthy(bundle, run.stage.health_timeout).await,
+                        Ok(_) => {
+                            deployer
+                                .wait_healthy(bundle, run.stage.health_timeout, &self.progress(run, Step::Deploy))
+                                .await
+                        }
                         Err(error) => Err(error),
                     };
                     match applied {
@@ -408,6 +412,16 @@ impl Pipeline {
                 Err(error)
             }
         }
+    }
+
+    /// Where a backend's progress during `step` goes: the engine's events.
+    fn progress(&self, run: &Run<'_>, step: Step) -> crate::progress::Progress {
+        let events = self.inner.events.clone();
+        let promotion = run.id.clone();
+        crate::progress::Progress::new(move |update| {
+            // No subscriber is fine: events are for whoever listens.
+            let _ = events.send(Event::Progress { promotion: promotion.clone(), step, update });
+        })
     }
 
     async fn finish(&self, run: &Run<'_>, state: FinalState) -> Result<()> {

@@ -11,6 +11,7 @@ use promote_core::deploy::{ApplyMode, Change, DeployStatus, DeployerCapabilities
 use promote_core::gate::{GateCapabilities, GateContext, GateReport};
 use promote_core::ledger::{LedgerCapabilities, LedgerEntry, NewEntry, Verdict};
 use promote_core::manifest::{OCI_MANIFEST, REVISION_ANNOTATION};
+use promote_core::progress::Progress;
 use promote_core::{
     ApprovalPolicy, Artifact, ArtifactRef, ArtifactStore, Build, BuildRequest, Bundle, ConfigSet, ConfigSource,
     Deployer, Error, ErrorClass, Gate, Ledger, MemoryArtifactStore, MemoryConfigSource, MemoryDeployer, MemoryLedger,
@@ -148,9 +149,9 @@ impl Deployer for FaultyDeployer {
         }
         self.inner.apply(bundle, mode).await
     }
-    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration) -> Result<String> {
+    async fn wait_healthy(&self, bundle: &Bundle, timeout: Duration, progress: &Progress) -> Result<String> {
         self.faults.hit(Point::DeployWait).await?;
-        self.inner.wait_healthy(bundle, timeout).await
+        self.inner.wait_healthy(bundle, timeout, progress).await
     }
     async fn current(&self, stage: &str) -> Result<Option<Bundle>> {
         self.inner.current(stage).await
