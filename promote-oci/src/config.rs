@@ -37,6 +37,7 @@ pub struct OciRegistryStoreBuilder {
     copy_options: CopyOptions,
     resolve_annotations: bool,
     immutable_tags: bool,
+    allowed_registries: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Default for OciRegistryStoreBuilder {
@@ -48,11 +49,19 @@ impl Default for OciRegistryStoreBuilder {
             copy_options: CopyOptions::default(),
             resolve_annotations: true,
             immutable_tags: false,
+            allowed_registries: None,
         }
     }
 }
 
 impl OciRegistryStoreBuilder {
+    /// Talks only to these registries (`host[:port]`); any other is `Error::PermissionDenied` before a
+    /// request is made. Untrusted specs get this from the embedder's allowlist.
+    pub fn only_registries(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_registries = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Asks `provider` for credentials of registries that have no explicit ones (before the docker config).
     pub fn credential_provider(mut self, provider: Arc<dyn CredentialProvider>) -> Self {
         self.sources.provider = Some(provider);
@@ -145,6 +154,7 @@ impl OciRegistryStoreBuilder {
             copy_options: self.copy_options,
             resolve_annotations: self.resolve_annotations,
             immutable_tags: self.immutable_tags,
+            allowed_registries: self.allowed_registries,
         }))
     }
 }

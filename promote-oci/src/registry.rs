@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) copy_options: CopyOptions,
     pub(crate) resolve_annotations: bool,
     pub(crate) immutable_tags: bool,
+    /// When set, the only registries this store talks to.
+    pub(crate) allowed_registries: Option<std::collections::BTreeSet<String>>,
 }
 
 impl OciRegistryStore {
@@ -69,6 +71,17 @@ impl OciRegistryStore {
 
     fn retry(&self) -> &RetryPolicy {
         &self.inner.copy_options.retry
+    }
+
+    /// Refuses a registry outside the store's allowlist, before any request is made.
+    fn check_allowed(&self, reference: &ArtifactRef) -> Result<()> {
+        match &self.inner.allowed_registries {
+            Some(allowed) if !allowed.contains(reference.registry()) => Err(Error::PermissionDenied {
+                backend: "oci-registry",
+                message: format!("registry {} is not on this store's allowlist ({reference})", reference.registry()),
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn repository(&self, reference: &ArtifactRef) -> RepositoryHandle {
@@ -147,6 +160,7 @@ impl ArtifactStore for OciRegistryStore {
     }
 
     async fn resolve(&self, reference: &ArtifactRef) -> Result<Artifact> {
+        self.check_allowed(reference)?;
         let handle = self.repository(reference);
         let pointer = Pointer::of(reference);
         let head = self
@@ -183,6 +197,8 @@ impl ArtifactStore for OciRegistryStore {
 
     async fn promote(&self, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
         let digest = check_promote_args(source, target)?.clone();
+        self.check_allowed(source)?;
+        self.check_allowed(target)?;
         if source.same_repository(target) {
             return self.retag(&digest, source, target).await;
         }
@@ -203,6 +219,7 @@ impl ArtifactStore for OciRegistryStore {
         let Some(digest) = reference.digest() else {
             return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
         };
+        self.check_allowed(reference)?;
         let handle = self.repository(reference);
         let pointer = Pointer::Digest(digest.clone());
         Ok(self.retry().run("exists", || handle.head_manifest(&pointer)).await?.is_some())

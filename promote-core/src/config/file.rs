@@ -19,7 +19,9 @@ pub const STAGE_PLACEHOLDER: &str = "{stage}";
 pub enum FileFormat {
     /// YAML: a mapping of keys to scalar values (strings, numbers, booleans).
     Yaml,
-    /// dotenv: `KEY=value` lines, `#` comments, quoting and `${VAR}` substitution as [`dotenvy`] reads them.
+    /// dotenv: `KEY=value` lines, `#` comments, quoting and `${VAR}` substitution of keys defined earlier
+    /// in the file, as [`dotenvy`] reads them. Substitution from the process environment is off unless
+    /// [`FileConfigSource::substitute_env`] turns it on.
     Dotenv,
 }
 
@@ -78,6 +80,8 @@ pub struct FileConfigSource {
     secret_keys: BTreeSet<String>,
     secrets_path: Option<(PathBuf, FileFormat)>,
     required: Vec<String>,
+    substitute_env: bool,
+    within: Option<PathBuf>,
 }
 
 impl FileConfigSource {
@@ -92,7 +96,23 @@ impl FileConfigSource {
             secret_keys: BTreeSet::new(),
             secrets_path: None,
             required: Vec::new(),
+            substitute_env: false,
+            within: None,
         }
+    }
+
+    /// Lets a dotenv file's `${VAR}` take values from the process environment (off by default: a config
+    /// file could otherwise copy any of the runner's variables, credentials included, into the config).
+    pub fn substitute_env(mut self, allow: bool) -> Self {
+        self.substitute_env = allow;
+        self
+    }
+
+    /// Reads only files inside `dir`, through no symlink: for files named by someone the runner does not
+    /// trust, where `config/prd.yaml` could be a link to `/proc/self/environ`.
+    pub fn within(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.within = Some(dir.into());
+        self
     }
 
     /// Names the source (in provenance, errors and `plan`).
@@ -141,6 +161,11 @@ impl FileConfigSource {
     /// Reads one file's `(key, value)` pairs for `stage`.
     fn read(&self, stage: &str, pattern: &Path, format: FileFormat) -> Result<Vec<(String, String)>> {
         let (path, per_stage) = stage_path(pattern, stage);
+        if let Some(dir) = &self.within
+            && let Some(reason) = outside(dir, &path)
+        {
+            return Err(self.error(stage, ErrorClass::Persistent, format!("refusing {}: {reason}", path.display())));
+        }
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound && per_stage => {
@@ -157,9 +182,95 @@ impl FileConfigSource {
         };
         match format {
             FileFormat::Yaml => read_yaml(&text, stage, per_stage, &invalid),
-            FileFormat::Dotenv => read_dotenv(&text, &invalid),
+            FileFormat::Dotenv => {
+                if !self.substitute_env {
+                    refuse_env_substitution(&text, &invalid)?;
+                }
+                read_dotenv(&text, &invalid)
+            }
         }
     }
+}
+
+/// Why `path` is not a file inside `dir` reached through no symlink, if it is not.
+fn outside(dir: &Path, path: &Path) -> Option<String> {
+    let Ok(relative) = path.strip_prefix(dir) else {
+        return Some("it is not inside the spec's directory".into());
+    };
+    let mut current = dir.to_owned();
+    for component in relative.components() {
+        let std::path::Component::Normal(part) = component else {
+            return Some("its path climbs out with `..`".into());
+        };
+        current.push(part);
+        if std::fs::symlink_metadata(&current).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            return Some(format!("{} is a symlink", current.display()));
+        }
+    }
+    None
+}
+
+/// Refuses a dotenv text that refers (`$NAME`, `${NAME}`, outside single quotes and not escaped) to a
+/// variable set in the process environment, which dotenvy would substitute even over a key of the file.
+fn refuse_env_substitution(text: &str, invalid: &dyn Fn(Option<usize>, String) -> Error) -> Result<()> {
+    for (line, name) in substitutions(text) {
+        if std::env::var_os(&name).is_some() {
+            return Err(invalid(
+                Some(line),
+                format!(
+                    "`${{{name}}}` would be read from the process environment; substitution from the environment \
+                     is off (single-quote the value to keep a literal `$`, or allow it with substitute_env)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The variables a dotenv text substitutes, with their 1-based lines: dotenvy's quoting rules (nothing in
+/// single quotes, `\$` escaped elsewhere), across multi-line quoted values.
+fn substitutions(text: &str) -> Vec<(usize, String)> {
+    let (mut found, mut line) = (Vec::new(), 1);
+    let (mut single, mut double, mut comment) = (false, false, false);
+    let mut chars = text.chars().peekable();
+    let mut previous = '\n';
+    while let Some(c) = chars.next() {
+        let after_space = previous.is_whitespace();
+        previous = c;
+        match c {
+            '\n' => {
+                line += 1;
+                comment = false;
+            }
+            _ if comment => {}
+            // Only a `#` that starts a line or follows a space starts a comment; elsewhere it is text.
+            '#' if !single && !double && after_space => comment = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '\\' if !single => {
+                if chars.peek() == Some(&'\n') {
+                    line += 1;
+                }
+                chars.next();
+            }
+            '$' if !single => {
+                let braced = chars.peek() == Some(&'{');
+                if braced {
+                    chars.next();
+                }
+                let mut name = String::new();
+                while let Some(&next) = chars.peek().filter(|c| c.is_ascii_alphanumeric() || **c == '_') {
+                    name.push(next);
+                    chars.next();
+                }
+                if !name.is_empty() {
+                    found.push((line, name));
+                }
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// The file for `stage`, and whether the pattern is per stage.
@@ -302,6 +413,28 @@ mod tests {
         ] {
             assert_eq!(FileFormat::from_path(Path::new(name)), format, "{name}");
         }
+    }
+
+    #[test]
+    fn dotenv_substitutions_are_found_where_dotenvy_makes_them() {
+        let text = "A=$HOME\nB='$PATH'\nC=\"${USER}x\"\nD=\\$LITERAL\n# $COMMENTED\nE=\"multi\nline $SHELL\"\nF=x # $TRAILING\nG=x#$LANG\n";
+        let names: Vec<(usize, String)> = substitutions(text);
+        assert_eq!(
+            names,
+            [(1, "HOME".to_owned()), (3, "USER".to_owned()), (7, "SHELL".to_owned()), (9, "LANG".to_owned())],
+            "single-quoted, escaped and commented references are not substitutions"
+        );
+    }
+
+    #[test]
+    fn a_dotenv_file_cannot_copy_the_process_environment() {
+        let text = "TOKEN=${PATH}\n";
+        let invalid = |line: Option<usize>, message: String| Error::invalid("test", format!("{line:?}"), message);
+        let error = refuse_env_substitution(text, &invalid).unwrap_err().to_string();
+        assert!(error.contains("Some(1)") && error.contains("`${PATH}`"), "{error}");
+        let path = std::env::var("PATH").unwrap();
+        assert!(!error.contains(&path), "the error names the variable, never its value");
+        assert!(refuse_env_substitution("A=1\nB=${A}\nC='${PATH}'\n", &invalid).is_ok());
     }
 
     #[test]

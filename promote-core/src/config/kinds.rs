@@ -7,6 +7,7 @@
 //!     secret_keys: [DB_PASSWORD]      # these keys are secrets
 //!     secrets_path: secrets/{stage}.env   # every key of this file is a secret
 //!     required: [DB_HOST]             # this source must supply these for every stage
+//!     substitute_env: false           # dotenv `${VAR}` from the process environment (off by default)
 //!   - kind: env
 //!     prefix: "PROMOTE_{STAGE}_"      # the default: PROMOTE_PRD_DB_URL is DB_URL of stage prd
 //!     secret_keys: [DB_PASSWORD]      # or `secret: true` for every key
@@ -43,6 +44,8 @@ struct FileSettings {
     secrets_path: Option<PathBuf>,
     #[serde(default)]
     required: Vec<String>,
+    #[serde(default)]
+    substitute_env: bool,
 }
 
 #[derive(Deserialize)]
@@ -64,7 +67,7 @@ struct EnvSettings {
 pub(crate) fn register(registry: &mut SpecRegistry) {
     registry.register_config("file", |spec| async move {
         let settings: FileSettings = spec.parse()?;
-        let mut source = FileConfigSource::new(spec.resolve_path(&settings.path))
+        let mut source = FileConfigSource::new(spec.resolve_path("path", &settings.path)?)
             .secret_keys(settings.secret_keys)
             .required(settings.required);
         // Provenance names the file as the spec wrote it, not as resolved on this machine.
@@ -76,7 +79,15 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
             });
         }
         if let Some(path) = settings.secrets_path {
-            source = source.secrets_file(spec.resolve_path(&path));
+            source = source.secrets_file(spec.resolve_path("secrets_path", &path)?);
+        }
+        if settings.substitute_env {
+            spec.refuse_setting_if_untrusted("substitute_env", "copies the runner's environment into the config")?;
+            source = source.substitute_env(true);
+        }
+        if !spec.policy().is_trusted() {
+            // `{stage}` files are named only at load: each is checked then, against links out of the directory.
+            source = source.within(spec.spec_dir());
         }
         Ok(Arc::new(source) as Arc<dyn ConfigSource>)
     });
@@ -85,6 +96,15 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         let prefix = settings.prefix.unwrap_or_else(|| DEFAULT_ENV_PREFIX.to_owned());
         if prefix.is_empty() {
             return Err(spec.error_at("prefix", "an empty prefix would read every variable of the process"));
+        }
+        if !spec.policy().is_trusted() && !prefix.starts_with(crate::spec::UNTRUSTED_ENV_PREFIX) {
+            return Err(spec.error_at(
+                "prefix",
+                format!(
+                    "an untrusted spec may read only variables starting with {}",
+                    crate::spec::UNTRUSTED_ENV_PREFIX
+                ),
+            ));
         }
         let mut source = EnvConfigSource::new(prefix)
             .secret_keys(settings.secret_keys)

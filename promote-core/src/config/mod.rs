@@ -141,6 +141,12 @@ impl ConfigSet {
     /// changes. Secret values enter it only through their own sha256, so the fingerprint reveals nothing
     /// a reader could use without already knowing the value.
     pub fn fingerprint(&self) -> String {
+        self.fingerprint_with(None)
+    }
+
+    /// The fingerprint, keyed with `key` when there is one (`hmac-sha256:…`): without the key, nobody who
+    /// reads the ledger can test guesses at a low-entropy secret against it.
+    pub fn fingerprint_with(&self, key: Option<&crate::integrity::IntegrityKey>) -> String {
         let mut hasher = Sha256::new();
         for (key, entry) in &self.entries {
             hasher.update(key.as_bytes());
@@ -155,7 +161,13 @@ impl ConfigSet {
             }
             hasher.update([0xff]);
         }
-        format!("sha256:{}", hex::encode(hasher.finalize()))
+        let digest = hasher.finalize();
+        match key {
+            Some(key) => {
+                format!("hmac-sha256:{}", key.mac(&[b"promote config fingerprint\n".as_slice(), &digest].concat()))
+            }
+            None => format!("sha256:{}", hex::encode(digest)),
+        }
     }
 
     /// The secret values in the set, for masking rendered output.

@@ -41,6 +41,21 @@ impl Redactor {
         redactor
     }
 
+    /// A redactor for every secret alive in this process: the config values loaded, the registry and
+    /// cloud credentials held, the gates' own secrets. What a pipeline knows, without anyone listing it.
+    ///
+    /// ```
+    /// use promote_core::Secret;
+    /// use promote_core::config::Redactor;
+    /// let token = Secret::new("tok-8f2b1c-live");
+    /// assert_eq!(Redactor::live().redact("token=tok-8f2b1c-live"), "token=[redacted]");
+    /// drop(token);
+    /// assert_eq!(Redactor::live().redact("tok-8f2b1c-live"), "tok-8f2b1c-live", "a dropped secret is forgotten");
+    /// ```
+    pub fn live() -> Self {
+        Redactor::new(Secret::live())
+    }
+
     /// Adds secrets.
     pub fn extend(&mut self, secrets: impl IntoIterator<Item = Secret>) {
         for secret in secrets {

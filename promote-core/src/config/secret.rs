@@ -1,6 +1,7 @@
 //! A secret value that does not leak by accident.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 
 use serde::{Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -22,12 +23,29 @@ pub const REDACTED: &str = "[redacted]";
 /// assert_eq!(password.expose(), "hunter2");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<String>);
+pub struct Secret(Arc<Zeroizing<String>>);
+
+/// Every secret value alive in the process, so that text leaving it (a gate's captured output) can be
+/// redacted of all of them: config values, registry credentials, tokens. Weak: a dropped secret is gone.
+static LIVE: Mutex<Vec<Weak<Zeroizing<String>>>> = Mutex::new(Vec::new());
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(Zeroizing::new(value.into()))
+        let value = Arc::new(Zeroizing::new(value.into()));
+        let mut live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget dropped secrets whenever the list doubles, so it stays proportional to the live ones.
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|secret| secret.strong_count() > 0);
+        }
+        live.push(Arc::downgrade(&value));
+        Secret(value)
+    }
+
+    /// Every secret alive in this process now.
+    pub(crate) fn live() -> Vec<Secret> {
+        let live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.iter().filter_map(Weak::upgrade).map(Secret).collect()
     }
 
     /// The secret value. Call it only where the value must be used: rendering a manifest, an API call.

@@ -27,7 +27,7 @@ struct DirectorySettings {
 pub(crate) fn register(registry: &mut SpecRegistry) {
     registry.register_deployer("directory", |spec| async move {
         let settings: DirectorySettings = spec.parse()?;
-        let deployer = DirectoryDeployer::new(spec.resolve_path(&settings.root))
+        let deployer = DirectoryDeployer::new(spec.resolve_path("root", &settings.root)?)
             .allow_plaintext_secrets(settings.allow_plaintext_secrets);
         Ok(Arc::new(deployer) as Arc<dyn Deployer>)
     });

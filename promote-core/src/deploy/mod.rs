@@ -92,6 +92,16 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle for `stage`. Its hash covers every object's identity and content, in order.
     pub fn new(stage: impl Into<String>, manifests: Vec<Manifest>) -> Self {
+        Self::new_keyed(stage, manifests, None)
+    }
+
+    /// A bundle whose hash is keyed with `key` when there is one (`hmac-sha256:…`), so that a reader of
+    /// the ledger cannot test guesses at the secret values the content holds.
+    pub fn new_keyed(
+        stage: impl Into<String>,
+        manifests: Vec<Manifest>,
+        key: Option<&crate::integrity::IntegrityKey>,
+    ) -> Self {
         let mut hasher = Sha256::new();
         for manifest in &manifests {
             hasher.update(manifest.object_key().as_bytes());
@@ -99,8 +109,17 @@ impl Bundle {
             hasher.update(manifest.content.as_bytes());
             hasher.update([0xff]);
         }
-        let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let digest = hasher.finalize();
+        let hash = match key {
+            Some(key) => format!("hmac-sha256:{}", key.mac(&[b"promote bundle\n".as_slice(), &digest].concat())),
+            None => format!("sha256:{}", hex::encode(digest)),
+        };
         Bundle { stage: stage.into(), manifests, hash }
+    }
+
+    /// The same bundle, its hash keyed with `key` (or plain when `None`).
+    pub fn keyed(self, key: Option<&crate::integrity::IntegrityKey>) -> Self {
+        Self::new_keyed(self.stage, self.manifests, key)
     }
 
     /// The stage.

@@ -69,6 +69,8 @@ struct Inner {
     lock: Arc<dyn EnvironmentLock>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<Event>,
+    /// Keys config fingerprints and bundle hashes, when set.
+    integrity_key: Option<crate::integrity::IntegrityKey>,
     /// The folded ledger, shared with callers as snapshots; refreshed in place when nobody holds one.
     view: Mutex<Arc<LedgerView>>,
 }
@@ -82,6 +84,7 @@ pub struct PipelineBuilder {
     ledger: Option<Arc<dyn Ledger>>,
     lock: Option<Arc<dyn EnvironmentLock>>,
     clock: Option<Arc<dyn Clock>>,
+    integrity_key: Option<crate::integrity::IntegrityKey>,
 }
 
 impl PipelineBuilder {
@@ -112,6 +115,14 @@ impl PipelineBuilder {
     /// Sets the clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Keys the config fingerprints and bundle hashes the ledger records with `key` (HMAC-SHA256), so that a
+    /// reader of the ledger cannot test guesses at secret values against them. Use the ledger's key
+    /// ([`IntegrityKey::from_env`](crate::IntegrityKey::from_env)); specs do so when it is set.
+    pub fn integrity_key(mut self, key: crate::integrity::IntegrityKey) -> Self {
+        self.integrity_key = Some(key);
         self
     }
 
@@ -151,6 +162,7 @@ impl PipelineBuilder {
                 lock: self.lock.unwrap_or_else(|| Arc::new(MemoryLock::new())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 events,
+                integrity_key: self.integrity_key,
                 view: Mutex::new(Arc::new(LedgerView::new())),
             }),
         })
@@ -160,7 +172,15 @@ impl PipelineBuilder {
 impl Pipeline {
     /// Starts building a pipeline called `name`.
     pub fn builder(name: impl Into<String>) -> PipelineBuilder {
-        PipelineBuilder { name: name.into(), stages: Vec::new(), store: None, ledger: None, lock: None, clock: None }
+        PipelineBuilder {
+            name: name.into(),
+            stages: Vec::new(),
+            store: None,
+            ledger: None,
+            lock: None,
+            clock: None,
+            integrity_key: None,
+        }
     }
 
     /// The pipeline's name.

@@ -287,11 +287,13 @@ impl Pipeline {
                 let pins = if rollback { pinned_config(view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
                 let config = load_layered(&run.stage.config, &run.stage.name, &pins).await?;
                 let bundle = match &run.stage.templates {
-                    Some(templates) => Some(templates.render(&run.stage.name, &run.build, &placed, &config)?),
+                    Some(templates) => {
+                        Some(self.keyed(templates.render(&run.stage.name, &run.build, &placed, &config)?))
+                    }
                     None => None,
                 };
                 let detail = StepDetail::Rendered {
-                    config_fingerprint: config.fingerprint(),
+                    config_fingerprint: config.fingerprint_with(self.inner.integrity_key.as_ref()),
                     provenance: config.provenance(),
                     bundle_hash: bundle.as_ref().map_or_else(String::new, |b| b.hash().to_owned()),
                     objects: bundle.as_ref().map_or(0, |b| b.manifests().len()),
@@ -414,6 +416,14 @@ impl Pipeline {
         }
     }
 
+    /// The bundle with its hash keyed, when the pipeline has an integrity key.
+    fn keyed(&self, bundle: Bundle) -> Bundle {
+        match &self.inner.integrity_key {
+            Some(key) => bundle.keyed(Some(key)),
+            None => bundle,
+        }
+    }
+
     /// Where a backend's progress during `step` goes: the engine's events.
     fn progress(&self, run: &Run<'_>, step: Step) -> crate::progress::Progress {
         let events = self.inner.events.clone();
@@ -468,6 +478,23 @@ impl Pipeline {
     ) -> Result<Vec<GateEvidence>> {
         let upstream = self.upstream_of(run.stage);
         let current = view.current_build(&run.stage.name).and_then(|id| view.build(id));
+        // A gate that acts (runs a program, calls a URL) shows what it saw as evidence: it is redacted of
+        // every secret the process holds, the stage's config loaded for the purpose included.
+        let acting = gates.iter().any(|gate| !gate.capabilities().side_effect_free);
+        let config = if acting && !dry_run {
+            match load_layered(&run.stage.config, &run.stage.name, &BTreeMap::new()).await {
+                Ok(config) => Some(config),
+                Err(error) => {
+                    warn!(%error, "the stage's config could not be loaded to redact gate output; it is loaded again to render");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // Built while the config is loaded: the redactor holds its own handles on the values.
+        let secrets = if acting { crate::config::Redactor::live() } else { crate::config::Redactor::default() };
+        drop(config);
         let context = GateContext {
             build: &run.build,
             stage: &run.stage.name,
@@ -479,7 +506,7 @@ impl Pipeline {
             phase,
             requested_by: &run.actor,
             dry_run,
-            secrets: &crate::config::Redactor::default(),
+            secrets: &secrets,
         };
         let evaluations: Vec<_> = gates.iter().map(|gate| evaluate_gate(gate.as_ref(), &context)).collect();
         let reports = join_all(evaluations).await;
@@ -569,7 +596,7 @@ impl Pipeline {
         let config = load_layered(&stage.config, stage_name, &BTreeMap::new()).await?;
         let (changes, diff, bundle_hash) = match &stage.templates {
             Some(templates) => {
-                let bundle = templates.render(stage_name, &build, &placed, &config)?;
+                let bundle = self.keyed(templates.render(stage_name, &build, &placed, &config)?);
                 self.plan_deploy(stage, &bundle).await?
             }
             None => (Vec::new(), String::new(), None),

@@ -203,6 +203,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         Ok(Arc::new(gate) as Arc<dyn Gate>)
     });
     registry.register_gate("command", |spec| async move {
+        spec.refuse_if_untrusted("runs programs")?;
         let settings: CommandSettings = spec.parse()?;
         if settings.program.trim().is_empty() {
             return Err(spec.error_at("program", "must name a program"));
@@ -220,7 +221,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
             gate = gate.secret_from_env(variable);
         }
         if let Some(dir) = settings.dir {
-            gate = gate.dir(spec.resolve_path(&dir));
+            gate = gate.dir(spec.resolve_path("dir", &dir)?);
         }
         if let Some(text) = settings.timeout {
             let timeout = duration(&spec, "timeout", &text)?;
@@ -241,6 +242,7 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         Ok(Arc::new(gate) as Arc<dyn Gate>)
     });
     registry.register_gate("http", |spec| async move {
+        spec.refuse_if_untrusted("calls URLs")?;
         let settings: HttpSettings = spec.parse()?;
         let name = settings.name.unwrap_or_else(|| "http".into());
         let mut gate = at_key(&spec, "url", HttpGate::new(name, &settings.url))?

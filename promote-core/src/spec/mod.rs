@@ -22,6 +22,7 @@
 //!       - { kind: approval, name: release-managers, promoters: [alice, bob], min_approvals: 1 }
 //! ```
 
+mod policy;
 mod registry;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use marked_yaml::Node;
 use marked_yaml::types::MarkedMappingNode;
 use serde::Deserialize;
 
+pub use policy::{SpecPolicy, UNTRUSTED_ENV_PREFIX};
 pub use registry::{BackendSpec, BoxFuture, Constructor, SpecRegistry};
 
 use crate::clock::Clock;
@@ -100,6 +102,7 @@ enum OnFailureSpec {
 pub(crate) struct SpecFile {
     pub(crate) path: PathBuf,
     pub(crate) base_dir: PathBuf,
+    pub(crate) policy: SpecPolicy,
 }
 
 impl SpecFile {
@@ -140,9 +143,9 @@ impl SpecFile {
         })
     }
 
-    /// A path from the spec, relative to the spec's directory.
-    pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+    /// A path from the spec, relative to the spec's directory, within it when the spec is untrusted.
+    pub(crate) fn resolve(&self, node: Option<&Node>, key: &str, path: &Path) -> Result<PathBuf> {
+        self.policy.confine(&self.base_dir, path).map_err(|message| self.error(node, key, message))
     }
 }
 
@@ -163,7 +166,7 @@ impl SpecRegistry {
         base_dir: &Path,
         clock: Option<Arc<dyn Clock>>,
     ) -> Result<Pipeline> {
-        let file = SpecFile { path: path.to_owned(), base_dir: base_dir.to_owned() };
+        let file = SpecFile { path: path.to_owned(), base_dir: base_dir.to_owned(), policy: self.policy().clone() };
         let root = marked_yaml::parse_yaml(0, text).map_err(|error| Error::Spec {
             location: Location { file: path.to_owned(), line: None, column: None },
             key: "<document>".into(),
@@ -196,6 +199,10 @@ impl SpecRegistry {
             )
             .await?;
         let mut builder = Pipeline::builder(settings.pipeline).store(store).ledger(ledger);
+        // The ledger's key (PROMOTE_LEDGER_KEY_FILE) also keys what the ledger records about config and bundles.
+        if let Some(key) = crate::integrity::IntegrityKey::from_env()? {
+            builder = builder.integrity_key(key);
+        }
         if let Some(node) = &lock_node {
             builder = builder.lock(self.build_lock(&context, node, "lock").await?);
         }
@@ -211,7 +218,7 @@ impl SpecRegistry {
             None => Vec::new(),
         };
         let shared_templates = match &settings.templates {
-            Some(dir) => Some(Templates::from_dir_shown_as(&file.resolve(dir), dir)?),
+            Some(dir) => Some(Templates::from_dir_shown_as(&file.resolve(Some(&root), "templates", dir)?, dir)?),
             None => None,
         };
 
@@ -259,6 +266,13 @@ impl SpecRegistry {
             });
         }
         if let Some(placement) = settings.placement {
+            if let Some(host) = placement.registry.as_deref().filter(|host| !file.policy.allows_registry(host)) {
+                return Err(file.error(
+                    Some(node),
+                    &format!("{key}.placement.registry"),
+                    format!("registry {host} is not on the allowlist for untrusted specs"),
+                ));
+            }
             let default = Placement::default();
             stage = stage.placement(Placement {
                 registry: placement.registry,
@@ -280,7 +294,9 @@ impl SpecRegistry {
             stage = stage.health_timeout(parse_duration(file, node, &format!("{key}.health_timeout"), &timeout)?);
         }
         let templates = match settings.templates {
-            Some(dir) => Some(Templates::from_dir_shown_as(&file.resolve(&dir), &dir)?),
+            Some(dir) => {
+                Some(Templates::from_dir_shown_as(&file.resolve(Some(node), &format!("{key}.templates"), &dir)?, &dir)?)
+            }
             None => shared_templates,
         };
         if let Some(templates) = templates {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use marked_yaml::Node;
 use serde::Deserialize;
 
-use super::SpecFile;
+use super::{SpecFile, SpecPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret, SourceCapabilities,
@@ -74,9 +74,50 @@ impl BackendSpec {
         self.file.parse(&self.node, &self.key)
     }
 
-    /// A path from the settings, relative to the spec file's directory.
-    pub fn resolve_path(&self, path: &Path) -> PathBuf {
-        self.file.resolve(path)
+    /// The path of `setting`, as the spec wrote it, relative to the spec file's directory. Under an
+    /// untrusted [`SpecPolicy`] it must stay inside that directory (no absolute path, no `..`, no symlink),
+    /// or this is an [`Error::Spec`] naming the setting.
+    pub fn resolve_path(&self, setting: &str, path: &Path) -> Result<PathBuf> {
+        self.file.policy.confine(&self.file.base_dir, path).map_err(|message| self.error_at(setting, message))
+    }
+
+    /// The directory of the spec file, which relative paths start from.
+    pub fn spec_dir(&self) -> &Path {
+        &self.file.base_dir
+    }
+
+    /// How far the spec is trusted.
+    pub fn policy(&self) -> &SpecPolicy {
+        &self.file.policy
+    }
+
+    /// Refuses this backend in an untrusted spec unless the embedder allowed its kind: for kinds that act
+    /// with the runner's authority (`does` says what it would do: "runs programs", "reads AWS credentials").
+    pub fn refuse_if_untrusted(&self, does: &str) -> Result<()> {
+        if self.file.policy.allows_kind(&self.kind) {
+            return Ok(());
+        }
+        Err(self.error(format!(
+            "kind `{}` is not allowed in an untrusted spec: it {does} with the runner's authority (an embedder \
+             may allow it with SpecPolicy::allow_kind)",
+            self.kind
+        )))
+    }
+
+    /// Refuses `setting` in an untrusted spec: for settings that choose where credentials come from or go.
+    pub fn refuse_setting_if_untrusted(&self, setting: &str, does: &str) -> Result<()> {
+        if self.file.policy.is_trusted() {
+            return Ok(());
+        }
+        Err(self.error_at(setting, format!("not allowed in an untrusted spec: it {does}")))
+    }
+
+    /// Refuses a registry `host` named at `setting` that an untrusted spec may not reach.
+    pub fn check_registry(&self, setting: &str, host: &str) -> Result<()> {
+        if self.file.policy.allows_registry(host) {
+            return Ok(());
+        }
+        Err(self.error_at(setting, format!("registry {host} is not on the allowlist for untrusted specs")))
     }
 
     /// An [`Error::Spec`] about this backend's settings, at the backend's line.
@@ -114,8 +155,12 @@ pub(super) struct Context {
 }
 
 /// Maps backend kinds to constructors. [`SpecRegistry::with_defaults`] knows the core's local kinds.
+///
+/// A registry loads specs under a [`SpecPolicy`]: trusted by default; [`SpecRegistry::with_policy`] with
+/// [`SpecPolicy::untrusted`] for specs from pull requests.
 #[derive(Clone, Default)]
 pub struct SpecRegistry {
+    policy: SpecPolicy,
     stores: HashMap<String, Constructor<Arc<dyn ArtifactStore>>>,
     ledgers: HashMap<String, Constructor<Arc<dyn Ledger>>>,
     locks: HashMap<String, Constructor<Arc<dyn EnvironmentLock>>>,
@@ -230,7 +275,7 @@ impl SpecRegistry {
         });
         registry.register_ledger("file", |spec| async move {
             let settings: FileLedgerSettings = spec.parse()?;
-            Ok(Arc::new(FileLedger::open(spec.resolve_path(&settings.path)).await?) as Arc<dyn Ledger>)
+            Ok(Arc::new(FileLedger::open(spec.resolve_path("path", &settings.path)?).await?) as Arc<dyn Ledger>)
         });
         registry.register_lock("memory", |spec| async move {
             spec.parse::<NoSettings>()?;
@@ -238,7 +283,7 @@ impl SpecRegistry {
         });
         registry.register_lock("file", |spec| async move {
             let settings: FileLockSettings = spec.parse()?;
-            Ok(Arc::new(FileLock::new(spec.resolve_path(&settings.dir))) as Arc<dyn EnvironmentLock>)
+            Ok(Arc::new(FileLock::new(spec.resolve_path("dir", &settings.dir)?)) as Arc<dyn EnvironmentLock>)
         });
         registry.register_deployer("memory", |spec| async move {
             spec.parse::<NoSettings>()?;
@@ -288,6 +333,17 @@ impl SpecRegistry {
         crate::deploy::kinds::register(&mut registry);
         crate::gate::kinds::register(&mut registry);
         registry
+    }
+
+    /// The same registry loading specs under `policy`.
+    pub fn with_policy(mut self, policy: SpecPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy specs are loaded under.
+    pub fn policy(&self) -> &SpecPolicy {
+        &self.policy
     }
 
     /// Makes the `memory` store kind build `store` itself, so that the caller can push images into the store
