@@ -61,14 +61,38 @@ impl fmt::Display for Resource {
 
 /// How a backend failure behaves if the same call is made again.
 ///
-/// Retry layers trust only this: they retry [`ErrorClass::Temporary`] and nothing else.
+/// Retry layers trust only this: they retry [`ErrorClass::Temporary`] and nothing else, and what they gave
+/// up on is [`ErrorClass::Exhausted`], so that no layer above repeats the storm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorClass {
-    /// The same call may succeed later (throttling, a 5xx, a reset connection).
+    /// The same call may succeed if made again now (throttling, a 5xx, a reset connection).
     Temporary,
+    /// A temporary failure that a retry layer already retried until its policy was spent: the service may
+    /// recover later, but retrying at once would repeat what was tried.
+    Exhausted,
     /// The call will fail again until something outside changes (permissions, a missing resource).
     Persistent,
+}
+
+impl ErrorClass {
+    /// The class of an HTTP status: 408, 429 and 5xx (but 501 and 505) are temporary, the rest persistent.
+    ///
+    /// ```
+    /// use promote_core::ErrorClass;
+    /// assert_eq!(ErrorClass::from_http_status(503), ErrorClass::Temporary);
+    /// assert_eq!(ErrorClass::from_http_status(429), ErrorClass::Temporary);
+    /// assert_eq!(ErrorClass::from_http_status(403), ErrorClass::Persistent);
+    /// assert_eq!(ErrorClass::from_http_status(501), ErrorClass::Persistent);
+    /// ```
+    pub fn from_http_status(status: u16) -> ErrorClass {
+        match status {
+            408 | 429 => ErrorClass::Temporary,
+            501 | 505 => ErrorClass::Persistent,
+            500..=599 => ErrorClass::Temporary,
+            _ => ErrorClass::Persistent,
+        }
+    }
 }
 
 /// Why an approval was refused.
@@ -488,6 +512,38 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the call may succeed later without anything else changing: it is retryable, or a retry
+    /// layer gave up on a temporary failure ([`ErrorClass::Exhausted`]). The engine leaves a promotion open
+    /// for a later re-run on such errors, and ends it as failed on the others.
+    pub fn may_succeed_later(&self) -> bool {
+        match self {
+            Error::Context { source, .. } => source.may_succeed_later(),
+            Error::Backend { class, .. } | Error::ConfigSource { class, .. } => *class != ErrorClass::Persistent,
+            other => other.is_retryable(),
+        }
+    }
+
+    /// This error as a retry layer that gave up on it reports it: a temporary backend failure becomes
+    /// [`ErrorClass::Exhausted`], saying how many attempts were made; other errors are unchanged.
+    pub fn exhausted(self, attempts: u32) -> Error {
+        match self {
+            Error::Context { context, source } => Error::Context { context, source: Box::new(source.exhausted(attempts)) },
+            Error::Backend { backend, message, class: ErrorClass::Temporary, source } => Error::Backend {
+                backend,
+                message: format!("{message} (gave up after {attempts} attempts)"),
+                class: ErrorClass::Exhausted,
+                source,
+            },
+            Error::ConfigSource { stage, source_name, message, class: ErrorClass::Temporary } => Error::ConfigSource {
+                stage,
+                source_name,
+                message: format!("{message} (gave up after {attempts} attempts)"),
+                class: ErrorClass::Exhausted,
+            },
+            other => other,
+        }
+    }
+
     /// Whether making the same call again may succeed without anything else changing.
     ///
     /// Lock contention, pending gates, timeouts, digest mismatches and temporary backend failures are

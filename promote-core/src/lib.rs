@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod progress;
 pub mod reference;
 pub mod render;
+pub mod retry;
 pub mod spec;
 mod state_file;
 pub mod store;

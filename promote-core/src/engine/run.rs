@@ -659,10 +659,10 @@ fn in_promotion(error: Error, run: &Run<'_>, step: Step) -> Error {
     }
 }
 
-/// Whether a step's error ends its promotion as failed: it cannot pass on a re-run (`is_retryable` is
+/// Whether a step's error ends its promotion as failed: it cannot pass on a re-run (`may_succeed_later` is
 /// false), and it is not the ledger refusing this writer, which must not write the outcome either.
 fn closes_promotion(error: &Error) -> bool {
-    !error.is_retryable() && !matches!(error, Error::Fenced { .. } | Error::LedgerCorrupt { .. })
+    !error.may_succeed_later() && !matches!(error.root(), Error::Fenced { .. } | Error::LedgerCorrupt { .. })
 }
 
 fn provenance_of(config: &ConfigSet) -> BTreeMap<String, Provenance> {

@@ -208,9 +208,7 @@ impl ArtifactStore for MemoryArtifactStore {
     }
 
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let Some(digest) = reference.digest() else {
-            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
-        };
+        let digest = super::check_exists_args(reference)?;
         if reference.registry() != self.registry {
             return Ok(false);
         }

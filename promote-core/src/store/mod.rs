@@ -161,17 +161,19 @@ pub trait ArtifactStoreExt: ArtifactStore {
     async fn verify_digest(&self, reference: &ArtifactRef, expected: &Digest) -> Result<Artifact> {
         let artifact = self.resolve(reference).await?;
         if &artifact.digest != expected {
-            return Err(Error::DigestMismatch {
-                reference: reference.to_string(),
-                expected: expected.clone(),
-                actual: artifact.digest,
-            });
+            return Err(Error::digest_mismatch(reference.to_string(), expected.clone(), artifact.digest));
         }
         Ok(artifact)
     }
 }
 
 impl<T: ArtifactStore + ?Sized> ArtifactStoreExt for T {}
+
+/// Checks an `exists` call's argument the way the [`ArtifactStore`] contract requires, and returns the digest
+/// it pins. Backends call it first.
+pub fn check_exists_args(reference: &ArtifactRef) -> Result<&Digest> {
+    reference.digest().ok_or_else(|| Error::invalid("reference", reference.to_string(), "exists needs a digest"))
+}
 
 /// Checks a `promote` call's arguments the way the [`ArtifactStore`] contract requires, and returns the
 /// source digest. Backends call it first.
