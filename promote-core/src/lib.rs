@@ -23,6 +23,8 @@ pub mod store;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use build::{Build, BuildId, BuildRequest, RevisionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};

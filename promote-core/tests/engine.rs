@@ -159,7 +159,8 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
             b"{}".to_vec(),
         )
         .unwrap();
-    *h.store.move_after_promote.lock().unwrap() = Some(intruder.digest.clone());
+    let (memory, moved) = (h.store.inner.clone(), intruder.digest.clone());
+    h.store.after_promote(Some(Box::new(move |target| memory.force_tag(target, Some(&moved)))));
     let error = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
     match error.root() {
         Error::DigestMismatch { expected, actual, reference } => {
@@ -187,7 +188,7 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
     );
     assert_eq!(h.pipeline.status().await.unwrap().stage("dev").unwrap().current, None);
 
-    *h.store.move_after_promote.lock().unwrap() = None;
+    h.store.after_promote(None);
     let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
     assert_eq!(record.id, history[0].id, "the re-run resumes the same promotion");
     assert_eq!(h.pipeline.history(Some("dev")).await.unwrap().len(), 1);
@@ -267,7 +268,7 @@ async fn a_refusal_at_any_step_fails_the_promotion_and_records_why() {
         match &history[0].state {
             PromotionState::Finished(FinalState::Failed { step: failed_at, reason }) => {
                 assert_eq!(*failed_at, step, "{point:?}");
-                assert!(reason.contains("injected refusal"), "{point:?}: {reason}");
+                assert!(reason.contains("injected fault"), "{point:?}: {reason}");
             }
             other => panic!("{point:?}: expected a failed promotion, got {other:?}"),
         }
@@ -528,7 +529,12 @@ async fn plan_reports_without_side_effects_and_masks_secrets() {
     assert_eq!((h.entries(), h.deployer.applies()), (entries, applies), "plan changes nothing");
     assert!(h.store.resolve(&"memory.local/shop/web:dev".parse().unwrap()).await.is_err(), "plan tags nothing");
     let blocked = h.pipeline.plan(&build.id, "stg", "dana").await.unwrap();
-    assert!(blocked.blocked.as_deref().is_some_and(|b| b.contains("has not passed stage dev")));
+    match &blocked.blocked {
+        Some(promote_core::engine::Blocked::NotEligible { reason }) => {
+            assert!(reason.contains("has not passed stage dev"), "{reason}")
+        }
+        other => panic!("expected NotEligible, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -175,7 +175,11 @@ async fn a_build_that_failed_verification_is_reported_rolled_back_and_not_retrie
     match l.pipeline.reconcile("ci").await.unwrap().stage("dev") {
         Some(ReconcileOutcome::Failed { build, error }) => {
             assert_eq!(build, &bad.id);
-            assert!(error.contains("gate healthy failed"), "{error}");
+            assert!(
+                matches!(error.root(), promote_core::Error::GateFailed { gate, .. } if gate == "healthy"),
+                "{error}"
+            );
+            assert!(error.to_string().contains("gate healthy failed"), "{error}");
         }
         other => panic!("{other:?}"),
     }

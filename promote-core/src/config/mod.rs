@@ -2,7 +2,6 @@
 
 mod env;
 mod file;
-pub(crate) mod kinds;
 mod memory;
 mod redact;
 mod secret;

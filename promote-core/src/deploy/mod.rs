@@ -1,7 +1,6 @@
 //! Deployers: apply a rendered bundle to an environment and wait until it is healthy.
 
 mod directory;
-pub(crate) mod kinds;
 mod memory;
 
 use std::fmt::{self, Debug};

@@ -1,6 +1,9 @@
 //! The engine: one [`Pipeline`] handle that registers builds and promotes them through stages.
 
+mod eligibility;
 mod event;
+mod gates;
+mod plan;
 mod reconcile;
 mod report;
 mod run;
@@ -13,6 +16,7 @@ use futures::future::try_join_all;
 use tokio::sync::{Mutex, broadcast};
 use tracing::{Instrument, info, info_span};
 
+pub use eligibility::Blocked;
 pub use event::Event;
 pub use reconcile::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use report::{ArtifactAction, Plan, PlannedArtifact, StageStatus, Status};

@@ -22,6 +22,7 @@
 //!       - { kind: approval, name: release-managers, promoters: [alice, bob], min_approvals: 1 }
 //! ```
 
+mod kinds;
 mod policy;
 mod registry;
 
