@@ -372,6 +372,19 @@ pub enum Error {
         holder: String,
     },
 
+    /// The stage's lock was lost while the promotion ran (its lease expired and another runner took it, or
+    /// its lock file was removed); the promotion stopped before its next side effect and stays open for
+    /// whoever holds the lock now.
+    #[error("the lock on stage {stage} held by {holder} (token {token}) was lost; stopped before the next change")]
+    LockLost {
+        /// The stage.
+        stage: String,
+        /// Who held it.
+        holder: String,
+        /// The lost lease's fencing token.
+        token: u64,
+    },
+
     /// A write carried a fencing token older than one the ledger has already seen for the stage.
     #[error("stale fencing token {token} for stage {stage}: the ledger has seen {newest}")]
     Fenced {
@@ -555,9 +568,11 @@ impl Error {
             Error::Context { source, .. } => source.is_retryable(),
             // A digest that moved, or bytes that did not match their digest, is another writer or a broken
             // transfer: placing or fetching again may succeed, and is checked again.
-            Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } | Error::DigestMismatch { .. } => {
-                true
-            }
+            Error::Locked { .. }
+            | Error::LockLost { .. }
+            | Error::GatePending { .. }
+            | Error::Timeout { .. }
+            | Error::DigestMismatch { .. } => true,
             Error::Backend { class, .. } | Error::ConfigSource { class, .. } => *class == ErrorClass::Temporary,
             Error::Io { source, .. } => matches!(
                 source.kind(),
@@ -639,6 +654,7 @@ impl Error {
             Error::ApprovalRefused { .. } => "approval_refused",
             Error::Locked { .. } => "locked",
             Error::Fenced { .. } => "fenced",
+            Error::LockLost { .. } => "lock_lost",
             Error::MissingConfig { .. } => "missing_config",
             Error::ConfigSource { .. } => "config_source",
             Error::Template { .. } => "template",

@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[macro_use]
+mod forward;
+
 pub mod build;
 pub mod clock;
 pub mod config;

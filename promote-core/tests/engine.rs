@@ -587,3 +587,44 @@ impl Harness {
         self.deployer.current(stage).await.unwrap().expect("something deployed").hash().to_owned()
     }
 }
+
+/// A holder that loses its lock mid-promotion (here revoked during the rollout wait) stops before its next
+/// side effect with `LockLost`: the ledger shows the interrupted step and nothing after it, and the
+/// promotion stays open for whoever holds the lock next, who completes it.
+#[tokio::test]
+async fn a_lost_lock_stops_the_promotion_before_its_next_side_effect() {
+    use promote_core::Ledger;
+    use promote_core::ledger::LedgerEvent;
+
+    let h = Harness::new();
+    let build = h.build(C1).await;
+    h.faults.set(Point::DeployWait, Mode::Hang);
+    let pipeline = h.pipeline.clone();
+    let id = build.id.clone();
+    let running = tokio::spawn(async move { pipeline.promote(&id, "dev", "dana").await });
+    // Wait (bounded) until the deploy step has started, then break the lock.
+    for _ in 0..500 {
+        let view = h.pipeline.view().await.unwrap();
+        if view.open_promotion("dev", &build.id).is_some_and(|p| p.steps.iter().any(|s| s.step == Step::Deploy)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(h.lock.revoke("dev"), "the promotion held dev's lock");
+    let error = tokio::time::timeout(Duration::from_secs(30), running).await.expect("it stops").unwrap().unwrap_err();
+    assert!(matches!(error.root(), Error::LockLost { stage, .. } if stage == "dev"), "{error}");
+    let entries = h.ledger.read_since(0).await.unwrap();
+    let last = entries.last().unwrap();
+    assert!(
+        matches!(&last.event, LedgerEvent::StepStarted { step: Step::Deploy, .. }),
+        "nothing is written after the interrupted step: {:?}",
+        last.event
+    );
+    let open = h.pipeline.history(Some("dev")).await.unwrap();
+    assert!(open[0].state.in_progress(), "the promotion stays open");
+
+    h.faults.clear();
+    let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
+    assert_eq!(record.id, open[0].id, "the next holder resumes it");
+    assert_converged(&h, &build.id, &record).await;
+}

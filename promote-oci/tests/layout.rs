@@ -19,17 +19,16 @@ async fn conformance_against_a_layout_directory() {
     std::fs::create_dir_all(repository.parent().unwrap()).unwrap();
     copy_dir(fixture.path(), &repository);
     let at = |tag: &str| store.reference("team/app", tag).unwrap();
-    artifact_store(StoreFixture {
-        store: Arc::new(store.clone()),
-        image: at("single"),
-        image_digest: fixture.single_digest.clone(),
-        other_image: at("other"),
-        other_digest: fixture.other_digest.clone(),
-        index: Some((at("multi"), fixture.index_digest.clone())),
-        other_repository: Some(store.reference("team/elsewhere", "x").unwrap()),
-        tag_prefix: "conformance".into(),
-    })
-    .await;
+    let conformance = StoreFixture::new(
+        Arc::new(store.clone()),
+        (at("single"), fixture.single_digest.clone()),
+        (at("other"), fixture.other_digest.clone()),
+        "conformance",
+    )
+    .with_index(at("multi"), fixture.index_digest.clone())
+    .with_other_repository(store.reference("team/elsewhere", "x").unwrap())
+    .with_revision(at("multi"), fixture.revision.clone());
+    artifact_store(conformance).await;
     let resolved = store.resolve(&at("multi")).await.unwrap();
     assert_eq!(resolved.revision(), Some(fixture.revision.as_str()));
     let elsewhere: ArtifactRef = format!("ghcr.io/team/app@{}", fixture.index_digest).parse().unwrap();

@@ -60,17 +60,16 @@ async fn conformance_against_docker_registry() {
     let fixture = Fixture::new(1, 4096);
     fixture.push_all(&registry, "conf/app");
     let host = &registry.host;
-    artifact_store(StoreFixture {
-        store: Arc::new(store(&[host])),
-        image: reference(&format!("{host}/conf/app:single")),
-        image_digest: fixture.single_digest.clone(),
-        other_image: reference(&format!("{host}/conf/app:other")),
-        other_digest: fixture.other_digest.clone(),
-        index: Some((reference(&format!("{host}/conf/app:multi")), fixture.index_digest.clone())),
-        other_repository: Some(reference(&format!("{host}/conf/elsewhere:x"))),
-        tag_prefix: "conformance".into(),
-    })
-    .await;
+    let conformance = StoreFixture::new(
+        Arc::new(store(&[host])),
+        (reference(&format!("{host}/conf/app:single")), fixture.single_digest.clone()),
+        (reference(&format!("{host}/conf/app:other")), fixture.other_digest.clone()),
+        "conformance",
+    )
+    .with_index(reference(&format!("{host}/conf/app:multi")), fixture.index_digest.clone())
+    .with_other_repository(reference(&format!("{host}/conf/elsewhere:x")))
+    .with_revision(reference(&format!("{host}/conf/app:multi")), fixture.revision.clone());
+    artifact_store(conformance).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,6 @@ mod directory;
 mod memory;
 
 use std::fmt::{self, Debug};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -246,8 +245,7 @@ pub trait Deployer: Debug + Send + Sync + 'static {
     async fn status(&self, stage: &str) -> Result<DeployStatus>;
 }
 
-#[async_trait]
-impl<T: Deployer + ?Sized> Deployer for Arc<T> {
+forward_to_inner!(Deployer {
     fn capabilities(&self) -> DeployerCapabilities {
         (**self).capabilities()
     }
@@ -263,7 +261,7 @@ impl<T: Deployer + ?Sized> Deployer for Arc<T> {
     async fn status(&self, stage: &str) -> Result<DeployStatus> {
         (**self).status(stage).await
     }
-}
+});
 
 /// The changes that take `current` to `next`, object by object.
 pub fn diff_objects(current: Option<&Bundle>, next: &Bundle) -> Vec<Change> {

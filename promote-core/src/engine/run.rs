@@ -18,6 +18,7 @@ use crate::ledger::{
     Fence, FinalState, GateEvidence, Hold, HoldScope, LedgerEvent, LedgerView, PlacedArtifact, PromotionId,
     PromotionKind, PromotionRecord, Step, StepDetail, StepOutcome, Verdict,
 };
+use crate::lock::Lease;
 use crate::store::ArtifactStoreExt;
 
 /// How many artifacts are placed at once.
@@ -26,6 +27,8 @@ const ARTIFACT_CONCURRENCY: usize = 16;
 /// The identity of one running promotion.
 struct Run<'a> {
     stage: &'a Stage,
+    /// The stage's lock: checked before every side effect.
+    lease: &'a Lease,
     build: Build,
     id: PromotionId,
     kind: PromotionKind,
@@ -193,14 +196,15 @@ impl Pipeline {
                 resumed,
             });
 
-            let run = Run { stage, build, id, kind, actor: actor.to_owned(), fence };
+            let run = Run { stage, lease: &lease, build, id, kind, actor: actor.to_owned(), fence };
             let previous = view.current_build(stage_name).cloned();
             let outcome = self.execute(&run, &view).await;
             drop(view);
+            let Run { id, fence, .. } = run;
             drop(lease);
-            debug!(stage = stage_name, token = run.fence.token, "lock released");
+            debug!(stage = stage_name, token = fence.token, "lock released");
             match outcome {
-                Ok(None) => self.record(&run.id).await,
+                Ok(None) => self.record(&id).await,
                 Ok(Some(failure)) => {
                     let step = failure.step();
                     let error = failure.into_error(build_id, stage_name);
@@ -300,11 +304,16 @@ impl Pipeline {
                 .step(run, Step::Deploy, async {
                     // A refusal (a plaintext Secret, an invalid object) will not pass on a re-run: it fails
                     // the promotion like an unhealthy rollout. Backend errors leave it open for a re-run.
+                    run.lease.ensure_held()?;
                     let applied = match deployer.apply(bundle, ApplyMode::Apply).await {
                         Ok(_) => {
-                            deployer
-                                .wait_healthy(bundle, run.stage.health_timeout, &self.progress(run, Step::Deploy))
-                                .await
+                            let progress = self.progress(run, Step::Deploy);
+                            let wait = deployer.wait_healthy(bundle, run.stage.health_timeout, &progress);
+                            // A lock lost during a long rollout wait stops the wait at once.
+                            tokio::select! {
+                                health = wait => health,
+                                () = run.lease.lost() => run.lease.ensure_held().map(|()| String::new()),
+                            }
                         }
                         Err(error) => Err(error),
                     };
@@ -377,7 +386,7 @@ impl Pipeline {
         debug!(promotion = %run.id, %step, "step started");
         match work.instrument(info_span!("step", %step)).await.map_err(|error| in_promotion(error, run, step)) {
             Ok((value, detail)) => {
-                self.append(&run.actor, Some(run.fence.clone()), vec![finished(&run.id, step, detail)]).await?;
+                self.append_held(run, vec![finished(&run.id, step, detail)]).await?;
                 debug!(promotion = %run.id, %step, "step finished");
                 Ok(value)
             }
@@ -390,7 +399,7 @@ impl Pipeline {
                     let state = FinalState::Failed { step, reason: error.to_string() };
                     entries.push(LedgerEvent::PromotionFinished { promotion: run.id.clone(), state });
                 }
-                if let Err(journal_error) = self.append(&run.actor, Some(run.fence.clone()), entries).await {
+                if let Err(journal_error) = self.append_held(run, entries).await {
                     warn!(error = %journal_error, "could not journal a step's failure; a re-run will resume it");
                 } else if closes {
                     warn!(%step, %error, "step failed and cannot succeed on a re-run; the promotion failed");
@@ -404,6 +413,12 @@ impl Pipeline {
                 Err(error)
             }
         }
+    }
+
+    /// Appends to the ledger under the run's fencing token, once the lock is known to be held still.
+    async fn append_held(&self, run: &Run<'_>, events: Vec<LedgerEvent>) -> Result<()> {
+        run.lease.ensure_held()?;
+        self.append(&run.actor, Some(run.fence.clone()), events).await
     }
 
     /// The bundle with its hash keyed, when the pipeline has an integrity key.
@@ -443,7 +458,7 @@ impl Pipeline {
             }
             _ => None,
         };
-        self.append(&run.actor, Some(run.fence.clone()), events).await?;
+        self.append_held(run, events).await?;
         info!(promotion = %run.id, ?state, "promotion finished");
         self.emit(Event::Finished { promotion: run.id.clone(), state });
         if let Some((from, hold)) = rolled_back {
@@ -486,6 +501,7 @@ impl Pipeline {
             Err(other) => return Err(at(other)),
         };
         if !present {
+            run.lease.ensure_held()?;
             store.promote(&artifact.reference, &target).await.map_err(at)?;
         }
         // The target must hold exactly the bytes that were built.

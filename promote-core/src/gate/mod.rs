@@ -11,7 +11,6 @@ mod window;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -217,8 +216,7 @@ pub trait Gate: Debug + Send + Sync + 'static {
     async fn evaluate(&self, context: &GateContext<'_>) -> Result<GateReport>;
 }
 
-#[async_trait]
-impl<T: Gate + ?Sized> Gate for Arc<T> {
+forward_to_inner!(Gate {
     fn name(&self) -> &str {
         (**self).name()
     }
@@ -234,4 +232,4 @@ impl<T: Gate + ?Sized> Gate for Arc<T> {
     async fn evaluate(&self, context: &GateContext<'_>) -> Result<GateReport> {
         (**self).evaluate(context).await
     }
-}
+});

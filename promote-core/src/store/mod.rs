@@ -4,7 +4,6 @@ mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -133,8 +132,7 @@ pub trait ArtifactStore: Debug + Send + Sync + 'static {
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool>;
 }
 
-#[async_trait]
-impl<T: ArtifactStore + ?Sized> ArtifactStore for Arc<T> {
+forward_to_inner!(ArtifactStore {
     fn capabilities(&self) -> StoreCapabilities {
         (**self).capabilities()
     }
@@ -147,7 +145,7 @@ impl<T: ArtifactStore + ?Sized> ArtifactStore for Arc<T> {
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
         (**self).exists(reference).await
     }
-}
+});
 
 /// Conveniences on every [`ArtifactStore`].
 #[async_trait]
