@@ -13,6 +13,7 @@ use promote_core::{
     ApprovalGate, ApprovalPolicy, ArtifactRef, ArtifactStore, BuildRequest, Error, Identity, OnFailure, Resource,
     RevisionPolicy, Stage,
 };
+use promote_core::{ApprovalOptions, HoldRequest};
 use support::{Harness, Mode, Point, SECRET_VALUE};
 
 const C1: &str = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -480,27 +481,29 @@ async fn approvals_are_checked_before_anything_is_recorded() {
     };
     let entries = h.entries();
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), ApprovalOptions::default()).await),
         ApprovalRefusal::NotAllowed
     );
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), ApprovalOptions::default()).await),
         ApprovalRefusal::SelfApproval
     );
     let stale = chrono::Utc::now() - chrono::Duration::hours(2);
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, Some(stale)).await),
+        refused(
+            h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::new().given_at(stale)).await
+        ),
         ApprovalRefusal::Expired
     );
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), ApprovalOptions::default()).await),
         ApprovalRefusal::NoApprovalGate
     );
     assert_eq!(h.entries(), entries, "refusals record nothing");
 
-    h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), Some("ok"), None).await.unwrap();
+    h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::new().comment("ok")).await.unwrap();
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::default()).await),
         ApprovalRefusal::Duplicate
     );
     let pending = h.pipeline.promote(&build.id, "dev", "dana").await;
@@ -508,7 +511,10 @@ async fn approvals_are_checked_before_anything_is_recorded() {
         matches!(&pending, Err(Error::GatePending { reasons, .. }) if reasons[0].contains("1 of 2")),
         "{pending:?}"
     );
-    h.pipeline.approve(&build.id, "dev", &Identity::new("erin").in_group("sre"), None, None).await.unwrap();
+    h.pipeline
+        .approve(&build.id, "dev", &Identity::new("erin").in_group("sre"), ApprovalOptions::default())
+        .await
+        .unwrap();
     assert!(h.pipeline.promote(&build.id, "dev", "dana").await.unwrap().state.succeeded());
 }
 
@@ -541,7 +547,11 @@ async fn plan_reports_without_side_effects_and_masks_secrets() {
 async fn a_hold_on_all_promotion_blocks_people_too_until_lifted() {
     let h = Harness::new();
     let build = h.build(C1).await;
-    let hold = h.pipeline.hold("dev", HoldScope::All, "change freeze", "cab").await.unwrap();
+    let hold = h
+        .pipeline
+        .hold(HoldRequest::new("dev", HoldScope::All).reason("change freeze").placed_by("cab"))
+        .await
+        .unwrap();
     assert!(
         matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::Held { reason, .. }) if reason == "change freeze")
     );
