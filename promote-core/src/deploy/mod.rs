@@ -1,5 +1,6 @@
 //! Deployers: apply a rendered bundle to an environment and wait until it is healthy.
 
+mod context;
 mod directory;
 pub(crate) mod kinds;
 mod memory;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+pub use context::DeployContext;
 pub use directory::{DirectoryDeployer, INDEX_FILE};
 pub use memory::{HealthScript, MemoryDeployer};
 
@@ -87,6 +89,7 @@ pub struct Bundle {
     stage: String,
     manifests: Vec<Manifest>,
     hash: String,
+    context: Option<Arc<DeployContext>>,
 }
 
 impl Bundle {
@@ -100,7 +103,20 @@ impl Bundle {
             hasher.update([0xff]);
         }
         let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
-        Bundle { stage: stage.into(), manifests, hash }
+        Bundle { stage: stage.into(), manifests, hash, context: None }
+    }
+
+    /// The same bundle, deployed for the promotion `context` describes. The engine sets it; the hash does
+    /// not cover it.
+    pub fn with_context(mut self, context: DeployContext) -> Self {
+        self.context = Some(Arc::new(context));
+        self
+    }
+
+    /// The promotion the bundle is deployed for, when the engine deploys it (`None` for a bundle built by
+    /// hand).
+    pub fn context(&self) -> Option<&DeployContext> {
+        self.context.as_deref()
     }
 
     /// The stage.
@@ -138,6 +154,7 @@ impl Debug for Bundle {
             .field("stage", &self.stage)
             .field("objects", &self.manifests.iter().map(Manifest::object_key).collect::<Vec<_>>())
             .field("hash", &self.hash)
+            .field("promotion", &self.context.as_ref().map(|context| context.promotion.as_str()))
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use super::report::{self, ArtifactAction, Plan, PlannedArtifact};
 use super::{Event, OnFailure, Pipeline, Stage};
 use crate::build::{Build, BuildId};
 use crate::config::{ConfigSet, Provenance, load_layered};
-use crate::deploy::{ApplyMode, Bundle, diff_objects};
+use crate::deploy::{ApplyMode, Bundle, DeployContext, diff_objects};
 use crate::error::{Error, ErrorContext, Resource, Result};
 use crate::gate::{Gate, GateContext, GatePhase};
 use crate::ledger::{
@@ -287,7 +287,11 @@ impl Pipeline {
                 let pins = if rollback { pinned_config(view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
                 let config = load_layered(&run.stage.config, &run.stage.name, &pins).await?;
                 let bundle = match &run.stage.templates {
-                    Some(templates) => Some(templates.render(&run.stage.name, &run.build, &placed, &config)?),
+                    Some(templates) => Some(
+                        templates
+                            .render(&run.stage.name, &run.build, &placed, &config)?
+                            .with_context(deploy_context(run, &placed, view)),
+                    ),
                     None => None,
                 };
                 let detail = StepDetail::Rendered {
@@ -569,7 +573,9 @@ impl Pipeline {
         let config = load_layered(&stage.config, stage_name, &BTreeMap::new()).await?;
         let (changes, diff, bundle_hash) = match &stage.templates {
             Some(templates) => {
-                let bundle = templates.render(stage_name, &build, &placed, &config)?;
+                let bundle = templates
+                    .render(stage_name, &build, &placed, &config)?
+                    .with_context(deploy_context(&run, &placed, &view));
                 self.plan_deploy(stage, &bundle).await?
             }
             None => (Vec::new(), String::new(), None),
@@ -652,6 +658,19 @@ fn already_current(view: &LedgerView, stage: &str, build: &BuildId) -> Option<Pr
     let current = view.current(stage)?;
     let untouched = report::failed_after(view.summary(), stage, Some(current.finished_at)).is_none();
     (current.build == *build && untouched && view.open_promotion(stage, build).is_none()).then(|| current.clone())
+}
+
+/// What the deployer is told about the promotion: its id, build, actor and artifacts, and for a rollback the
+/// stage's current promotion, which it reverts.
+fn deploy_context(run: &Run<'_>, placed: &BTreeMap<String, PlacedArtifact>, view: &LedgerView) -> DeployContext {
+    let context = DeployContext::new(run.id.clone(), &run.build, &run.actor).with_artifacts(placed.clone());
+    match &run.kind {
+        PromotionKind::Promote => context,
+        PromotionKind::Rollback { replacing } => {
+            let reverts = view.current(&run.stage.name).map(|record| record.id.clone());
+            context.reverting(reverts, replacing.clone())
+        }
+    }
 }
 
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.
