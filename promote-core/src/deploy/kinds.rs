@@ -1,4 +1,4 @@
-//! The spec kind of the directory (GitOps) deployer: `directory`.
+//! The spec kinds of the GitOps deployers: `directory` (here) and `git` (in `deploy::git::spec`).
 //!
 //! ```yaml
 //! deployer: { kind: directory, root: deploy }       # <root>/<stage>/<kind>-<name>.yaml
@@ -23,8 +23,9 @@ struct DirectorySettings {
     allow_plaintext_secrets: bool,
 }
 
-/// Registers deployer kind `directory`.
+/// Registers deployer kinds `directory` and `git`.
 pub(crate) fn register(registry: &mut SpecRegistry) {
+    super::git::spec::register(registry);
     registry.register_deployer("directory", |spec| async move {
         let settings: DirectorySettings = spec.parse()?;
         let deployer = DirectoryDeployer::new(spec.resolve_path(&settings.root))

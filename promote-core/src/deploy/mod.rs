@@ -2,6 +2,7 @@
 
 mod context;
 mod directory;
+mod git;
 pub(crate) mod kinds;
 mod memory;
 
@@ -15,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use context::DeployContext;
 pub use directory::{DirectoryDeployer, INDEX_FILE};
+pub use git::{GitDeployer, GitDeployerBuilder, GitStats, PlannedCommit};
 pub use memory::{HealthScript, MemoryDeployer};
 
 use crate::error::Result;
