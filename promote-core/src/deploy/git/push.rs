@@ -112,14 +112,17 @@ impl GitDeployer {
                 }
                 Pushed::Raced(reason) => {
                     let Some(delay) = delays.next() else {
+                        let attempts = match retries + 1 {
+                            1 => "1 attempt".to_owned(),
+                            n => format!("{n} attempts"),
+                        };
                         return Err(Error::backend(
                             BACKEND,
                             ErrorClass::Temporary,
                             format!(
-                                "gave up pushing to {} after {} attempts: the branch moved before every push (last: \
+                                "gave up pushing to {} after {attempts}: the branch moved before every push (last: \
                                  {reason}). Nothing was forced; running the promotion again tries again",
                                 target.describe(),
-                                retries + 1
                             ),
                         ));
                     };
