@@ -59,8 +59,13 @@ impl GitWorld {
 
     /// A git command in `dir` under this configuration.
     pub fn command(&self, dir: &Path) -> Command {
+        self.program(Path::new("git"), dir)
+    }
+
+    /// `program` (git or one of its own programs) in `dir` under this configuration.
+    fn program(&self, program: &Path, dir: &Path) -> Command {
         std::fs::create_dir_all(self.home()).unwrap();
-        let mut command = Command::new("git");
+        let mut command = Command::new(program);
         command.current_dir(dir).envs(self.env()).env("LC_ALL", "C").stdin(Stdio::null());
         for variable in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
             command.env_remove(variable);
@@ -178,10 +183,11 @@ impl GitWorld {
         let base = self.path().join("served");
         std::fs::create_dir_all(&base).unwrap();
         let port = free_port();
+        // The daemon itself, not `git daemon`: git would run it as a child, which killing git leaves behind.
+        let program = Path::new(self.git(&base, &["--exec-path"]).trim()).join("git-daemon");
         let child = self
-            .command(&base)
+            .program(&program, &base)
             .args([
-                "daemon",
                 "--reuseaddr",
                 &format!("--base-path={}", base.display()),
                 "--export-all",
