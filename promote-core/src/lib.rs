@@ -36,7 +36,7 @@ pub use config::{
     ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, EnvConfigSource, FileConfigSource,
     MemoryConfigSource, Secret,
 };
-pub use deploy::{Bundle, Deployer, DirectoryDeployer, MemoryDeployer};
+pub use deploy::{Bundle, Deployer, DirectoryDeployer, GitDeployer, MemoryDeployer};
 pub use digest::Digest;
 pub use engine::{
     ApprovalOptions, Blocked, Event, HoldRequest, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status,

@@ -282,27 +282,7 @@ impl DirectoryDeployer {
         if self.allow_plaintext_secrets {
             return Ok(());
         }
-        for manifest in bundle.manifests() {
-            let why = if manifest.kind == "Secret" && manifest.api_version == "v1" {
-                "it is a Kubernetes Secret"
-            } else if manifest.holds_secrets() {
-                "its rendering holds secret config values"
-            } else {
-                continue;
-            };
-            let file = dir.join(relative_file(manifest)?);
-            return Err(Error::DeployFailed {
-                stage: bundle.stage().to_owned(),
-                reason: format!(
-                    "refusing to write {} in plain text to {}: {why}. Render a SealedSecret or an \
-                     ExternalSecret instead, or set allow_plaintext_secrets: true on this stage's \
-                     directory deployer if its directory is private",
-                    manifest.object_key(),
-                    file.display()
-                ),
-            });
-        }
-        Ok(())
+        refuse_plaintext_secrets(bundle, "directory deployer", "directory", |file| dir.join(file).display().to_string())
     }
 
     /// The root directory, created first if `create`; `None` if it does not exist. The root itself is the
@@ -330,14 +310,13 @@ impl DirectoryDeployer {
     /// Reads the index and the files it lists.
     fn read(&self, stage: &str) -> Result<OnDisk> {
         match self.open_stage(stage, false)? {
-            Some(dir) => self.read_in(&dir, stage),
+            Some(dir) => Self::read_in(&dir, &self.stage_dir(stage), stage),
             None => Ok(OnDisk { index: None, bundle: None }),
         }
     }
 
-    /// Reads the index in the stage's directory `dir` and the files it lists.
-    fn read_in(&self, dir: &Dir, stage: &str) -> Result<OnDisk> {
-        let path = self.stage_dir(stage);
+    /// Reads the index in the stage's directory `dir` (at `path`) and the files it lists.
+    fn read_in(dir: &Dir, path: &Path, stage: &str) -> Result<OnDisk> {
         let index_path = path.join(INDEX_FILE);
         let Some(text) = read_file(dir, INDEX_FILE, &index_path)? else {
             return Ok(OnDisk { index: None, bundle: None });
@@ -404,26 +383,21 @@ impl DirectoryDeployer {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let stage = bundle.stage();
         let path = self.checked_stage_dir(stage)?;
-        let mut files = Vec::new();
-        let mut seen = BTreeSet::new();
-        for manifest in bundle.manifests() {
-            let file = OwnedFile(relative_file(manifest)?);
-            if !seen.insert(file.clone()) {
-                return Err(Error::invalid(
-                    "bundle",
-                    manifest.object_key(),
-                    format!("a second object of the bundle would also be written to {}", file.0),
-                ));
-            }
-            files.push(file);
-        }
+        bundle_files(bundle)?;
         self.refuse_plaintext(bundle, &path)?;
         if mode == ApplyMode::DryRun {
             let on_disk = self.read(stage)?;
             return Ok(diff_objects(on_disk.bundle.as_ref(), bundle));
         }
         let dir = self.open_stage(stage, true)?.expect("created when missing");
-        let on_disk = self.read_in(&dir, stage)?;
+        Self::write_in(&dir, &path, bundle, Durability::Synced)
+    }
+
+    /// Makes the stage's directory `dir` (at `path`) hold exactly `bundle`; see [`write_stage`].
+    fn write_in(dir: &Dir, path: &Path, bundle: &Bundle, durability: Durability) -> Result<Vec<Change>> {
+        let stage = bundle.stage();
+        let files = bundle_files(bundle)?;
+        let on_disk = Self::read_in(dir, path, stage)?;
         let changes = diff_objects(on_disk.bundle.as_ref(), bundle);
 
         let owned = on_disk.owned();
@@ -434,7 +408,7 @@ impl DirectoryDeployer {
         intent.stage = stage.to_owned();
         intent.pending = files.iter().filter(|f| !owned.contains(*f)).cloned().collect();
         if !intent.pending.is_empty() {
-            write_index(&dir, &path, &intent)?;
+            write_index(dir, path, &intent, durability)?;
         }
 
         // Namespace directories whose entries changed, to be synced (the stage's own is synced with the index).
@@ -447,11 +421,11 @@ impl DirectoryDeployer {
             let file_path = path.join(&file.0);
             match namespace {
                 Some(namespace) => {
-                    let parent = open_subdir(&dir, namespace, &path.join(namespace), true)?.expect("created");
-                    write_atomically(&parent, name, &file_path, manifest.expose_content())?;
+                    let parent = open_subdir(dir, namespace, &path.join(namespace), true)?.expect("created");
+                    write_atomically(&parent, name, &file_path, manifest.expose_content(), durability)?;
                     touched.insert(namespace.to_owned());
                 }
-                None => write_atomically(&dir, name, &file_path, manifest.expose_content())?,
+                None => write_atomically(dir, name, &file_path, manifest.expose_content(), durability)?,
             }
         }
         let keep: BTreeSet<&OwnedFile> = files.iter().collect();
@@ -459,10 +433,10 @@ impl DirectoryDeployer {
             let (namespace, name) = stale.parts();
             let file_path = path.join(&stale.0);
             let Some(namespace) = namespace else {
-                remove_file(&dir, name, &file_path)?;
+                remove_file(dir, name, &file_path)?;
                 continue;
             };
-            let Some(parent) = open_subdir(&dir, namespace, &path.join(namespace), false)? else {
+            let Some(parent) = open_subdir(dir, namespace, &path.join(namespace), false)? else {
                 continue;
             };
             remove_file(&parent, name, &file_path)?;
@@ -474,8 +448,8 @@ impl DirectoryDeployer {
                 touched.insert(namespace.to_owned());
             }
         }
-        for namespace in &touched {
-            if let Some(parent) = open_subdir(&dir, namespace, &path.join(namespace), false)? {
+        for namespace in touched.iter().filter(|_| durability == Durability::Synced) {
+            if let Some(parent) = open_subdir(dir, namespace, &path.join(namespace), false)? {
                 sync_dir(&parent, &path.join(namespace))?;
             }
         }
@@ -491,7 +465,7 @@ impl DirectoryDeployer {
                 .collect(),
             pending: Vec::new(),
         };
-        write_index(&dir, &path, &index)?;
+        write_index(dir, path, &index, durability)?;
         tracing::debug!(stage, dir = %path.display(), objects = index.objects.len(), "bundle written");
         Ok(changes)
     }
@@ -507,8 +481,87 @@ impl DirectoryDeployer {
     }
 }
 
+/// How hard the stage writer works to make its files survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Every file and directory is fsynced: the files are the deployment.
+    Synced,
+    /// Nothing is fsynced: the files are a working copy (the git deployer's cache); what lasts is elsewhere.
+    Cache,
+}
+
+/// The bundle the stage's directory `dir` (at `path`) holds, as its index lists it: the directory deployer's
+/// layout, which the git deployer shares.
+pub(crate) fn read_stage(dir: &Dir, path: &Path, stage: &str) -> Result<Option<Bundle>> {
+    Ok(DirectoryDeployer::read_in(dir, path, stage)?.bundle)
+}
+
+/// Makes the stage's directory `dir` (at `path`) hold exactly `bundle`, in the directory deployer's layout:
+/// one file per object, the index, and the files of objects that left the bundle removed (only those the
+/// index lists). The caller has refused plain-text secrets first ([`refuse_plaintext_secrets`]).
+pub(crate) fn write_stage(dir: &Dir, path: &Path, bundle: &Bundle, durability: Durability) -> Result<Vec<Change>> {
+    DirectoryDeployer::write_in(dir, path, bundle, durability)
+}
+
+/// Refuses a bundle holding an object that would be written in plain text with a secret in it: any Kubernetes
+/// `Secret`, and any object whose rendering holds secret config values. The error names the object and its
+/// file (`file_shown` of its name relative to the stage's directory), never a value; `deployer` and `place`
+/// ("directory deployer", "directory") say what to set `allow_plaintext_secrets` on.
+pub(crate) fn refuse_plaintext_secrets(
+    bundle: &Bundle,
+    deployer: &str,
+    place: &str,
+    file_shown: impl Fn(&str) -> String,
+) -> Result<()> {
+    for manifest in bundle.manifests() {
+        let why = if manifest.kind == "Secret" && manifest.api_version == "v1" {
+            "it is a Kubernetes Secret"
+        } else if manifest.holds_secrets() {
+            "its rendering holds secret config values"
+        } else {
+            continue;
+        };
+        let file = file_shown(&relative_file(manifest)?);
+        return Err(Error::DeployFailed {
+            stage: bundle.stage().to_owned(),
+            reason: format!(
+                "refusing to write {} in plain text to {file}: {why}. Render a SealedSecret or an \
+                 ExternalSecret instead, or set allow_plaintext_secrets: true on this stage's {deployer} if \
+                 its {place} is private",
+                manifest.object_key(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a bundle the layout cannot hold: an object whose kind, name or namespace cannot be a file name, or
+/// two objects that would share one file.
+pub(crate) fn check_bundle(bundle: &Bundle) -> Result<()> {
+    bundle_files(bundle).map(drop)
+}
+
+/// The files of `bundle`'s objects, relative to the stage's directory, refusing two objects that would share
+/// one file.
+fn bundle_files(bundle: &Bundle) -> Result<Vec<OwnedFile>> {
+    let mut files = Vec::new();
+    let mut seen = BTreeSet::new();
+    for manifest in bundle.manifests() {
+        let file = OwnedFile(relative_file(manifest)?);
+        if !seen.insert(file.clone()) {
+            return Err(Error::invalid(
+                "bundle",
+                manifest.object_key(),
+                format!("a second object of the bundle would also be written to {}", file.0),
+            ));
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
 /// Why a path segment is unsafe, if it is.
-fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
+pub(crate) fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
     if segment.is_empty() {
         return Err("it is empty");
     }
@@ -569,7 +622,7 @@ fn state_refused(path: &Path, at: Option<(usize, usize)>, reason: &str) -> Error
 
 /// The directory `name` in `parent`, opened without following a symlink, and created first if missing and
 /// `create`; `None` if it is missing. A symlink there is refused: the deployer writes only below its root.
-fn open_subdir(parent: &Dir, name: &str, path: &Path, create: bool) -> Result<Option<Dir>> {
+pub(crate) fn open_subdir(parent: &Dir, name: &str, path: &Path, create: bool) -> Result<Option<Dir>> {
     let refused_symlink =
         || state_refused(path, None, "it is a symlink; the deployer writes only into real directories below its root");
     match parent.symlink_metadata(name) {
@@ -621,21 +674,26 @@ fn remove_file(dir: &Dir, name: &str, path: &Path) -> Result<()> {
     }
 }
 
-fn write_index(dir: &Dir, stage_path: &Path, index: &Index) -> Result<()> {
+fn write_index(dir: &Dir, stage_path: &Path, index: &Index, durability: Durability) -> Result<()> {
     let mut text = serde_json::to_string_pretty(index).map_err(|error| {
         Error::backend(BACKEND, ErrorClass::Persistent, format!("cannot encode the index: {error}"))
     })?;
     text.push('\n');
-    write_atomically(dir, INDEX_FILE, &stage_path.join(INDEX_FILE), &text)?;
-    sync_dir(dir, stage_path)
+    write_atomically(dir, INDEX_FILE, &stage_path.join(INDEX_FILE), &text, durability)?;
+    match durability {
+        Durability::Synced => sync_dir(dir, stage_path),
+        Durability::Cache => Ok(()),
+    }
 }
 
-/// Writes `text` to a new temporary file in `dir`, fsyncs it and renames it over `name`: whatever was at
-/// `name` (a symlink, say) is replaced, never written through.
-fn write_atomically(dir: &Dir, name: &str, path: &Path, text: &str) -> Result<()> {
+/// Writes `text` to a new temporary file in `dir`, fsyncs it (when [`Durability::Synced`]) and renames it over
+/// `name`: whatever was at `name` (a symlink, say) is replaced, never written through.
+fn write_atomically(dir: &Dir, name: &str, path: &Path, text: &str, durability: Durability) -> Result<()> {
     let (mut file, temporary) = create_temporary(dir, path)?;
-    let written =
-        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).and_then(|()| dir.rename(&temporary, dir, name));
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| if durability == Durability::Synced { file.sync_all() } else { Ok(()) })
+        .and_then(|()| dir.rename(&temporary, dir, name));
     if written.is_err() {
         let _ = dir.remove_file(&temporary);
     }

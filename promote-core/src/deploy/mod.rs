@@ -1,16 +1,22 @@
 //! Deployers: apply a rendered bundle to an environment and wait until it is healthy.
 
+mod context;
 mod directory;
+mod git;
 mod memory;
 
 use std::fmt::{self, Debug};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+pub use context::DeployContext;
 pub use directory::{DirectoryDeployer, INDEX_FILE};
+pub use git::{GitDeployer, GitDeployerBuilder, GitStats, PlannedCommit};
+pub(crate) use git::is_local_path;
 pub use memory::{HealthScript, MemoryDeployer};
 
 use crate::error::Result;
@@ -85,6 +91,7 @@ pub struct Bundle {
     stage: String,
     manifests: Vec<Manifest>,
     hash: String,
+    context: Option<Arc<DeployContext>>,
 }
 
 impl Bundle {
@@ -112,12 +119,26 @@ impl Bundle {
             Some(key) => format!("hmac-sha256:{}", key.mac(&[b"promote bundle\n".as_slice(), &digest].concat())),
             None => format!("sha256:{}", hex::encode(digest)),
         };
-        Bundle { stage: stage.into(), manifests, hash }
+        Bundle { stage: stage.into(), manifests, hash, context: None }
+    }
+
+    /// The same bundle, deployed for the promotion `context` describes. The engine sets it; the hash does
+    /// not cover it.
+    pub fn with_context(mut self, context: DeployContext) -> Self {
+        self.context = Some(Arc::new(context));
+        self
+    }
+
+    /// The promotion the bundle is deployed for, when the engine deploys it (`None` for a bundle built by
+    /// hand).
+    pub fn context(&self) -> Option<&DeployContext> {
+        self.context.as_deref()
     }
 
     /// The same bundle, its hash keyed with `key` (or plain when `None`).
     pub fn keyed(self, key: Option<&crate::integrity::IntegrityKey>) -> Self {
-        Self::new_keyed(self.stage, self.manifests, key)
+        let context = self.context;
+        Bundle { context, ..Self::new_keyed(self.stage, self.manifests, key) }
     }
 
     /// The stage.
@@ -155,6 +176,7 @@ impl Debug for Bundle {
             .field("stage", &self.stage)
             .field("objects", &self.manifests.iter().map(Manifest::object_key).collect::<Vec<_>>())
             .field("hash", &self.hash)
+            .field("promotion", &self.context.as_ref().map(|context| context.promotion.as_str()))
             .finish()
     }
 }

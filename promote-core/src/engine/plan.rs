@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::gates::Candidate;
+use super::run::deploy_context;
 use super::report::{ArtifactAction, Plan, PlannedArtifact};
 use super::{Pipeline, Stage};
 use crate::build::BuildId;
@@ -10,7 +11,7 @@ use crate::config::load_layered;
 use crate::deploy::{ApplyMode, Bundle, Change, diff_objects};
 use crate::error::{Error, Resource, Result};
 use crate::gate::GatePhase;
-use crate::ledger::{PlacedArtifact, PromotionKind};
+use crate::ledger::{PlacedArtifact, PromotionId, PromotionKind};
 
 impl Pipeline {
     /// A dry run: eligibility, every entry gate's verdict, what would happen to each artifact, where the
@@ -46,7 +47,10 @@ impl Pipeline {
         let config = load_layered(&stage.config, stage_name, &BTreeMap::new()).await?;
         let (changes, diff, bundle_hash) = match &stage.templates {
             Some(templates) => {
-                let bundle = self.keyed(templates.render(stage_name, &build, &placed, &config)?);
+                let id = PromotionId::new(stage_name, build_id, view.attempts(stage_name, build_id) + 1);
+                let bundle = self
+                    .keyed(templates.render(stage_name, &build, &placed, &config)?)
+                    .with_context(deploy_context(id, candidate, &placed, &view));
                 self.plan_deploy(stage, &bundle).await?
             }
             None => (Vec::new(), String::new(), None),

@@ -11,7 +11,7 @@ use super::gates::{Candidate, Verdicts};
 use super::{Event, OnFailure, Pipeline, Stage};
 use crate::build::{Build, BuildId};
 use crate::config::{Provenance, load_layered};
-use crate::deploy::{ApplyMode, Bundle};
+use crate::deploy::{ApplyMode, Bundle, DeployContext};
 use crate::error::{Error, ErrorContext, Resource, Result};
 use crate::gate::GatePhase;
 use crate::ledger::{
@@ -283,9 +283,10 @@ impl Pipeline {
                 let pins = if rollback { pinned_config(view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
                 let config = load_layered(&run.stage.config, &run.stage.name, &pins).await?;
                 let bundle = match &run.stage.templates {
-                    Some(templates) => {
-                        Some(self.keyed(templates.render(&run.stage.name, &run.build, &placed, &config)?))
-                    }
+                    Some(templates) => Some(
+                        self.keyed(templates.render(&run.stage.name, &run.build, &placed, &config)?)
+                            .with_context(deploy_context(run.id.clone(), run.candidate(), &placed, view)),
+                    ),
                     None => None,
                 };
                 let detail = StepDetail::Rendered {
@@ -539,6 +540,24 @@ fn closes_promotion(error: &Error) -> bool {
 
 fn finished(id: &PromotionId, step: Step, detail: StepDetail) -> LedgerEvent {
     LedgerEvent::StepFinished { promotion: id.clone(), step, outcome: StepOutcome::Ok(detail) }
+}
+
+/// What the deployer is told about the promotion: its id, build, actor and artifacts, and for a rollback the
+/// stage's current promotion, which it reverts.
+pub(super) fn deploy_context(
+    id: PromotionId,
+    candidate: Candidate<'_>,
+    placed: &BTreeMap<String, PlacedArtifact>,
+    view: &LedgerView,
+) -> DeployContext {
+    let context = DeployContext::new(id, candidate.build, candidate.actor).with_artifacts(placed.clone());
+    match candidate.kind {
+        PromotionKind::Promote => context,
+        PromotionKind::Rollback { replacing } => {
+            let reverts = view.current(&candidate.stage.name).map(|record| record.id.clone());
+            context.reverting(reverts, replacing.clone())
+        }
+    }
 }
 
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.

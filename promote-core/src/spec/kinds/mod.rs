@@ -4,12 +4,14 @@
 mod config;
 mod deploy;
 mod gate;
+mod git;
 
 use super::SpecRegistry;
 
-/// Registers the config, deployer and gate kinds.
+/// Registers the config, deployer (`directory`, `git`) and gate kinds.
 pub(super) fn register(registry: &mut SpecRegistry) {
     config::register(registry);
     deploy::register(registry);
+    git::register(registry);
     gate::register(registry);
 }
