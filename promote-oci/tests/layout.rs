@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promote_core::conformance::{StoreFixture, artifact_store};
 use promote_core::{ArtifactRef, ArtifactStore};
-use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy};
+use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy_image};
 use support::Fixture;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,7 +45,7 @@ async fn a_layout_copy_is_readable_by_skopeo_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let source = OciLayout::open(fixture.path()).await.unwrap();
     let target = OciLayout::create(dir.path()).await.unwrap();
-    let report = copy(
+    let report = copy_image(
         &CopyEndpoint::layout_tag(&source, "multi"),
         &CopyEndpoint::layout_tag(&target, "release"),
         &CopyOptions::default().with_signatures(true),

@@ -1,309 +1,22 @@
-//! The copy engine: moves an image graph (index → manifests → config and layers) from one repository or
-//! layout to another, byte for byte.
+//! The copy engine: moves an image graph (index → manifests → config and layers) from a [`GraphSource`] to a
+//! [`GraphTarget`], byte for byte. It knows nothing of registries or layouts.
 //!
 //! Order matters for crash safety: blobs first, then child manifests, then an index, and the tagged root
 //! last. A copy that fails half-way therefore leaves the target tag where it was, and running it again
 //! skips whatever already arrived.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::{Stream, StreamExt as _, TryStreamExt as _};
-use promote_core::manifest::{self, Descriptor, ManifestSummary};
-use promote_core::{ArtifactRef, Digest, Error, Resource, Result};
+use futures::{StreamExt as _, TryStreamExt as _};
+use promote_core::manifest::Descriptor;
+use promote_core::{Digest, Error, Resource, Result};
 
-use crate::error::{FailResult, Failure};
-use crate::layout::OciLayout;
-use crate::registry::OciRegistryStore;
-use crate::retry::RetryPolicy;
-
-/// A blob's bytes as they arrive.
-pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
-/// The cosign tag suffixes for signatures, attestations and SBOMs (`sha256-<hex>.sig`).
-pub const SIGNATURE_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
-
-/// Manifest bytes exactly as the source served them, with their media type and digest.
-#[derive(Debug, Clone)]
-pub(crate) struct Manifest {
-    pub(crate) bytes: Bytes,
-    pub(crate) media_type: String,
-    pub(crate) digest: Digest,
-}
-
-impl Manifest {
-    /// Parses the few fields the walk needs. Bytes that are not a JSON manifest are refused: copying them
-    /// would need a graph we cannot see.
-    pub(crate) fn summary(&self) -> Result<ManifestSummary> {
-        ManifestSummary::parse(&self.bytes).ok_or_else(|| {
-            Error::invalid(
-                "manifest",
-                self.digest.to_string(),
-                "the manifest is not valid JSON of an OCI or Docker manifest",
-            )
-        })
-    }
-}
-
-/// A tag or a digest within one repository or layout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Pointer {
-    Tag(String),
-    Digest(Digest),
-}
-
-impl Pointer {
-    /// The digest when the reference pins one, else its tag.
-    pub(crate) fn of(reference: &ArtifactRef) -> Pointer {
-        match (reference.digest(), reference.tag()) {
-            (Some(digest), _) => Pointer::Digest(digest.clone()),
-            (None, Some(tag)) => Pointer::Tag(tag.to_owned()),
-            (None, None) => Pointer::Tag("latest".to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for Pointer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pointer::Tag(tag) => write!(f, ":{tag}"),
-            Pointer::Digest(digest) => write!(f, "@{digest}"),
-        }
-    }
-}
-
-/// Reading side of a copy: one repository or layout.
-#[async_trait]
-pub(crate) trait GraphSource: Send + Sync {
-    /// `registry/repository` or `oci:DIR`, for messages.
-    fn name(&self) -> String;
-    /// The manifest at `pointer`, or `None` when it does not exist. `media_type_hint` is the media type the
-    /// parent's descriptor gives, for sources that do not store one.
-    async fn fetch_manifest(&self, pointer: &Pointer, media_type_hint: Option<&str>) -> FailResult<Option<Manifest>>;
-    /// Streams a blob.
-    async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream>;
-    /// `(registry, repository)` when blobs could be mounted from here.
-    fn mount_origin(&self) -> Option<(String, String)>;
-    /// The referrers of `digest`, or `None` when the source has no referrers API.
-    async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>>;
-}
-
-/// Writing side of a copy: one repository or layout.
-#[async_trait]
-pub(crate) trait GraphTarget: Send + Sync {
-    /// `registry/repository` or `oci:DIR`, for messages.
-    fn name(&self) -> String;
-    /// The registry host, for deciding whether a mount can work.
-    fn registry(&self) -> Option<&str>;
-    /// The digest `pointer` holds now, if any.
-    async fn manifest_digest(&self, pointer: &Pointer) -> FailResult<Option<Digest>>;
-    /// Whether the blob is present.
-    async fn has_blob(&self, digest: &Digest) -> FailResult<bool>;
-    /// Tries a cross-repository mount; `false` when the target declined (and no upload was left open).
-    async fn mount_blob(&self, digest: &Digest, origin: &(String, String)) -> FailResult<bool>;
-    /// Writes a blob from a stream, checking its digest.
-    async fn write_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> FailResult<()>;
-    /// Stores manifest bytes under `pointer` and checks the digest the target computed.
-    async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()>;
-}
-
-/// How a copy behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CopyOptions {
-    /// How many blobs move at once.
-    pub max_concurrency: usize,
-    /// Also copy the cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) of the root digest.
-    pub copy_signatures: bool,
-    /// Also copy the root's referrers (OCI referrers API, or the `sha256-<hex>` tag schema where the
-    /// source has no such API).
-    pub copy_referrers: bool,
-    /// Walk the whole graph even when the root is already present, to repair an interrupted copy whose
-    /// children may be missing (on registries that do not check an index's children).
-    pub force: bool,
-    /// Retries of each manifest request and each whole blob transfer.
-    pub retry: RetryPolicy,
-}
-
-impl Default for CopyOptions {
-    fn default() -> Self {
-        CopyOptions {
-            max_concurrency: 8,
-            copy_signatures: false,
-            copy_referrers: false,
-            force: false,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl CopyOptions {
-    /// Sets `max_concurrency` (at least 1).
-    pub fn with_max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n.max(1);
-        self
-    }
-    /// Sets `copy_signatures`.
-    pub fn with_signatures(mut self, copy: bool) -> Self {
-        self.copy_signatures = copy;
-        self
-    }
-    /// Sets `copy_referrers`.
-    pub fn with_referrers(mut self, copy: bool) -> Self {
-        self.copy_referrers = copy;
-        self
-    }
-    /// Sets `force`.
-    pub fn with_force(mut self, force: bool) -> Self {
-        self.force = force;
-        self
-    }
-    /// Sets the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-}
-
-/// What a copy did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CopyReport {
-    /// The root digest, now present at the target.
-    pub digest: Digest,
-    /// The root's media type.
-    pub media_type: String,
-    /// The root manifest's size in bytes.
-    pub size: u64,
-    /// Manifests written (root, children, related graphs).
-    pub manifests_copied: u64,
-    /// Manifests already present.
-    pub manifests_skipped: u64,
-    /// Blobs streamed from source to target.
-    pub blobs_copied: u64,
-    /// Blobs mounted from another repository of the same registry.
-    pub blobs_mounted: u64,
-    /// Blobs already present at the target.
-    pub blobs_skipped: u64,
-    /// Blob bytes streamed.
-    pub bytes_copied: u64,
-    /// Signature, attestation, SBOM and referrer graphs copied along.
-    pub related_copied: u64,
-    /// Wall-clock time of the copy.
-    pub duration: Duration,
-}
-
-impl fmt::Display for CopyReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} blobs copied, {} mounted, {} skipped; {} manifests copied, {} skipped; {} related; {} bytes in {:.2}s",
-            self.digest,
-            self.blobs_copied,
-            self.blobs_mounted,
-            self.blobs_skipped,
-            self.manifests_copied,
-            self.manifests_skipped,
-            self.related_copied,
-            self.bytes_copied,
-            self.duration.as_secs_f64()
-        )
-    }
-}
-
-/// One side of a copy: a repository of a registry store, or an OCI image-layout directory, with a tag or
-/// digest in it.
-#[derive(Debug, Clone)]
-pub struct CopyEndpoint {
-    place: Place,
-    pointer: Pointer,
-}
-
-#[derive(Debug, Clone)]
-enum Place {
-    Registry { store: OciRegistryStore, reference: ArtifactRef },
-    Layout(OciLayout),
-}
-
-impl CopyEndpoint {
-    /// `reference` (tag or digest) in a registry, reached through `store`'s credentials and settings.
-    pub fn registry(store: &OciRegistryStore, reference: ArtifactRef) -> Self {
-        let pointer = Pointer::of(&reference);
-        CopyEndpoint { place: Place::Registry { store: store.clone(), reference }, pointer }
-    }
-
-    /// A tag in an OCI image layout (`org.opencontainers.image.ref.name`).
-    pub fn layout_tag(layout: &OciLayout, tag: impl Into<String>) -> Self {
-        CopyEndpoint { place: Place::Layout(layout.clone()), pointer: Pointer::Tag(tag.into()) }
-    }
-
-    /// A digest in an OCI image layout.
-    pub fn layout_digest(layout: &OciLayout, digest: Digest) -> Self {
-        CopyEndpoint { place: Place::Layout(layout.clone()), pointer: Pointer::Digest(digest) }
-    }
-
-    fn source(&self) -> Box<dyn GraphSource> {
-        match &self.place {
-            Place::Registry { store, reference } => Box::new(store.repository(reference)),
-            Place::Layout(layout) => Box::new(layout.clone()),
-        }
-    }
-
-    fn target(&self) -> Box<dyn GraphTarget> {
-        match &self.place {
-            Place::Registry { store, reference } => Box::new(store.repository(reference)),
-            Place::Layout(layout) => Box::new(layout.clone()),
-        }
-    }
-}
-
-impl fmt::Display for CopyEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.place {
-            Place::Registry { reference, .. } => write!(f, "{}{}", reference.name(), self.pointer),
-            Place::Layout(layout) => write!(f, "oci:{}{}", layout.path().display(), self.pointer),
-        }
-    }
-}
-
-/// Copies the image at `source` to `target`, preserving every digest, and reports what moved.
-///
-/// The target ends up holding the source's exact manifest bytes (and those of every child) under the
-/// target's tag, or by digest when the target pins one. A target tag that already holds the digest is left
-/// alone.
-pub async fn copy(source: &CopyEndpoint, target: &CopyEndpoint, options: &CopyOptions) -> Result<CopyReport> {
-    let started = Instant::now();
-    let engine = Engine::new(source.source(), target.target(), options);
-    let root = engine.copy_graph(&source.pointer, &target.pointer).await?;
-    let mut related = 0;
-    if options.copy_signatures || options.copy_referrers {
-        related = engine.copy_related(&root.digest).await?;
-    }
-    Ok(engine.report(root, related, started.elapsed()))
-}
-
-/// Copies within one call of a store's `promote`.
-pub(crate) async fn copy_between(
-    source: Box<dyn GraphSource>,
-    target: Box<dyn GraphTarget>,
-    source_pointer: &Pointer,
-    target_pointer: &Pointer,
-    options: &CopyOptions,
-) -> Result<CopyReport> {
-    let started = Instant::now();
-    let engine = Engine::new(source, target, options);
-    let root = engine.copy_graph(source_pointer, target_pointer).await?;
-    let mut related = 0;
-    if options.copy_signatures || options.copy_referrers {
-        related = engine.copy_related(&root.digest).await?;
-    }
-    Ok(engine.report(root, related, started.elapsed()))
-}
+use super::graph::{GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
+use super::{CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES};
+use crate::error::Failure;
 
 #[derive(Default)]
 struct Counters {
@@ -315,9 +28,9 @@ struct Counters {
     bytes_copied: AtomicU64,
 }
 
-struct Engine<'a> {
-    source: Box<dyn GraphSource>,
-    target: Box<dyn GraphTarget>,
+pub(super) struct Engine<'a> {
+    source: &'a dyn GraphSource,
+    target: &'a dyn GraphTarget,
     options: &'a CopyOptions,
     mount_from: Option<(String, String)>,
     same_repository: bool,
@@ -334,7 +47,7 @@ struct Plan {
 }
 
 impl<'a> Engine<'a> {
-    fn new(source: Box<dyn GraphSource>, target: Box<dyn GraphTarget>, options: &'a CopyOptions) -> Self {
+    pub(super) fn new(source: &'a dyn GraphSource, target: &'a dyn GraphTarget, options: &'a CopyOptions) -> Self {
         let mount_from = source.mount_origin().filter(|(registry, repository)| {
             target.registry() == Some(registry.as_str()) && target.name() != format!("{registry}/{repository}")
         });
@@ -342,7 +55,7 @@ impl<'a> Engine<'a> {
         Engine { source, target, options, mount_from, same_repository, counters: Counters::default() }
     }
 
-    fn report(&self, root: Manifest, related: u64, duration: Duration) -> CopyReport {
+    pub(super) fn report(&self, root: Manifest, related: u64, duration: Duration) -> CopyReport {
         let c = &self.counters;
         CopyReport {
             size: root.bytes.len() as u64,
@@ -369,11 +82,11 @@ impl<'a> Engine<'a> {
         if let Pointer::Digest(expected) = pointer
             && &manifest.digest != expected
         {
-            return Err(Error::DigestMismatch {
-                reference: format!("{}{pointer}", self.source.name()),
-                expected: expected.clone(),
-                actual: manifest.digest,
-            });
+            return Err(Error::digest_mismatch(
+                format!("{}{pointer}", self.source.name()),
+                expected.clone(),
+                manifest.digest,
+            ));
         }
         Ok(manifest)
     }
@@ -383,7 +96,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Copies the graph at `source_pointer` and writes its root at `target_pointer`.
-    async fn copy_graph(&self, source_pointer: &Pointer, target_pointer: &Pointer) -> Result<Manifest> {
+    pub(super) async fn copy_graph(&self, source_pointer: &Pointer, target_pointer: &Pointer) -> Result<Manifest> {
         let root = self.fetch(source_pointer, None).await?;
         if let Pointer::Digest(wanted) = target_pointer
             && wanted != &root.digest
@@ -433,11 +146,8 @@ impl<'a> Engine<'a> {
         plan: &'b mut Plan,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'b>> {
         Box::pin(async move {
-            let summary = manifest.summary()?;
-            if manifest::is_index(&manifest.media_type) && summary.manifests.is_empty() && summary.layers.is_empty() {
-                tracing::debug!(digest = %manifest.digest, "empty index");
-            }
-            for child in &summary.manifests {
+            let links = manifest.links()?;
+            for child in &links.manifests {
                 if !plan.seen.insert(child.digest.clone()) {
                     continue;
                 }
@@ -458,12 +168,9 @@ impl<'a> Engine<'a> {
                 self.walk(&fetched, plan).await?;
                 plan.manifests.push(fetched);
             }
-            for blob in summary.blobs() {
-                if is_foreign(blob) {
-                    continue;
-                }
-                if plan.blob_digests.insert(blob.digest.clone()) {
-                    plan.blobs.push(blob.clone());
+            for blob in links.blobs {
+                if !is_foreign(&blob) && plan.blob_digests.insert(blob.digest.clone()) {
+                    plan.blobs.push(blob);
                 }
             }
             Ok(())
@@ -507,7 +214,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Copies the cosign tags and referrers of `digest`; returns how many graphs it copied.
-    async fn copy_related(&self, digest: &Digest) -> Result<u64> {
+    pub(super) async fn copy_related(&self, digest: &Digest) -> Result<u64> {
         let mut copied = 0;
         let mut tags: Vec<String> = Vec::new();
         if self.options.copy_signatures {
@@ -540,9 +247,4 @@ impl<'a> Engine<'a> {
         }
         Ok(copied)
     }
-}
-
-/// Foreign (non-distributable) layers live elsewhere by design; registries refuse copies of them.
-fn is_foreign(descriptor: &Descriptor) -> bool {
-    descriptor.media_type.contains("foreign") || descriptor.media_type.contains("nondistributable")
 }

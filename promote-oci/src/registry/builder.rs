@@ -1,199 +1,83 @@
-//! Building the stores: a builder for code, and `serde` configs (`kind: oci-registry`, `kind: oci-layout`)
-//! for spec files.
+//! Building an [`OciRegistryStore`]: [`OciRegistryConfig`], what a spec file can say (`kind: oci-registry`),
+//! and [`OciRegistryStoreBuilder`], which holds one and adds what only code can give (credential values,
+//! a credential provider, an allowlist, a retry policy). Each setting is declared once, in the config.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use promote_core::retry::RetryPolicy;
 use promote_core::{Error, Result, Secret};
 use serde::Deserialize;
 
-use crate::auth::{CredentialProvider, CredentialSources, RegistryAuth, TrustedRealms, parse_trusted_realm};
+use super::auth::{CredentialProvider, CredentialSources, RegistryAuth, TrustedRealms, parse_trusted_realm};
+use super::transport::Transport;
+use super::{Inner, OciRegistryStore};
 use crate::copy::CopyOptions;
-use crate::layout::OciLayoutStore;
-use crate::registry::{Inner, OciRegistryStore};
-use crate::retry::RetryPolicy;
-use crate::transport::Transport;
 
-/// Builds an [`OciRegistryStore`].
-///
-/// ```
-/// use promote_oci::{OciRegistryStore, RegistryAuth};
-/// let store = OciRegistryStore::builder()
-///     .insecure("127.0.0.1:5000")
-///     .credentials("ghcr.io", RegistryAuth::basic("ci-bot", "token"))
-///     .max_concurrency(4)
-///     .copy_signatures(true)
-///     .build()?;
-/// # Ok::<(), promote_core::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct OciRegistryStoreBuilder {
-    sources: CredentialSources,
-    insecure: Vec<String>,
-    /// (registry, token-service origin) pairs, checked at `build`.
-    trusted_realms: Vec<(String, String)>,
-    copy_options: CopyOptions,
-    resolve_annotations: bool,
-    immutable_tags: bool,
-    allowed_registries: Option<std::collections::BTreeSet<String>>,
-}
-
-impl Default for OciRegistryStoreBuilder {
-    fn default() -> Self {
-        OciRegistryStoreBuilder {
-            sources: CredentialSources { docker_config: true, ..Default::default() },
-            insecure: Vec::new(),
-            trusted_realms: Vec::new(),
-            copy_options: CopyOptions::default(),
-            resolve_annotations: true,
-            immutable_tags: false,
-            allowed_registries: None,
-        }
-    }
-}
-
-impl OciRegistryStoreBuilder {
-    /// Talks only to these registries (`host[:port]`); any other is `Error::PermissionDenied` before a
-    /// request is made. Untrusted specs get this from the embedder's allowlist.
-    pub fn only_registries(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.allowed_registries = Some(hosts.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Asks `provider` for credentials of registries that have no explicit ones (before the docker config).
-    pub fn credential_provider(mut self, provider: Arc<dyn CredentialProvider>) -> Self {
-        self.sources.provider = Some(provider);
-        self
-    }
-
-    /// Uses these credentials for `registry` (host, with port if any).
-    pub fn credentials(mut self, registry: impl Into<String>, auth: RegistryAuth) -> Self {
-        self.sources.explicit.insert(registry.into(), auth);
-        self
-    }
-
-    /// Reads credentials from the docker config (`~/.docker/config.json`, `credsStore`, `credHelpers`).
-    /// This is the default.
-    pub fn docker_config(mut self) -> Self {
-        self.sources.docker_config = true;
-        self
-    }
-
-    /// Does not read the docker config: only explicit credentials and the provider count.
-    pub fn without_docker_config(mut self) -> Self {
-        self.sources.docker_config = false;
-        self
-    }
-
-    /// Talks plain HTTP to `registry` (host, with port if any). Every other registry gets verified TLS.
-    pub fn insecure(mut self, registry: impl Into<String>) -> Self {
-        self.insecure.push(registry.into());
-        self
-    }
-
-    /// Trusts the token service at `realm` (an https origin such as `https://auth.example.com`) with the
-    /// credentials of `registry`, although it is not on the registry's own origin.
-    ///
-    /// A bearer challenge names the token service, so a registry could send its clients' credentials
-    /// anywhere. They go only to a token service on the registry's own scheme, host and port, to Docker
-    /// Hub's `https://auth.docker.io` for `docker.io`, `index.docker.io` and `registry-1.docker.io`, and
-    /// to the ones trusted here; any other is asked for an anonymous token. A `realm` that is not an https
-    /// origin is an error at [`build`](Self::build).
-    pub fn trusted_token_realm(mut self, registry: impl Into<String>, realm: impl Into<String>) -> Self {
-        self.trusted_realms.push((registry.into(), realm.into()));
-        self
-    }
-
-    /// How many blobs a copy moves at once (default 8).
-    pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.copy_options.max_concurrency = n.max(1);
-        self
-    }
-
-    /// Copies cosign signature, attestation and SBOM tags along when promoting across repositories.
-    pub fn copy_signatures(mut self, copy: bool) -> Self {
-        self.copy_options.copy_signatures = copy;
-        self
-    }
-
-    /// Copies referrers along (the referrers API, or the `sha256-<hex>` tag schema).
-    pub fn copy_referrers(mut self, copy: bool) -> Self {
-        self.copy_options.copy_referrers = copy;
-        self
-    }
-
-    /// Treats tags as immutable: promoting onto a tag held by another digest is a `TagConflict`.
-    pub fn immutable_tags(mut self, immutable: bool) -> Self {
-        self.immutable_tags = immutable;
-        self
-    }
-
-    /// Whether `resolve` reads annotations and config labels (one GET per digest); default true.
-    pub fn resolve_annotations(mut self, read: bool) -> Self {
-        self.resolve_annotations = read;
-        self
-    }
-
-    /// How temporary failures are retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.copy_options.retry = policy;
-        self
-    }
-
-    /// Builds the store. A trusted token realm that is not an https origin is [`Error::InvalidInput`].
-    pub fn build(self) -> Result<OciRegistryStore> {
-        let mut trusted_realms = TrustedRealms::default();
-        for (registry, realm) in &self.trusted_realms {
-            trusted_realms.trust(registry, parse_trusted_realm(realm)?);
-        }
-        let transport = Transport::new(self.sources, &self.insecure, trusted_realms)?;
-        Ok(OciRegistryStore::from_inner(Inner {
-            transport,
-            copy_options: self.copy_options,
-            resolve_annotations: self.resolve_annotations,
-            immutable_tags: self.immutable_tags,
-            allowed_registries: self.allowed_registries,
-        }))
-    }
-}
-
-/// The spec form of an [`OciRegistryStore`] (`kind: oci-registry`).
+/// The spec form of an [`OciRegistryStore`] (`kind: oci-registry`), and the settings an
+/// [`OciRegistryStoreBuilder`] holds.
 ///
 /// Secrets are never written in the spec: credentials name the environment variables that hold them.
+///
+/// ```
+/// let config: promote_oci::OciRegistryConfig =
+///     serde_json::from_str(r#"{"insecure": ["127.0.0.1:5000"], "copy_signatures": true}"#).unwrap();
+/// let store = config.builder().max_concurrency(4).build()?;
+/// # let _ = store;
+/// # Ok::<(), promote_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OciRegistryConfig {
     /// Registries (host\[:port\]) reached over plain HTTP.
-    #[serde(default)]
     pub insecure: Vec<String>,
     /// Read `~/.docker/config.json` (default true).
-    #[serde(default = "default_true")]
     pub docker_config: bool,
     /// Blobs moved at once (default 8).
-    #[serde(default)]
     pub max_concurrency: Option<usize>,
     /// Copy cosign tags along.
-    #[serde(default)]
     pub copy_signatures: bool,
     /// Copy referrers along.
-    #[serde(default)]
     pub copy_referrers: bool,
     /// Treat tags as immutable.
-    #[serde(default)]
     pub immutable_tags: bool,
-    /// Give up retrying after this many seconds (default 120).
-    #[serde(default)]
+    /// Give up retrying after this many seconds (default 120): the total time of the retry policy.
     pub retry_seconds: Option<u64>,
     /// Credentials per registry host.
-    #[serde(default)]
     pub credentials: BTreeMap<String, CredentialsConfig>,
     /// Token services (https origins) trusted with a registry's credentials although they are not on the
     /// registry's origin, per registry host; see [`OciRegistryStoreBuilder::trusted_token_realm`].
-    #[serde(default)]
     pub trusted_token_realms: BTreeMap<String, String>,
+}
+
+impl Default for OciRegistryConfig {
+    fn default() -> Self {
+        OciRegistryConfig {
+            insecure: Vec::new(),
+            docker_config: true,
+            max_concurrency: None,
+            copy_signatures: false,
+            copy_referrers: false,
+            immutable_tags: false,
+            retry_seconds: None,
+            credentials: BTreeMap::new(),
+            trusted_token_realms: BTreeMap::new(),
+        }
+    }
+}
+
+impl OciRegistryConfig {
+    /// A builder with these settings, to which code can add a credential provider and the like.
+    pub fn builder(&self) -> OciRegistryStoreBuilder {
+        OciRegistryStoreBuilder { settings: self.clone(), ..OciRegistryStoreBuilder::default() }
+    }
+
+    /// Builds the store.
+    pub fn build(&self) -> Result<OciRegistryStore> {
+        self.builder().build()
+    }
 }
 
 /// Where a registry's credentials come from, in a spec.
@@ -214,10 +98,6 @@ pub struct CredentialsConfig {
     /// [`RegistryAuth::IdentityToken`].
     #[serde(default)]
     pub identity_token_env: Option<String>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 fn from_env(registry: &str, variable: &str) -> Result<Secret> {
@@ -243,62 +123,162 @@ impl CredentialsConfig {
     }
 }
 
-impl OciRegistryConfig {
-    /// A builder with these settings, to which code can add a credential provider.
-    pub fn builder(&self) -> Result<OciRegistryStoreBuilder> {
-        let mut builder = OciRegistryStore::builder();
-        if !self.docker_config {
-            builder = builder.without_docker_config();
-        }
-        for registry in &self.insecure {
-            builder = builder.insecure(registry.clone());
-        }
-        for (registry, credentials) in &self.credentials {
-            builder = builder.credentials(registry.clone(), credentials.to_auth(registry)?);
-        }
-        for (registry, realm) in &self.trusted_token_realms {
-            // Checked here too, so that a spec names the bad setting when it is loaded.
-            parse_trusted_realm(realm)?;
-            builder = builder.trusted_token_realm(registry.clone(), realm.clone());
-        }
-        if let Some(n) = self.max_concurrency {
-            builder = builder.max_concurrency(n);
-        }
-        if let Some(seconds) = self.retry_seconds {
-            builder = builder.retry(RetryPolicy { total: Duration::from_secs(seconds), ..RetryPolicy::default() });
-        }
-        Ok(builder
-            .copy_signatures(self.copy_signatures)
-            .copy_referrers(self.copy_referrers)
-            .immutable_tags(self.immutable_tags))
-    }
+/// Builds an [`OciRegistryStore`].
+///
+/// ```
+/// use promote_oci::{OciRegistryStore, RegistryAuth};
+/// let store = OciRegistryStore::builder()
+///     .insecure("127.0.0.1:5000")
+///     .credentials("ghcr.io", RegistryAuth::basic("ci-bot", "token"))
+///     .max_concurrency(4)
+///     .copy_signatures(true)
+///     .build()?;
+/// # Ok::<(), promote_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OciRegistryStoreBuilder {
+    settings: OciRegistryConfig,
+    /// Credential values given in code; they win over the settings' environment variables.
+    credentials: HashMap<String, RegistryAuth>,
+    provider: Option<Arc<dyn CredentialProvider>>,
+    only_registries: Option<BTreeSet<String>>,
+    resolve_annotations: bool,
+    retry: RetryPolicy,
+}
 
-    /// Builds the store.
-    pub fn build(&self) -> Result<OciRegistryStore> {
-        self.builder()?.build()
+impl Default for OciRegistryStoreBuilder {
+    fn default() -> Self {
+        OciRegistryStoreBuilder {
+            settings: OciRegistryConfig::default(),
+            credentials: HashMap::new(),
+            provider: None,
+            only_registries: None,
+            resolve_annotations: true,
+            retry: CopyOptions::default().retry,
+        }
     }
 }
 
-/// The spec form of an [`OciLayoutStore`] (`kind: oci-layout`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct OciLayoutConfig {
-    /// The directory holding one layout per repository.
-    pub root: PathBuf,
-    /// The registry name references to this store use (default `oci-layout.local`).
-    #[serde(default)]
-    pub registry: Option<String>,
-}
+impl OciRegistryStoreBuilder {
+    /// Talks only to these registries (`host[:port]`); any other is `Error::PermissionDenied` before a
+    /// request is made. Untrusted specs get this from the embedder's allowlist.
+    pub fn only_registries(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.only_registries = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
 
-impl OciLayoutConfig {
-    /// Builds the store.
-    pub fn build(&self) -> OciLayoutStore {
-        let store = OciLayoutStore::new(&self.root);
-        match &self.registry {
-            Some(registry) => store.with_registry(registry.clone()),
-            None => store,
+    /// Asks `provider` for credentials of registries that have no explicit ones (before the docker config).
+    pub fn credential_provider(mut self, provider: impl CredentialProvider) -> Self {
+        self.provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Uses these credentials for `registry` (host, with port if any).
+    pub fn credentials(mut self, registry: impl Into<String>, auth: RegistryAuth) -> Self {
+        self.credentials.insert(registry.into(), auth);
+        self
+    }
+
+    /// Whether credentials are read from the docker config (`~/.docker/config.json`, `credsStore`,
+    /// `credHelpers`); default true. Without it only explicit credentials and the provider count.
+    pub fn docker_config(mut self, read: bool) -> Self {
+        self.settings.docker_config = read;
+        self
+    }
+
+    /// Talks plain HTTP to `registry` (host, with port if any). Every other registry gets verified TLS.
+    pub fn insecure(mut self, registry: impl Into<String>) -> Self {
+        self.settings.insecure.push(registry.into());
+        self
+    }
+
+    /// Trusts the token service at `realm` (an https origin such as `https://auth.example.com`) with the
+    /// credentials of `registry`, although it is not on the registry's own origin. One realm per registry:
+    /// a later call for the same registry replaces the earlier one.
+    ///
+    /// A bearer challenge names the token service, so a registry could send its clients' credentials
+    /// anywhere. They go only to a token service on the registry's own scheme, host and port, to Docker
+    /// Hub's `https://auth.docker.io` for `docker.io`, `index.docker.io` and `registry-1.docker.io`, and
+    /// to the ones trusted here; any other is asked for an anonymous token. A `realm` that is not an https
+    /// origin is an error at [`build`](Self::build).
+    pub fn trusted_token_realm(mut self, registry: impl Into<String>, realm: impl Into<String>) -> Self {
+        self.settings.trusted_token_realms.insert(registry.into(), realm.into());
+        self
+    }
+
+    /// How many blobs a copy moves at once (default 8).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.settings.max_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Copies cosign signature, attestation and SBOM tags along when promoting across repositories.
+    pub fn copy_signatures(mut self, copy: bool) -> Self {
+        self.settings.copy_signatures = copy;
+        self
+    }
+
+    /// Copies referrers along (the referrers API, or the `sha256-<hex>` tag schema).
+    pub fn copy_referrers(mut self, copy: bool) -> Self {
+        self.settings.copy_referrers = copy;
+        self
+    }
+
+    /// Treats tags as immutable: promoting onto a tag held by another digest is a `TagConflict`.
+    pub fn immutable_tags(mut self, immutable: bool) -> Self {
+        self.settings.immutable_tags = immutable;
+        self
+    }
+
+    /// Whether `resolve` reads annotations and config labels (one GET per digest); default true.
+    pub fn resolve_annotations(mut self, read: bool) -> Self {
+        self.resolve_annotations = read;
+        self
+    }
+
+    /// How temporary failures (408, 429, 5xx, broken connections) are retried. The default: 9 attempts,
+    /// 200 ms doubling to 10 s with jitter, honouring `Retry-After`, within 2 minutes. A spec's
+    /// `retry_seconds` sets the policy's total time.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Builds the store. A trusted token realm that is not an https origin, or spec credentials whose
+    /// environment variables are not set, are [`Error::InvalidInput`].
+    pub fn build(self) -> Result<OciRegistryStore> {
+        let settings = self.settings;
+        let mut trusted_realms = TrustedRealms::default();
+        for (registry, realm) in &settings.trusted_token_realms {
+            trusted_realms.trust(registry, parse_trusted_realm(realm)?);
         }
+        let mut explicit = HashMap::new();
+        for (registry, credentials) in &settings.credentials {
+            explicit.insert(registry.clone(), credentials.to_auth(registry)?);
+        }
+        explicit.extend(self.credentials);
+        let sources = CredentialSources { explicit, provider: self.provider, docker_config: settings.docker_config };
+        let transport = Transport::new(sources, &settings.insecure, trusted_realms)?;
+        let mut retry = self.retry;
+        if let Some(seconds) = settings.retry_seconds {
+            retry = retry.with_total(Some(Duration::from_secs(seconds)));
+        }
+        let mut copy_options = CopyOptions::default()
+            .with_signatures(settings.copy_signatures)
+            .with_referrers(settings.copy_referrers)
+            .with_retry(retry);
+        if let Some(n) = settings.max_concurrency {
+            copy_options = copy_options.with_max_concurrency(n);
+        }
+        Ok(OciRegistryStore {
+            inner: Arc::new(Inner {
+                transport,
+                copy_options,
+                resolve_annotations: self.resolve_annotations,
+                immutable_tags: settings.immutable_tags,
+                only_registries: self.only_registries,
+            }),
+        })
     }
 }
 
@@ -321,7 +301,7 @@ mod tests {
         config.build().unwrap();
         let plain: OciRegistryConfig =
             serde_json::from_str(r#"{"trusted_token_realms": {"ghcr.example": "http://auth.example.com"}}"#).unwrap();
-        assert!(matches!(plain.builder(), Err(Error::InvalidInput { .. })));
+        assert!(matches!(plain.build(), Err(Error::InvalidInput { .. })));
         let builder = OciRegistryStore::builder().trusted_token_realm("ghcr.example", "https://auth.example.com/token");
         assert!(matches!(builder.build(), Err(Error::InvalidInput { .. })));
     }
@@ -341,5 +321,19 @@ mod tests {
         let both: CredentialsConfig =
             serde_json::from_str(r#"{"token_env": "PATH", "identity_token_env": "PATH"}"#).unwrap();
         assert!(matches!(both.to_auth("r.example"), Err(Error::InvalidInput { .. })));
+    }
+
+    #[test]
+    fn spec_settings_reach_the_store() {
+        let config: OciRegistryConfig = serde_json::from_str(
+            r#"{"max_concurrency": 3, "copy_signatures": true, "immutable_tags": true, "retry_seconds": 7}"#,
+        )
+        .unwrap();
+        let store = config.builder().retry_policy(RetryPolicy::default().with_max_attempts(2)).build().unwrap();
+        let options = store.copy_options();
+        assert_eq!((options.max_concurrency, options.copy_signatures, options.copy_referrers), (3, true, false));
+        assert_eq!(options.retry.max_attempts, 2, "the code's policy");
+        assert_eq!(options.retry.total, Some(Duration::from_secs(7)), "with the spec's total time");
+        assert!(store.inner.immutable_tags);
     }
 }
