@@ -10,21 +10,24 @@ use common::{
     Moto, REGISTRY, create_repository, docker_manifest, index_manifest, manifest_at, oci_manifest, put_manifest,
     sdk_config,
 };
-use promote_aws::EcrStore;
+use promote_aws::{EcrStore, RetryPolicy};
 use promote_core::conformance::{StoreFixture, artifact_store};
 use promote_core::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, is_index};
-use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, Resource};
+use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource};
 
 fn reference(repository: &str, tag: &str) -> ArtifactRef {
     ArtifactRef::by_tag(REGISTRY, repository, tag).unwrap()
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default().with_max_attempts(3).with_delays(Duration::from_millis(5), Duration::from_millis(50))
 }
 
 async fn store(endpoint: &str, immutable_tags: bool) -> EcrStore {
     EcrStore::builder()
         .sdk_config(&sdk_config(endpoint).await)
         .immutable_tags(immutable_tags)
-        .max_attempts(3)
-        .initial_backoff(Duration::from_millis(5))
+        .retry_policy(fast_retry())
         .build()
         .await
         .unwrap()
@@ -239,7 +242,7 @@ async fn a_multi_arch_index_is_promoted_with_one_put_of_the_index() {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_with_backoff_and_then_reported_as_retryable() {
+async fn throttling_is_retried_with_backoff_and_then_reported_as_exhausted() {
     let Some(moto) = Moto::start() else { return };
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
     create_repository(&ecr, "team/web", false).await;
@@ -256,9 +259,10 @@ async fn throttling_is_retried_with_backoff_and_then_reported_as_retryable() {
     proxy.reset();
     proxy.fail_next("BatchGetImage", 10, "ThrottlingException");
     let error = store.resolve(&reference("team/web", "stg")).await.unwrap_err();
-    assert!(error.is_retryable(), "{error:?}");
+    assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(!error.is_retryable() && error.may_succeed_later(), "the SDK gave up: no layer repeats it: {error}");
     assert!(error.to_string().contains("throttled") && error.to_string().contains("team/web:stg"), "{error}");
-    assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by max_attempts");
+    assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by the policy's attempts");
 }
 
 /// A promotion whose target is an immutable tag held by another build fails, recorded with the reason

@@ -8,7 +8,7 @@ use aws_sdk_ecr::types::{Image, ImageIdentifier};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use promote_aws::{EcrStore, SecretSpec, SecretsManagerSource};
 use promote_core::manifest::OCI_MANIFEST;
-use promote_core::{ArtifactRef, ArtifactStore, ConfigRequest, ConfigSource, Digest, Error, Resource};
+use promote_core::{ArtifactRef, ArtifactStore, ConfigRequest, ConfigSource, Digest, Error, ErrorClass, Resource};
 
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
@@ -89,7 +89,7 @@ async fn image_already_exists_is_success_when_the_tag_holds_the_digest() {
 }
 
 #[tokio::test]
-async fn throttling_and_limit_exceeded_are_retried_then_reported_retryable() {
+async fn throttling_and_limit_exceeded_are_retried_then_reported_exhausted() {
     let source = Digest::sha256_of(MANIFEST.as_bytes());
     let found = source.clone();
     let get = mock!(aws_sdk_ecr::Client::batch_get_image)
@@ -113,8 +113,10 @@ async fn throttling_and_limit_exceeded_are_retried_then_reported_retryable() {
     assert_eq!(get.num_calls(), 3);
 
     let error = store.resolve(&reference("v1")).await.unwrap_err();
-    assert!(error.is_retryable(), "{error:?}");
+    assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(!error.is_retryable() && error.may_succeed_later(), "the SDK retried it already: {error}");
     assert!(error.to_string().contains("ThrottlingException") && error.to_string().contains("team/web:v1"), "{error}");
+    assert!(std::error::Error::source(&error).is_some(), "the SDK's error is kept as the source: {error:?}");
     assert_eq!(get.num_calls(), 6, "three attempts, then the error");
 }
 
@@ -230,7 +232,7 @@ async fn a_refused_batch_falls_back_to_single_reads() {
 }
 
 #[tokio::test]
-async fn secrets_throttling_is_retried_then_retryable() {
+async fn secrets_throttling_is_retried_then_exhausted() {
     let batch = mock!(aws_sdk_secretsmanager::Client::batch_get_secret_value)
         .sequence()
         .http_status(400, aws_error("ThrottlingException", "Rate exceeded"))
@@ -238,8 +240,8 @@ async fn secrets_throttling_is_retried_then_retryable() {
         .build();
     let client = mock_client!(aws_sdk_secretsmanager, RuleMode::Sequential, [&batch], secrets_retrying!());
     let error = secrets_source(client).await.load(&ConfigRequest::new("prd")).await.unwrap_err();
-    assert!(error.is_retryable(), "{error:?}");
-    assert!(matches!(&error, Error::ConfigSource { .. }), "{error:?}");
+    assert!(matches!(&error, Error::ConfigSource { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(!error.is_retryable() && error.may_succeed_later(), "{error}");
     assert_eq!(batch.num_calls(), 3);
 }
 

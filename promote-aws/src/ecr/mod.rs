@@ -1,4 +1,11 @@
 //! [`EcrStore`]: an [`ArtifactStore`] on the Amazon ECR API.
+//!
+//! - `builder.rs`: [`EcrStoreBuilder`] and the spec form [`EcrConfig`].
+//! - `credentials.rs` (feature `oci-copy`): ECR authorization tokens for the OCI copy engine.
+
+mod builder;
+#[cfg(feature = "oci-copy")]
+mod credentials;
 
 use std::collections::BTreeSet;
 #[cfg(feature = "oci-copy")]
@@ -8,11 +15,17 @@ use async_trait::async_trait;
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
 use aws_sdk_ecr::types::{Image, ImageIdentifier};
 use promote_core::manifest::{self, MANIFEST_MEDIA_TYPES, ManifestSummary};
-use promote_core::store::check_promote_args;
-use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
+use promote_core::store::{check_exists_args, check_promote_args};
+use promote_core::{
+    Artifact, ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource, Result, StoreCapabilities,
+};
 use tracing::{debug, instrument};
 
-use crate::config::EcrStoreBuilder;
+pub use builder::{EcrConfig, EcrStoreBuilder};
+#[cfg(feature = "oci-copy")]
+pub use credentials::EcrCredentialProvider;
+
+use crate::connection::policy_of;
 use crate::error::{AwsFailure, ECR, ecr_error};
 
 /// An [`ArtifactStore`] for Amazon ECR.
@@ -30,11 +43,14 @@ use crate::error::{AwsFailure, ECR, ecr_error};
 /// - Promotion into another repository, account or region needs the `oci-copy` feature
 ///   (`EcrStoreBuilder::cross_registry`); without it, it is [`Error::NotSupported`].
 /// - Throttling (`ThrottlingException`, `LimitExceededException`), 5xx and connection failures are retried
-///   by the SDK with exponential backoff; what remains is classified temporary.
+///   by the SDK with exponential backoff; what it gave up on is
+///   [`ErrorClass::Exhausted`](promote_core::ErrorClass::Exhausted).
 #[derive(Debug, Clone)]
 pub struct EcrStore {
     client: aws_sdk_ecr::Client,
     region: Option<String>,
+    /// The attempts the client makes per call, for classifying what it gave up on.
+    sdk_attempts: u32,
     immutable_tags: bool,
     registry_aliases: BTreeSet<String>,
     #[cfg(feature = "oci-copy")]
@@ -49,7 +65,7 @@ struct Location {
 }
 
 /// The account and region of an ECR registry host, if `host` is one.
-pub(crate) fn parse_registry_host(host: &str) -> Option<(&str, &str)> {
+fn parse_registry_host(host: &str) -> Option<(&str, &str)> {
     let (account, rest) = host.split_once('.')?;
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -79,33 +95,26 @@ impl EcrStore {
         EcrStoreBuilder::new().build().await
     }
 
-    /// A store over an ECR client configured elsewhere.
+    /// A store over an ECR client configured elsewhere, with the defaults of [`EcrStoreBuilder`] (mutable
+    /// tags).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
-        let region = client.config().region().map(|region| region.to_string());
-        EcrStore::from_parts(client, region, false, Vec::new())
+        EcrStore::over(client, &EcrConfig::default())
     }
 
-    pub(crate) fn from_parts(
-        client: aws_sdk_ecr::Client,
-        region: Option<String>,
-        immutable_tags: bool,
-        registry_aliases: Vec<String>,
-    ) -> Self {
+    /// A store over `client` with `settings` (the cross-registry copier is added by the builder).
+    fn over(client: aws_sdk_ecr::Client, settings: &EcrConfig) -> Self {
+        let config = client.config();
+        let region = config.region().map(|region| region.to_string());
+        let retry = policy_of(config.retry_config());
         EcrStore {
             client,
             region,
-            immutable_tags,
-            registry_aliases: registry_aliases.into_iter().collect(),
+            sdk_attempts: retry.max_attempts,
+            immutable_tags: settings.immutable_tags,
+            registry_aliases: settings.registry_aliases.iter().cloned().collect(),
             #[cfg(feature = "oci-copy")]
             copier: None,
         }
-    }
-
-    /// Sends promotions across repositories and registries to `copier`, which must keep digests.
-    #[cfg(feature = "oci-copy")]
-    pub(crate) fn with_copier(mut self, copier: Arc<dyn ArtifactStore>) -> Self {
-        self.copier = Some(copier);
-        self
     }
 
     /// The region this store's client calls.
@@ -147,7 +156,15 @@ impl EcrStore {
             .set_accepted_media_types(Some(MANIFEST_MEDIA_TYPES.iter().map(|t| (*t).to_owned()).collect()))
             .send()
             .await
-            .map_err(|error| ecr_error("BatchGetImage", reference, AwsFailure::from_sdk(&error)))
+            .map_err(|error| ecr_error("BatchGetImage", reference, self.failure(error)))
+    }
+
+    /// An SDK error of this store's client.
+    fn failure<E>(&self, error: aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>) -> AwsFailure
+    where
+        E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        AwsFailure::from_sdk(error, self.sdk_attempts)
     }
 
     /// The digest `tag` holds now, if any.
@@ -207,25 +224,17 @@ impl EcrStore {
                 let actual = match reported {
                     Some(actual) => actual,
                     None => self.tag_holder(location, target, tag).await?.ok_or_else(|| {
-                        Error::backend(
-                            ECR,
-                            promote_core::ErrorClass::Temporary,
-                            format!("PutImage of {target} reported no image"),
-                        )
+                        Error::backend(ECR, ErrorClass::Temporary, format!("PutImage of {target} reported no image"))
                     })?,
                 };
                 if &actual != digest {
-                    return Err(Error::DigestMismatch {
-                        reference: target.to_string(),
-                        expected: digest.clone(),
-                        actual,
-                    });
+                    return Err(Error::digest_mismatch(target.to_string(), digest.clone(), actual));
                 }
                 debug!(%target, %digest, "tag put");
                 Ok(artifact)
             }
             Err(error) => {
-                let failure = AwsFailure::from_sdk(&error);
+                let failure = self.failure(error);
                 if failure.is("ImageAlreadyExistsException") || failure.is("ImageTagAlreadyExistsException") {
                     // ImageAlreadyExists means "nothing changed": check what the tag holds, since an
                     // emulator (moto) also answers it for an immutable tag held by another digest.
@@ -264,7 +273,7 @@ fn image_digest(image: &Image) -> Result<Option<Digest>> {
 /// The artifact `image` is, located at `reference`.
 fn artifact_of(reference: &ArtifactRef, image: &Image) -> Result<Artifact> {
     let digest = image_digest(image)?.ok_or_else(|| {
-        Error::backend(ECR, promote_core::ErrorClass::Persistent, format!("ECR returned {reference} without a digest"))
+        Error::backend(ECR, ErrorClass::Persistent, format!("ECR returned {reference} without a digest"))
     })?;
     let text = image.image_manifest().unwrap_or_default();
     let summary = ManifestSummary::parse(text.as_bytes()).unwrap_or_default();
@@ -287,9 +296,9 @@ fn missing_image(reference: &ArtifactRef, output: &BatchGetImageOutput) -> Error
     let reported = output.failures().iter().find_map(|failure| {
         let code = failure.failure_code().map(|code| code.as_str()).unwrap_or_default();
         let class = match code {
-            "UpstreamUnavailable" | "UpstreamTooManyRequests" => promote_core::ErrorClass::Temporary,
+            "UpstreamUnavailable" | "UpstreamTooManyRequests" => ErrorClass::Temporary,
             "UnsupportedImageType" | "KmsError" | "UpstreamAccessDenied" | "ImageInaccessible" => {
-                promote_core::ErrorClass::Persistent
+                ErrorClass::Persistent
             }
             _ => return None,
         };
@@ -356,11 +365,7 @@ impl ArtifactStore for EcrStore {
             if let Some(copier) = &self.copier {
                 let artifact = copier.promote(source, target).await?;
                 if &artifact.digest != digest {
-                    return Err(Error::DigestMismatch {
-                        reference: target.to_string(),
-                        expected: digest.clone(),
-                        actual: artifact.digest,
-                    });
+                    return Err(Error::digest_mismatch(target.to_string(), digest.clone(), artifact.digest));
                 }
                 return Ok(artifact);
             }
@@ -388,9 +393,7 @@ impl ArtifactStore for EcrStore {
 
     #[instrument(level = "debug", skip(self), fields(reference = %reference))]
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let Some(digest) = reference.digest() else {
-            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
-        };
+        let digest = check_exists_args(reference)?;
         let Some(location) = self.locate(reference) else {
             #[cfg(feature = "oci-copy")]
             if let Some(copier) = &self.copier {
@@ -411,7 +414,7 @@ impl ArtifactStore for EcrStore {
                 Ok(output.image_details().iter().any(|detail| detail.image_digest() == Some(digest.as_str())))
             }
             Err(error) => {
-                let failure = AwsFailure::from_sdk(&error);
+                let failure = self.failure(error);
                 if failure.is("ImageNotFoundException") || failure.is("RepositoryNotFoundException") {
                     Ok(false)
                 } else {
