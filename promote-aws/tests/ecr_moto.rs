@@ -23,10 +23,14 @@ fn fast_retry() -> RetryPolicy {
     RetryPolicy::default().with_max_attempts(3).with_delays(Duration::from_millis(5), Duration::from_millis(50))
 }
 
+/// A store on moto. moto does not implement `GetDownloadUrlForLayer` (it answers 500), so these stores do
+/// not read config labels; `tests/mocks.rs` covers that path, and
+/// `a_revision_annotation_needs_no_config_download` the part moto can serve.
 async fn store(endpoint: &str, immutable_tags: bool) -> EcrStore {
     EcrStore::builder()
         .sdk_config(&sdk_config(endpoint).await)
         .immutable_tags(immutable_tags)
+        .read_config_labels(false)
         .retry_policy(fast_retry())
         .build()
         .await
@@ -263,6 +267,26 @@ async fn throttling_is_retried_with_backoff_and_then_reported_as_exhausted() {
     assert!(!error.is_retryable() && error.may_succeed_later(), "the SDK gave up: no layer repeats it: {error}");
     assert!(error.to_string().contains("throttled") && error.to_string().contains("team/web:stg"), "{error}");
     assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by the policy's attempts");
+}
+
+/// What moto can show of config labels: a manifest that carries the revision annotation resolves with it in
+/// one `BatchGetImage`, with label reading on, and no `GetDownloadUrlForLayer`.
+#[tokio::test]
+async fn a_revision_annotation_needs_no_config_download() {
+    let Some(moto) = Moto::start() else { return };
+    let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
+    create_repository(&ecr, "team/web", false).await;
+    let digest = put_manifest(&ecr, "team/web", Some("v1"), &oci_manifest("3f2c1a9"), OCI_MANIFEST).await;
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let store = EcrStore::builder()
+        .sdk_config(&sdk_config(&proxy.endpoint).await)
+        .retry_policy(fast_retry())
+        .build()
+        .await
+        .unwrap();
+    let artifact = store.resolve(&reference("team/web", "v1")).await.unwrap();
+    assert_eq!((&artifact.digest, artifact.revision()), (&digest, Some("3f2c1a9")));
+    assert_eq!(proxy.calls(), ["BatchGetImage"]);
 }
 
 /// A promotion whose target is an immutable tag held by another build fails, recorded with the reason

@@ -16,9 +16,9 @@ use crate::connection::{Connection, SpecConnection, connection_setters};
 /// ```
 /// let config: promote_aws::EcrConfig =
 ///     serde_json::from_str(r#"{"region": "eu-west-1", "immutable_tags": true}"#).unwrap();
-/// assert!(config.immutable_tags);
+/// assert!(config.immutable_tags && config.read_config_labels);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EcrConfig {
@@ -34,10 +34,29 @@ pub struct EcrConfig {
     pub immutable_tags: bool,
     /// Registry hosts that stand for the caller's own registry (see [`EcrStoreBuilder::registry_alias`]).
     pub registry_aliases: Vec<String>,
+    /// Read the revision from the image config's labels when the manifest lacks it (default true; see
+    /// [`EcrStoreBuilder::read_config_labels`]).
+    pub read_config_labels: bool,
     /// Promote across repositories, accounts and regions through the OCI copy engine (feature `oci-copy`).
     pub cross_registry: bool,
     /// Registry hosts the copy engine may reach over plain HTTP.
     pub insecure_registries: Vec<String>,
+}
+
+impl Default for EcrConfig {
+    fn default() -> Self {
+        EcrConfig {
+            region: None,
+            endpoint_url: None,
+            profile: None,
+            max_attempts: None,
+            immutable_tags: false,
+            registry_aliases: Vec::new(),
+            read_config_labels: true,
+            cross_registry: false,
+            insecure_registries: Vec::new(),
+        }
+    }
 }
 
 impl EcrConfig {
@@ -94,6 +113,14 @@ impl EcrStoreBuilder {
     /// `<account>.dkr.ecr.<region>.amazonaws.com` (a private DNS name, a pull-through alias).
     pub fn registry_alias(mut self, host: impl Into<String>) -> Self {
         self.settings.registry_aliases.push(host.into());
+        self
+    }
+
+    /// Whether `resolve` reads the revision from the image config's `Labels` when the manifest's annotations
+    /// lack it, as `promote-oci` does (default true). It costs a `GetDownloadUrlForLayer` call (permission
+    /// `ecr:GetDownloadUrlForLayer`) and a download of at most 1 MiB, once per resolve of such an image.
+    pub fn read_config_labels(mut self, read: bool) -> Self {
+        self.settings.read_config_labels = read;
         self
     }
 

@@ -1,14 +1,15 @@
 //! [`EcrStore`]: an [`ArtifactStore`] on the Amazon ECR API.
 //!
 //! - `builder.rs`: [`EcrStoreBuilder`] and the spec form [`EcrConfig`].
+//! - `image_config.rs`: the revision from the config's labels (`GetDownloadUrlForLayer`).
 //! - `credentials.rs` (feature `oci-copy`): ECR authorization tokens for the OCI copy engine.
 
 mod builder;
 #[cfg(feature = "oci-copy")]
 mod credentials;
+mod image_config;
 
 use std::collections::BTreeSet;
-#[cfg(feature = "oci-copy")]
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use tracing::{debug, instrument};
 pub use builder::{EcrConfig, EcrStoreBuilder};
 #[cfg(feature = "oci-copy")]
 pub use credentials::EcrCredentialProvider;
+use image_config::ConfigFetcher;
 
 use crate::connection::policy_of;
 use crate::error::{AwsFailure, ECR, ecr_error};
@@ -42,6 +44,10 @@ use crate::error::{AwsFailure, ECR, ecr_error};
 ///   repository. The digest `PutImage` reports is checked against the source.
 /// - Promotion into another repository, account or region needs the `oci-copy` feature
 ///   (`EcrStoreBuilder::cross_registry`); without it, it is [`Error::NotSupported`].
+/// - `resolve` also reads the revision from the image config's labels when the manifest's annotations
+///   lack it, as `promote-oci` does: `GetDownloadUrlForLayer` of the config (at most 1 MiB), fetched from
+///   the pre-signed URL and checked against its digest. That needs `ecr:GetDownloadUrlForLayer`; turn it off
+///   with [`EcrStoreBuilder::read_config_labels`].
 /// - Throttling (`ThrottlingException`, `LimitExceededException`), 5xx and connection failures are retried
 ///   by the SDK with exponential backoff; what it gave up on is
 ///   [`ErrorClass::Exhausted`](promote_core::ErrorClass::Exhausted).
@@ -53,6 +59,8 @@ pub struct EcrStore {
     sdk_attempts: u32,
     immutable_tags: bool,
     registry_aliases: BTreeSet<String>,
+    /// Reads config labels; `None` when turned off.
+    config_labels: Option<Arc<ConfigFetcher>>,
     #[cfg(feature = "oci-copy")]
     copier: Option<Arc<dyn ArtifactStore>>,
 }
@@ -96,7 +104,7 @@ impl EcrStore {
     }
 
     /// A store over an ECR client configured elsewhere, with the defaults of [`EcrStoreBuilder`] (mutable
-    /// tags).
+    /// tags, config labels read).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
         EcrStore::over(client, &EcrConfig::default())
     }
@@ -106,12 +114,14 @@ impl EcrStore {
         let config = client.config();
         let region = config.region().map(|region| region.to_string());
         let retry = policy_of(config.retry_config());
+        let config_labels = settings.read_config_labels.then(|| Arc::new(ConfigFetcher::new(retry)));
         EcrStore {
             client,
             region,
             sdk_attempts: retry.max_attempts,
             immutable_tags: settings.immutable_tags,
             registry_aliases: settings.registry_aliases.iter().cloned().collect(),
+            config_labels,
             #[cfg(feature = "oci-copy")]
             copier: None,
         }
@@ -165,6 +175,54 @@ impl EcrStore {
         E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         AwsFailure::from_sdk(error, self.sdk_attempts)
+    }
+
+    /// Adds the config's labels to `artifact`'s annotations when its manifest lacks the revision (see
+    /// `image_config.rs`). A config ECR does not hold (`LayersNotFoundException`) adds nothing.
+    async fn add_config_labels(
+        &self,
+        location: &Location,
+        reference: &ArtifactRef,
+        summary: &ManifestSummary,
+        artifact: &mut Artifact,
+    ) -> Result<()> {
+        let Some(fetcher) = &self.config_labels else { return Ok(()) };
+        let Some(config) = image_config::config_to_read(summary) else { return Ok(()) };
+        let answer = self
+            .client
+            .get_download_url_for_layer()
+            .set_registry_id(location.registry_id.clone())
+            .repository_name(reference.repository())
+            .layer_digest(config.digest.as_str())
+            .send()
+            .await;
+        let url = match answer {
+            Ok(output) => output.download_url().map(str::to_owned),
+            Err(error) => {
+                let failure = self.failure(error);
+                if failure.is("LayersNotFoundException") || failure.is("LayerInaccessibleException") {
+                    debug!(%reference, config = %config.digest, %failure, "the config blob is not readable: no labels");
+                    return Ok(());
+                }
+                if failure.is_access_denied() {
+                    return Err(Error::PermissionDenied {
+                        backend: ECR,
+                        message: format!(
+                            "GetDownloadUrlForLayer of the config of {reference}: {failure} (reading the revision \
+                             from the config labels needs ecr:GetDownloadUrlForLayer; or turn read_config_labels off)"
+                        ),
+                    });
+                }
+                return Err(ecr_error("GetDownloadUrlForLayer", reference, failure));
+            }
+        };
+        let name = format!("{}@{}", reference.name(), config.digest);
+        let url = url.ok_or_else(|| {
+            Error::backend(ECR, ErrorClass::Persistent, format!("GetDownloadUrlForLayer of {name}: no download URL"))
+        })?;
+        let bytes = fetcher.fetch(&url, config, &name).await?;
+        image_config::add_labels(&mut artifact.annotations, &bytes);
+        Ok(())
     }
 
     /// The digest `tag` holds now, if any.
@@ -272,6 +330,11 @@ fn image_digest(image: &Image) -> Result<Option<Digest>> {
 
 /// The artifact `image` is, located at `reference`.
 fn artifact_of(reference: &ArtifactRef, image: &Image) -> Result<Artifact> {
+    Ok(read_image(reference, image)?.0)
+}
+
+/// The artifact `image` is, located at `reference`, and the summary of its manifest.
+fn read_image(reference: &ArtifactRef, image: &Image) -> Result<(Artifact, ManifestSummary)> {
     let digest = image_digest(image)?.ok_or_else(|| {
         Error::backend(ECR, ErrorClass::Persistent, format!("ECR returned {reference} without a digest"))
     })?;
@@ -288,7 +351,9 @@ fn artifact_of(reference: &ArtifactRef, image: &Image) -> Result<Artifact> {
             operation: format!("{reference} has media type {media_type}"),
         });
     }
-    Ok(Artifact::new(reference, digest, media_type, text.len() as u64).with_annotations(summary.annotations))
+    let artifact =
+        Artifact::new(reference, digest, media_type, text.len() as u64).with_annotations(summary.annotations.clone());
+    Ok((artifact, summary))
 }
 
 /// The error for a `BatchGetImage` that did not return the reference: the failure ECR reported, or NotFound.
@@ -350,7 +415,8 @@ impl ArtifactStore for EcrStore {
             .iter()
             .find(|image| wanted.is_none() || image_digest(image).ok().flatten().as_ref() == wanted)
             .ok_or_else(|| missing_image(reference, &output))?;
-        let artifact = artifact_of(reference, image)?;
+        let (mut artifact, summary) = read_image(reference, image)?;
+        self.add_config_labels(&location, reference, &summary, &mut artifact).await?;
         debug!(digest = %artifact.digest, media_type = %artifact.media_type, "resolved");
         Ok(artifact)
     }
