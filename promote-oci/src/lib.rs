@@ -7,6 +7,8 @@ pub mod kinds;
 mod layout;
 mod registry;
 
+/// The byte buffer [`OciLayout::read_blob`] returns, re-exported so that its callers need no other import.
+pub use bytes::Bytes;
 pub use copy::{CopyEndpoint, CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES, copy_image};
 pub use layout::{LAYOUT_REGISTRY, OciLayout, OciLayoutConfig, OciLayoutStore, REF_NAME_ANNOTATION, image_manifest};
 /// The retry vocabulary of `promote-core`, which [`OciRegistryStoreBuilder::retry_policy`] and
