@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use promote_core::ApprovalOptions;
 use promote_core::error::ApprovalRefusal;
 use promote_core::ledger::{FinalState, PromotionState};
 use promote_core::manifest::REVISION_ANNOTATION;
@@ -116,7 +117,10 @@ async fn promote(pipeline: &Pipeline, build: &Build, stage: &str) -> Result<(), 
         println!("  {stage}: pending: {reason}");
     }
     for approver in ["alice", "bob"] {
-        match pipeline.approve(&build.id, stage, &Identity::new(approver), Some("looks good"), None).await {
+        match pipeline
+            .approve(&build.id, stage, &Identity::new(approver), ApprovalOptions::new().comment("looks good"))
+            .await
+        {
             Ok(_) => println!("  {stage}: approved by {approver}"),
             Err(Error::ApprovalRefused { reason: ApprovalRefusal::Duplicate, .. }) => {
                 println!("  {stage}: {approver} had already approved")

@@ -11,7 +11,7 @@ use common::{
     sdk_config,
 };
 use promote_aws::{EcrStore, RetryPolicy};
-use promote_core::conformance::{StoreFixture, artifact_store};
+use promote_core::conformance::{self, StoreFixture};
 use promote_core::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, is_index};
 use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource};
 
@@ -70,18 +70,27 @@ async fn conformance_on_a_mutable_repository() {
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
     let (image, image_digest, other_image, other_digest, index) = seed(&ecr, "team/web", false).await;
     create_repository(&ecr, "team/api", false).await;
-    artifact_store(StoreFixture {
-        store: Arc::new(store(&moto.endpoint, false).await),
-        image,
-        image_digest,
-        other_image,
-        other_digest,
-        index: Some(index),
-        // Without the oci-copy feature another repository is NotSupported; the suite checks that.
-        other_repository: Some(reference("team/api", "x")),
-        tag_prefix: "conf".into(),
-    })
-    .await;
+    let fixture = StoreFixture::new(
+        Arc::new(store(&moto.endpoint, false).await),
+        (image.clone(), image_digest),
+        (other_image, other_digest),
+        "conf",
+    )
+    .with_index(index.0, index.1)
+    .with_other_repository(reference("team/api", "x"))
+    .with_revision(image, "a");
+    conformance::resolve_by_tag_and_digest(&fixture).await;
+    conformance::missing_is_not_found(&fixture).await;
+    conformance::exists_never_fails_for_missing(&fixture).await;
+    conformance::promote_needs_a_digest(&fixture).await;
+    conformance::retag_is_idempotent(&fixture).await;
+    // A mutable repository, and the store not told otherwise: the tag moves.
+    conformance::moving_a_tag(&fixture).await;
+    // Without the oci-copy feature (and cross_registry) the capability is off: NotSupported.
+    conformance::cross_repository(&fixture).await;
+    conformance::index_kept_whole(&fixture).await;
+    // From the annotation: moto cannot serve config blobs (tests/mocks.rs covers the labels).
+    conformance::revision_is_read(&fixture).await;
 }
 
 #[tokio::test]
@@ -89,17 +98,21 @@ async fn conformance_on_an_immutable_repository() {
     let Some(moto) = Moto::start() else { return };
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
     let (image, image_digest, other_image, other_digest, index) = seed(&ecr, "team/web", true).await;
-    artifact_store(StoreFixture {
-        store: Arc::new(store(&moto.endpoint, true).await),
-        image,
-        image_digest,
-        other_image,
-        other_digest,
-        index: Some(index),
-        other_repository: None,
-        tag_prefix: "conf".into(),
-    })
-    .await;
+    let fixture = StoreFixture::new(
+        Arc::new(store(&moto.endpoint, true).await),
+        (image, image_digest),
+        (other_image, other_digest),
+        "conf",
+    )
+    .with_index(index.0, index.1);
+    // One repository, with immutable tags: every clause but the cross-repository one.
+    conformance::resolve_by_tag_and_digest(&fixture).await;
+    conformance::missing_is_not_found(&fixture).await;
+    conformance::exists_never_fails_for_missing(&fixture).await;
+    conformance::promote_needs_a_digest(&fixture).await;
+    conformance::retag_is_idempotent(&fixture).await;
+    conformance::immutable_tag_conflict(&fixture).await;
+    conformance::index_kept_whole(&fixture).await;
 }
 
 #[tokio::test]

@@ -15,6 +15,12 @@ pub trait Clock: Debug + Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
+forward_to_inner!(Clock {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+});
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -372,6 +372,19 @@ pub enum Error {
         holder: String,
     },
 
+    /// The stage's lock was lost while the promotion ran (its lease expired and another runner took it, or
+    /// its lock file was removed); the promotion stopped before its next side effect and stays open for
+    /// whoever holds the lock now.
+    #[error("the lock on stage {stage} held by {holder} (token {token}) was lost; stopped before the next change")]
+    LockLost {
+        /// The stage.
+        stage: String,
+        /// Who held it.
+        holder: String,
+        /// The lost lease's fencing token.
+        token: u64,
+    },
+
     /// A write carried a fencing token older than one the ledger has already seen for the stage.
     #[error("stale fencing token {token} for stage {stage}: the ledger has seen {newest}")]
     Fenced {
@@ -527,7 +540,9 @@ impl Error {
     /// [`ErrorClass::Exhausted`], saying how many attempts were made; other errors are unchanged.
     pub fn exhausted(self, attempts: u32) -> Error {
         match self {
-            Error::Context { context, source } => Error::Context { context, source: Box::new(source.exhausted(attempts)) },
+            Error::Context { context, source } => {
+                Error::Context { context, source: Box::new(source.exhausted(attempts)) }
+            }
             Error::Backend { backend, message, class: ErrorClass::Temporary, source } => Error::Backend {
                 backend,
                 message: format!("{message} (gave up after {attempts} attempts)"),
@@ -553,9 +568,11 @@ impl Error {
             Error::Context { source, .. } => source.is_retryable(),
             // A digest that moved, or bytes that did not match their digest, is another writer or a broken
             // transfer: placing or fetching again may succeed, and is checked again.
-            Error::Locked { .. } | Error::GatePending { .. } | Error::Timeout { .. } | Error::DigestMismatch { .. } => {
-                true
-            }
+            Error::Locked { .. }
+            | Error::LockLost { .. }
+            | Error::GatePending { .. }
+            | Error::Timeout { .. }
+            | Error::DigestMismatch { .. } => true,
             Error::Backend { class, .. } | Error::ConfigSource { class, .. } => *class == ErrorClass::Temporary,
             Error::Io { source, .. } => matches!(
                 source.kind(),
@@ -618,6 +635,40 @@ impl Error {
         }
     }
 
+    /// The variant's name in snake case (`not_found`, `gate_pending`…), the root's for a wrapped error: a
+    /// stable word for scripts (a CLI's JSON output, a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Context { source, .. } => source.kind(),
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::Spec { .. } => "spec",
+            Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::TagConflict { .. } => "tag_conflict",
+            Error::DigestMismatch { .. } => "digest_mismatch",
+            Error::RevisionMismatch { .. } => "revision_mismatch",
+            Error::NotEligible { .. } => "not_eligible",
+            Error::Held { .. } => "held",
+            Error::GatePending { .. } => "gate_pending",
+            Error::GateFailed { .. } => "gate_failed",
+            Error::ApprovalRefused { .. } => "approval_refused",
+            Error::Locked { .. } => "locked",
+            Error::Fenced { .. } => "fenced",
+            Error::LockLost { .. } => "lock_lost",
+            Error::MissingConfig { .. } => "missing_config",
+            Error::ConfigSource { .. } => "config_source",
+            Error::Template { .. } => "template",
+            Error::DeployFailed { .. } => "deploy_failed",
+            Error::LedgerCorrupt { .. } => "ledger_corrupt",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::NotSupported { .. } => "not_supported",
+            Error::Timeout { .. } => "timeout",
+            Error::UnsafeFile { .. } => "unsafe_file",
+            Error::Io { .. } => "io",
+            Error::Backend { .. } => "backend",
+        }
+    }
+
     /// Shorthand for [`Error::DigestMismatch`].
     pub fn digest_mismatch(reference: impl Into<String>, expected: Digest, actual: Digest) -> Self {
         Error::DigestMismatch { reference: reference.into(), expected, actual }
@@ -641,6 +692,63 @@ impl Error {
     /// Shorthand for a [`Error::Backend`] failure without a source.
     pub fn backend(backend: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
         Error::Backend { backend, message: message.into(), class, source: None }
+    }
+}
+
+/// An error serialises as `{"kind": …, "message": …, "retryable": …, "may_succeed_later": …}`: what a
+/// script needs, with the message a person reads. (Errors never hold a secret value.)
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = serializer.serialize_struct("Error", 4)?;
+        out.serialize_field("kind", self.kind())?;
+        out.serialize_field("message", &self.to_string())?;
+        out.serialize_field("retryable", &self.is_retryable())?;
+        out.serialize_field("may_succeed_later", &self.may_succeed_later())?;
+        out.end()
+    }
+}
+
+/// An error inside a report that is cloned, compared and serialised (a reconcile outcome, say). Two are
+/// equal when they say the same thing.
+#[derive(Debug, Clone)]
+pub struct SharedError(std::sync::Arc<Error>);
+
+impl SharedError {
+    /// The error.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl From<Error> for SharedError {
+    fn from(error: Error) -> Self {
+        SharedError(std::sync::Arc::new(error))
+    }
+}
+
+impl std::ops::Deref for SharedError {
+    type Target = Error;
+    fn deref(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for SharedError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl serde::Serialize for SharedError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 

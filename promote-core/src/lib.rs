@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+#[macro_use]
+mod forward;
+
+pub mod backend;
 pub mod build;
 pub mod clock;
 pub mod config;
@@ -23,6 +27,8 @@ pub mod store;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use build::{Build, BuildId, BuildRequest, RevisionPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -32,7 +38,10 @@ pub use config::{
 };
 pub use deploy::{Bundle, Deployer, DirectoryDeployer, MemoryDeployer};
 pub use digest::Digest;
-pub use engine::{Event, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status, Upstream};
+pub use engine::{
+    ApprovalOptions, Blocked, Event, HoldRequest, OnFailure, Pipeline, PipelineBuilder, Placement, Plan, Stage, Status,
+    Upstream,
+};
 pub use engine::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use error::{ApprovalRefusal, Error, ErrorClass, ErrorContext, Location, Resource, Result};
 pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};

@@ -1,5 +1,5 @@
 //! Progress that backends report while they work (bytes copied, the object a rollout waits on), so that a
-//! CLI can draw it. The engine turns each report into an [`Event::Progress`](crate::engine::Event).
+//! CLI can draw it. The engine turns each report into an `Event::Progress`.
 
 use std::fmt;
 use std::sync::Arc;

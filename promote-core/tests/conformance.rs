@@ -32,17 +32,16 @@ async fn memory_store(immutable: bool) {
         "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_INDEX}\",\"manifests\":[{{\"mediaType\":\"{OCI_MANIFEST}\",\"digest\":\"{child}\",\"size\":35}}]}}"
     );
     let (index, index_digest) = push(&store, "memory.local/shop/web:multi", OCI_INDEX, &index_body);
-    conformance::artifact_store(conformance::StoreFixture {
-        store: Arc::new(store),
-        image,
-        image_digest,
-        other_image,
-        other_digest,
-        index: Some((index, index_digest)),
-        other_repository: Some("memory.local/shop/web-promoted:x".parse().unwrap()),
-        tag_prefix: "conf".into(),
-    })
-    .await;
+    let commit = "3f2c1a9e5b7d";
+    let revised =
+        format!("{{\"schemaVersion\":2,\"annotations\":{{\"org.opencontainers.image.revision\":\"{commit}\"}}}}");
+    let (revised, _) = push(&store, "memory.local/shop/web:revised", OCI_MANIFEST, &revised);
+    let fixture =
+        conformance::StoreFixture::new(Arc::new(store), (image, image_digest), (other_image, other_digest), "conf")
+            .with_index(index, index_digest)
+            .with_other_repository("memory.local/shop/web-promoted:x".parse().unwrap())
+            .with_revision(revised, commit);
+    conformance::artifact_store(fixture).await;
 }
 
 #[tokio::test]
@@ -87,13 +86,27 @@ async fn file_ledger_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_lock_passes() {
-    conformance::environment_lock(Arc::new(MemoryLock::new()), "").await;
+    let lock = MemoryLock::new();
+    let revoker = lock.clone();
+    let fixture = conformance::LockFixture::new(Arc::new(lock), "").losing_with(move |stage| {
+        let revoker = revoker.clone();
+        async move {
+            assert!(revoker.revoke(&stage), "the stage was held");
+        }
+    });
+    conformance::environment_lock(fixture).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_lock_passes() {
     let dir = tempfile::tempdir().unwrap();
-    conformance::environment_lock(Arc::new(FileLock::new(dir.path())), "").await;
+    let locks = dir.path().to_owned();
+    // A file lock is lost when its lock file is removed (or replaced).
+    let fixture = conformance::LockFixture::new(Arc::new(FileLock::new(dir.path())), "").losing_with(move |stage| {
+        let file = locks.join(format!("{stage}.lock"));
+        async move { std::fs::remove_file(file).unwrap() }
+    });
+    conformance::environment_lock(fixture).await;
 }
 
 #[tokio::test]
@@ -117,6 +130,37 @@ async fn built_in_gates_pass() {
         Arc::new(Composite::not("not", soak)),
     ];
     for gate in gates {
+        conformance::gate(gate, now).await;
+    }
+}
+
+/// Gates that act run the clauses for acting gates, by their capabilities: a command and an HTTP check
+/// against a loopback server.
+#[tokio::test]
+async fn acting_gates_pass() {
+    use promote_core::Gate;
+    use promote_core::gate::{CommandGate, HttpGate};
+    let now: chrono::DateTime<chrono::Utc> = "2026-03-04T10:00:00Z".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        }
+    });
+    let http = HttpGate::new("smoke", &format!("http://{address}/healthz?build={{build}}"))
+        .unwrap()
+        .allow_private_addresses(true);
+    let gates: Vec<Arc<dyn Gate>> = vec![
+        Arc::new(CommandGate::new("passes", "true")),
+        Arc::new(CommandGate::new("fails", "false")),
+        Arc::new(http),
+    ];
+    for gate in gates {
+        assert!(!gate.capabilities().side_effect_free, "{} acts", gate.name());
         conformance::gate(gate, now).await;
     }
 }

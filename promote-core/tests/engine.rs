@@ -13,6 +13,7 @@ use promote_core::{
     ApprovalGate, ApprovalPolicy, ArtifactRef, ArtifactStore, BuildRequest, Error, Identity, OnFailure, Resource,
     RevisionPolicy, Stage,
 };
+use promote_core::{ApprovalOptions, HoldRequest};
 use support::{Harness, Mode, Point, SECRET_VALUE};
 
 const C1: &str = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -159,7 +160,8 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
             b"{}".to_vec(),
         )
         .unwrap();
-    *h.store.move_after_promote.lock().unwrap() = Some(intruder.digest.clone());
+    let (memory, moved) = (h.store.inner.clone(), intruder.digest.clone());
+    h.store.after_promote(Some(Box::new(move |target| memory.force_tag(target, Some(&moved)))));
     let error = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
     match error.root() {
         Error::DigestMismatch { expected, actual, reference } => {
@@ -187,7 +189,7 @@ async fn a_digest_that_moved_at_the_target_is_caught_and_never_recorded_as_done(
     );
     assert_eq!(h.pipeline.status().await.unwrap().stage("dev").unwrap().current, None);
 
-    *h.store.move_after_promote.lock().unwrap() = None;
+    h.store.after_promote(None);
     let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
     assert_eq!(record.id, history[0].id, "the re-run resumes the same promotion");
     assert_eq!(h.pipeline.history(Some("dev")).await.unwrap().len(), 1);
@@ -267,7 +269,7 @@ async fn a_refusal_at_any_step_fails_the_promotion_and_records_why() {
         match &history[0].state {
             PromotionState::Finished(FinalState::Failed { step: failed_at, reason }) => {
                 assert_eq!(*failed_at, step, "{point:?}");
-                assert!(reason.contains("injected refusal"), "{point:?}: {reason}");
+                assert!(reason.contains("injected fault"), "{point:?}: {reason}");
             }
             other => panic!("{point:?}: expected a failed promotion, got {other:?}"),
         }
@@ -479,27 +481,29 @@ async fn approvals_are_checked_before_anything_is_recorded() {
     };
     let entries = h.entries();
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("mallory"), ApprovalOptions::default()).await),
         ApprovalRefusal::NotAllowed
     );
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("dana"), ApprovalOptions::default()).await),
         ApprovalRefusal::SelfApproval
     );
     let stale = chrono::Utc::now() - chrono::Duration::hours(2);
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, Some(stale)).await),
+        refused(
+            h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::new().given_at(stale)).await
+        ),
         ApprovalRefusal::Expired
     );
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "stg", &Identity::new("alice"), ApprovalOptions::default()).await),
         ApprovalRefusal::NoApprovalGate
     );
     assert_eq!(h.entries(), entries, "refusals record nothing");
 
-    h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), Some("ok"), None).await.unwrap();
+    h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::new().comment("ok")).await.unwrap();
     assert_eq!(
-        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), None, None).await),
+        refused(h.pipeline.approve(&build.id, "dev", &Identity::new("alice"), ApprovalOptions::default()).await),
         ApprovalRefusal::Duplicate
     );
     let pending = h.pipeline.promote(&build.id, "dev", "dana").await;
@@ -507,7 +511,10 @@ async fn approvals_are_checked_before_anything_is_recorded() {
         matches!(&pending, Err(Error::GatePending { reasons, .. }) if reasons[0].contains("1 of 2")),
         "{pending:?}"
     );
-    h.pipeline.approve(&build.id, "dev", &Identity::new("erin").in_group("sre"), None, None).await.unwrap();
+    h.pipeline
+        .approve(&build.id, "dev", &Identity::new("erin").in_group("sre"), ApprovalOptions::default())
+        .await
+        .unwrap();
     assert!(h.pipeline.promote(&build.id, "dev", "dana").await.unwrap().state.succeeded());
 }
 
@@ -528,14 +535,23 @@ async fn plan_reports_without_side_effects_and_masks_secrets() {
     assert_eq!((h.entries(), h.deployer.applies()), (entries, applies), "plan changes nothing");
     assert!(h.store.resolve(&"memory.local/shop/web:dev".parse().unwrap()).await.is_err(), "plan tags nothing");
     let blocked = h.pipeline.plan(&build.id, "stg", "dana").await.unwrap();
-    assert!(blocked.blocked.as_deref().is_some_and(|b| b.contains("has not passed stage dev")));
+    match &blocked.blocked {
+        Some(promote_core::engine::Blocked::NotEligible { reason }) => {
+            assert!(reason.contains("has not passed stage dev"), "{reason}")
+        }
+        other => panic!("expected NotEligible, got {other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn a_hold_on_all_promotion_blocks_people_too_until_lifted() {
     let h = Harness::new();
     let build = h.build(C1).await;
-    let hold = h.pipeline.hold("dev", HoldScope::All, "change freeze", "cab").await.unwrap();
+    let hold = h
+        .pipeline
+        .hold(HoldRequest::new("dev", HoldScope::All).reason("change freeze").placed_by("cab"))
+        .await
+        .unwrap();
     assert!(
         matches!(h.pipeline.promote(&build.id, "dev", "dana").await, Err(Error::Held { reason, .. }) if reason == "change freeze")
     );
@@ -580,4 +596,45 @@ impl Harness {
         use promote_core::Deployer;
         self.deployer.current(stage).await.unwrap().expect("something deployed").hash().to_owned()
     }
+}
+
+/// A holder that loses its lock mid-promotion (here revoked during the rollout wait) stops before its next
+/// side effect with `LockLost`: the ledger shows the interrupted step and nothing after it, and the
+/// promotion stays open for whoever holds the lock next, who completes it.
+#[tokio::test]
+async fn a_lost_lock_stops_the_promotion_before_its_next_side_effect() {
+    use promote_core::Ledger;
+    use promote_core::ledger::LedgerEvent;
+
+    let h = Harness::new();
+    let build = h.build(C1).await;
+    h.faults.set(Point::DeployWait, Mode::Hang);
+    let pipeline = h.pipeline.clone();
+    let id = build.id.clone();
+    let running = tokio::spawn(async move { pipeline.promote(&id, "dev", "dana").await });
+    // Wait (bounded) until the deploy step has started, then break the lock.
+    for _ in 0..500 {
+        let view = h.pipeline.view().await.unwrap();
+        if view.open_promotion("dev", &build.id).is_some_and(|p| p.steps.iter().any(|s| s.step == Step::Deploy)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(h.lock.revoke("dev"), "the promotion held dev's lock");
+    let error = tokio::time::timeout(Duration::from_secs(30), running).await.expect("it stops").unwrap().unwrap_err();
+    assert!(matches!(error.root(), Error::LockLost { stage, .. } if stage == "dev"), "{error}");
+    let entries = h.ledger.read_since(0).await.unwrap();
+    let last = entries.last().unwrap();
+    assert!(
+        matches!(&last.event, LedgerEvent::StepStarted { step: Step::Deploy, .. }),
+        "nothing is written after the interrupted step: {:?}",
+        last.event
+    );
+    let open = h.pipeline.history(Some("dev")).await.unwrap();
+    assert!(open[0].state.in_progress(), "the promotion stays open");
+
+    h.faults.clear();
+    let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
+    assert_eq!(record.id, open[0].id, "the next holder resumes it");
+    assert_converged(&h, &build.id, &record).await;
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration as Span;
+use promote_core::ApprovalOptions;
 use promote_core::ledger::{FinalState, PromotionState, Verdict};
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::{
@@ -498,9 +499,12 @@ async fn an_approval_inside_a_composite_is_accepted_and_counted() {
         matches!(&pending, Err(Error::GatePending { reasons, .. }) if reasons[0].contains("awaiting approval by alice")),
         "{pending:?}"
     );
-    let refused = w.pipeline.approve(&build.id, "prd", &Identity::new("mallory"), None, None).await;
+    let refused = w.pipeline.approve(&build.id, "prd", &Identity::new("mallory"), ApprovalOptions::default()).await;
     assert!(matches!(refused, Err(Error::ApprovalRefused { .. })), "{refused:?}");
-    w.pipeline.approve(&build.id, "prd", &Identity::new("alice"), Some("lgtm"), None).await.unwrap();
+    w.pipeline
+        .approve(&build.id, "prd", &Identity::new("alice"), ApprovalOptions::new().comment("lgtm"))
+        .await
+        .unwrap();
     w.pipeline.promote(&build.id, "prd", "ci").await.unwrap();
     assert_eq!(w.current("prd").await, Some(build.id));
 }

@@ -12,6 +12,7 @@ use promote_core::{
     ApprovalGate, ApprovalPolicy, Error, FileLedger, FileLedgerOptions, Identity, Ledger, MemoryArtifactStore,
     OnFailure, Pipeline, Stage, Status,
 };
+use promote_core::{ApprovalOptions, HoldRequest};
 use support::{Harness, Mode, Point};
 
 const COMMITS: [&str; 6] = [
@@ -43,7 +44,7 @@ async fn eventful_history() -> (Vec<LedgerEntry>, Status) {
     for stage in ["dev", "stg"] {
         p.promote(&b1.id, stage, "dana").await.unwrap();
     }
-    p.approve(&b1.id, "prd", &Identity::new("alice"), Some("ok"), None).await.unwrap();
+    p.approve(&b1.id, "prd", &Identity::new("alice"), ApprovalOptions::new().comment("ok")).await.unwrap();
     p.promote(&b1.id, "prd", "dana").await.unwrap();
 
     // b2 fails verification in stg, which rolls back to b1 and holds automation.
@@ -75,10 +76,11 @@ async fn eventful_history() -> (Vec<LedgerEntry>, Status) {
     assert!(p.promote(&b5.id, "dev", "dana").await.is_err());
 
     // A freeze on prd, lifted; a rollback of dev to b1; an Auto hold left in place.
-    let freeze = p.hold("prd", HoldScope::All, "change freeze", "cab").await.unwrap();
+    let freeze =
+        p.hold(HoldRequest::new("prd", HoldScope::All).reason("change freeze").placed_by("cab")).await.unwrap();
     p.lift_hold(&freeze.id, "cab").await.unwrap();
     p.rollback(Some(&b1.id), "dev", "oncall").await.unwrap();
-    p.hold("stg", HoldScope::Auto, "investigating", "oncall").await.unwrap();
+    p.hold(HoldRequest::new("stg", HoldScope::Auto).reason("investigating").placed_by("oncall")).await.unwrap();
 
     // b6 is left half-promoted into dev.
     h.faults.set(Point::DeployWait, Mode::Error);

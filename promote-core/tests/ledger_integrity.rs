@@ -7,6 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use promote_core::HoldRequest;
 use promote_core::ledger::{
     Fence, GENESIS_HASH, HashScheme, LedgerEntry, LedgerExt, NewEntry, verify_chain, verify_chain_with,
 };
@@ -278,7 +279,10 @@ async fn open_takes_the_key_from_the_environment() {
             .stage(Stage::new("prd"))
             .build()
             .unwrap();
-        pipeline.hold("prd", promote_core::ledger::HoldScope::All, "freeze", "ops").await.unwrap();
+        pipeline
+            .hold(HoldRequest::new("prd", promote_core::ledger::HoldScope::All).reason("freeze").placed_by("ops"))
+            .await
+            .unwrap();
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as Span;
+use promote_core::HoldRequest;
 use promote_core::ledger::HoldScope;
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::{
@@ -130,8 +131,16 @@ async fn the_newest_build_whose_gates_pass_wins() {
 async fn holds_on_automation_or_on_everything_stop_it_until_lifted() {
     let l = line(vec![Stage::new("dev").auto(true)]);
     let build = l.build(1, &[]).await;
-    let auto = l.pipeline.hold("dev", HoldScope::Auto, "release freeze", "lead").await.unwrap();
-    let all = l.pipeline.hold("dev", HoldScope::All, "incident 42", "oncall").await.unwrap();
+    let auto = l
+        .pipeline
+        .hold(HoldRequest::new("dev", HoldScope::Auto).reason("release freeze").placed_by("lead"))
+        .await
+        .unwrap();
+    let all = l
+        .pipeline
+        .hold(HoldRequest::new("dev", HoldScope::All).reason("incident 42").placed_by("oncall"))
+        .await
+        .unwrap();
     let report = l.pipeline.reconcile("ci").await.unwrap();
     match report.stage("dev") {
         Some(ReconcileOutcome::Held { holds }) => assert_eq!(holds.len(), 2),
@@ -175,7 +184,11 @@ async fn a_build_that_failed_verification_is_reported_rolled_back_and_not_retrie
     match l.pipeline.reconcile("ci").await.unwrap().stage("dev") {
         Some(ReconcileOutcome::Failed { build, error }) => {
             assert_eq!(build, &bad.id);
-            assert!(error.contains("gate healthy failed"), "{error}");
+            assert!(
+                matches!(error.root(), promote_core::Error::GateFailed { gate, .. } if gate == "healthy"),
+                "{error}"
+            );
+            assert!(error.to_string().contains("gate healthy failed"), "{error}");
         }
         other => panic!("{other:?}"),
     }

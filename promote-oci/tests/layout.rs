@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
-use promote_core::conformance::{StoreFixture, artifact_store};
+use promote_core::conformance::{self, StoreFixture};
 use promote_core::{ArtifactRef, ArtifactStore};
 use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy_image};
 use support::Fixture;
@@ -19,17 +19,26 @@ async fn conformance_against_a_layout_directory() {
     std::fs::create_dir_all(repository.parent().unwrap()).unwrap();
     copy_dir(fixture.path(), &repository);
     let at = |tag: &str| store.reference("team/app", tag).unwrap();
-    artifact_store(StoreFixture {
-        store: Arc::new(store.clone()),
-        image: at("single"),
-        image_digest: fixture.single_digest.clone(),
-        other_image: at("other"),
-        other_digest: fixture.other_digest.clone(),
-        index: Some((at("multi"), fixture.index_digest.clone())),
-        other_repository: Some(store.reference("team/elsewhere", "x").unwrap()),
-        tag_prefix: "conformance".into(),
-    })
-    .await;
+    let conformance = StoreFixture::new(
+        Arc::new(store.clone()),
+        (at("single"), fixture.single_digest.clone()),
+        (at("other"), fixture.other_digest.clone()),
+        "conformance",
+    )
+    .with_index(at("multi"), fixture.index_digest.clone())
+    .with_other_repository(store.reference("team/elsewhere", "x").unwrap())
+    // The single image declares its revision only in its config's labels.
+    .with_revision(at("single"), fixture.revision.clone());
+    conformance::resolve_by_tag_and_digest(&conformance).await;
+    conformance::missing_is_not_found(&conformance).await;
+    conformance::exists_never_fails_for_missing(&conformance).await;
+    conformance::promote_needs_a_digest(&conformance).await;
+    conformance::retag_is_idempotent(&conformance).await;
+    // A layout's tags are mutable (no immutable_tags capability): the tag moves.
+    conformance::moving_a_tag(&conformance).await;
+    conformance::cross_repository(&conformance).await;
+    conformance::index_kept_whole(&conformance).await;
+    conformance::revision_is_read(&conformance).await;
     let resolved = store.resolve(&at("multi")).await.unwrap();
     assert_eq!(resolved.revision(), Some(fixture.revision.as_str()));
     let elsewhere: ArtifactRef = format!("ghcr.io/team/app@{}", fixture.index_digest).parse().unwrap();

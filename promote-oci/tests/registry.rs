@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::conformance::{StoreFixture, artifact_store};
+use promote_core::conformance::{self, StoreFixture};
 use promote_core::{ArtifactRef, ArtifactStore, Error, ErrorClass};
 use promote_oci::{
     CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, RegistryAuth, RetryPolicy, copy_image, image_manifest,
@@ -58,17 +58,33 @@ async fn conformance_against_docker_registry() {
     let fixture = Fixture::new(1, 4096);
     fixture.push_all(&registry, "conf/app");
     let host = &registry.host;
-    artifact_store(StoreFixture {
-        store: Arc::new(store(&[host])),
-        image: reference(&format!("{host}/conf/app:single")),
-        image_digest: fixture.single_digest.clone(),
-        other_image: reference(&format!("{host}/conf/app:other")),
-        other_digest: fixture.other_digest.clone(),
-        index: Some((reference(&format!("{host}/conf/app:multi")), fixture.index_digest.clone())),
-        other_repository: Some(reference(&format!("{host}/conf/elsewhere:x"))),
-        tag_prefix: "conformance".into(),
-    })
-    .await;
+    let conformance = StoreFixture::new(
+        Arc::new(store(&[host])),
+        (reference(&format!("{host}/conf/app:single")), fixture.single_digest.clone()),
+        (reference(&format!("{host}/conf/app:other")), fixture.other_digest.clone()),
+        "conformance",
+    )
+    .with_index(reference(&format!("{host}/conf/app:multi")), fixture.index_digest.clone())
+    .with_other_repository(reference(&format!("{host}/conf/elsewhere:x")))
+    // The single image declares its revision only in its config's labels.
+    .with_revision(reference(&format!("{host}/conf/app:single")), fixture.revision.clone());
+    conformance::resolve_by_tag_and_digest(&conformance).await;
+    conformance::missing_is_not_found(&conformance).await;
+    conformance::exists_never_fails_for_missing(&conformance).await;
+    conformance::promote_needs_a_digest(&conformance).await;
+    conformance::retag_is_idempotent(&conformance).await;
+    conformance::moving_a_tag(&conformance).await;
+    conformance::cross_repository(&conformance).await;
+    conformance::index_kept_whole(&conformance).await;
+    conformance::revision_is_read(&conformance).await;
+
+    // With immutable tags: the same store refuses to move a tag.
+    let mut immutable = conformance.clone();
+    immutable.store = Arc::new(
+        OciRegistryStore::builder().docker_config(false).insecure(host.clone()).immutable_tags(true).build().unwrap(),
+    );
+    immutable.tag_prefix = "conformance-immutable".into();
+    conformance::immutable_tag_conflict(&immutable).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
 use aws_sdk_ecr::types::{Image, ImageIdentifier};
+use promote_core::backend::{check_exists_args, check_promote_args};
 use promote_core::manifest::{self, MANIFEST_MEDIA_TYPES, ManifestSummary};
-use promote_core::store::{check_exists_args, check_promote_args};
 use promote_core::{
     Artifact, ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource, Result, StoreCapabilities,
 };

@@ -2,7 +2,6 @@
 
 mod env;
 mod file;
-pub(crate) mod kinds;
 mod memory;
 mod redact;
 mod secret;
@@ -248,8 +247,7 @@ pub trait ConfigSource: Debug + Send + Sync + 'static {
     async fn load(&self, request: &ConfigRequest) -> Result<ConfigSet>;
 }
 
-#[async_trait]
-impl<T: ConfigSource + ?Sized> ConfigSource for Arc<T> {
+forward_to_inner!(ConfigSource {
     fn name(&self) -> &str {
         (**self).name()
     }
@@ -259,7 +257,7 @@ impl<T: ConfigSource + ?Sized> ConfigSource for Arc<T> {
     async fn load(&self, request: &ConfigRequest) -> Result<ConfigSet> {
         (**self).load(request).await
     }
-}
+});
 
 /// Loads `sources` in order and layers them: later sources override earlier ones.
 ///

@@ -23,12 +23,23 @@ pub struct ConfigFixture {
     pub older_version: Option<(String, String, String)>,
 }
 
-/// Runs the [`ConfigSource`] conformance suite.
+/// Runs every clause.
 pub async fn config_source(fixture: ConfigFixture) {
+    seeded_values_load_with_provenance(&fixture).await;
+    an_unknown_stage_is_empty(&fixture).await;
+    if fixture.older_version.is_some() {
+        pins_load_older_versions(&fixture).await;
+    }
+}
+
+/// The seeded stage loads every plain and secret value, each naming its source; secrets are [`Secret`]s
+/// that show in no `Debug` or JSON; versions are reported iff the source says it is versioned.
+///
+/// [`Secret`]: crate::config::Secret
+pub async fn seeded_values_load_with_provenance(fixture: &ConfigFixture) {
     let source = &fixture.source;
     let capabilities = source.capabilities();
     let set = source.load(&ConfigRequest::new(&fixture.stage)).await.expect("load of a seeded stage must succeed");
-
     for (key, value) in &fixture.plain {
         let entry = set.get(key).unwrap_or_else(|| panic!("key {key} must be loaded"));
         assert_eq!(entry.value.expose(), value, "key {key} must have its seeded value");
@@ -49,29 +60,36 @@ pub async fn config_source(fixture: ConfigFixture) {
             "versions must be reported iff the source is versioned"
         );
     }
+}
 
-    let empty = source.load(&ConfigRequest::new(&fixture.unknown_stage)).await;
+/// A stage the source knows nothing about loads as an empty set, not an error.
+pub async fn an_unknown_stage_is_empty(fixture: &ConfigFixture) {
+    let empty = fixture.source.load(&ConfigRequest::new(&fixture.unknown_stage)).await;
     assert!(matches!(&empty, Ok(set) if set.is_empty()), "an unknown stage must give an empty set, got {empty:?}");
+}
 
-    if let Some((key, version, value)) = &fixture.older_version {
-        assert!(capabilities.versioned, "a fixture with versions needs a versioned source");
-        let pins = BTreeMap::from([(key.clone(), version.clone())]);
-        let pinned =
-            source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await.expect("a pinned load must succeed");
-        let entry = pinned.get(key).unwrap_or_else(|| panic!("pinned key {key} must be loaded"));
-        assert_eq!(entry.value.expose(), value, "a pin must return the pinned version's value");
-        assert_eq!(entry.version.as_deref(), Some(version.as_str()), "a pinned entry must report its version");
+/// A versioned source loads a pinned older version; a pin to a missing version fails naming the key and
+/// no secret.
+pub async fn pins_load_older_versions(fixture: &ConfigFixture) {
+    let source = &fixture.source;
+    let (key, version, value) = fixture.older_version.as_ref().expect("the pins clause needs fixture.older_version");
+    assert!(source.capabilities().versioned, "a fixture with versions needs a versioned source");
+    let pins = BTreeMap::from([(key.clone(), version.clone())]);
+    let pinned =
+        source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await.expect("a pinned load must succeed");
+    let entry = pinned.get(key).unwrap_or_else(|| panic!("pinned key {key} must be loaded"));
+    assert_eq!(entry.value.expose(), value, "a pin must return the pinned version's value");
+    assert_eq!(entry.version.as_deref(), Some(version.as_str()), "a pinned entry must report its version");
 
-        let pins = BTreeMap::from([(key.clone(), "no-such-version-999".to_owned())]);
-        match source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await {
-            Err(error) if matches!(error.root(), Error::NotFound { .. } | Error::ConfigSource { .. }) => {
-                let message = error.to_string();
-                assert!(message.contains(key.as_str()), "the error must name the key: {message}");
-                for secret in fixture.secrets.values() {
-                    assert!(!message.contains(secret.as_str()), "the error must not contain a secret");
-                }
+    let pins = BTreeMap::from([(key.clone(), "no-such-version-999".to_owned())]);
+    match source.load(&ConfigRequest::new(&fixture.stage).with_pins(pins)).await {
+        Err(error) if matches!(error.root(), Error::NotFound { .. } | Error::ConfigSource { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains(key.as_str()), "the error must name the key: {message}");
+            for secret in fixture.secrets.values() {
+                assert!(!message.contains(secret.as_str()), "the error must not contain a secret");
             }
-            other => panic!("a pin to a missing version must fail, got {other:?}"),
         }
+        other => panic!("a pin to a missing version must fail, got {other:?}"),
     }
 }

@@ -25,14 +25,25 @@ fn entry(n: u32, fence: Option<(&str, u64)>) -> NewEntry {
     }
 }
 
-/// Runs the [`Ledger`] conformance suite against an empty ledger.
+/// Runs every clause, in order, against an empty ledger. The clauses build on one another: each expects the
+/// entries the ones before appended.
 pub async fn ledger(ledger: Arc<dyn Ledger>) {
-    assert!(
-        ledger.read_since(0).await.expect("reading an empty ledger must succeed").is_empty(),
-        "a new ledger must be empty"
-    );
+    a_new_ledger_is_empty(ledger.as_ref()).await;
+    appends_are_numbered_chained_and_read_back(ledger.as_ref()).await;
+    a_stale_fence_is_refused_whole(ledger.as_ref()).await;
+    concurrent_appends_keep_one_chain(ledger.clone()).await;
+    a_summary_is_the_fold(ledger.as_ref()).await;
+}
 
-    // append assigns consecutive numbers and chains them
+/// A new ledger reads back nothing.
+pub async fn a_new_ledger_is_empty(ledger: &dyn Ledger) {
+    let entries = ledger.read_since(0).await.expect("reading an empty ledger must succeed");
+    assert!(entries.is_empty(), "a new ledger must be empty");
+}
+
+/// Appends are numbered from 1, chained to the entry before, and read back exactly; `read_since(n)` returns
+/// what follows `n`. (Three entries.)
+pub async fn appends_are_numbered_chained_and_read_back(ledger: &dyn Ledger) {
     let first = ledger.append(vec![entry(1, None), entry(2, None)]).await.expect("append must succeed");
     assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2], "append must number entries from 1");
     assert_eq!(first[0].prev, GENESIS_HASH, "the first entry must follow the genesis hash");
@@ -46,8 +57,12 @@ pub async fn ledger(ledger: Arc<dyn Ledger>) {
     let tail = ledger.read_since(2).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [3], "read_since(n) must return entries after n");
     assert!(ledger.read_since(3).await.unwrap().is_empty(), "read_since(head) must be empty");
+}
 
-    // fencing: an older token for the same stage is refused, whole batch, nothing written
+/// An append under a fencing token older than one seen for its stage is refused with [`Error::Fenced`],
+/// the whole batch, writing nothing; fences are per stage. (Three more entries.)
+pub async fn a_stale_fence_is_refused_whole(ledger: &dyn Ledger) {
+    let before = ledger.read_since(0).await.unwrap().len();
     ledger.append(vec![entry(4, Some(("prd", 5)))]).await.expect("a first fence must be accepted");
     match ledger.append(vec![entry(5, Some(("prd", 4)))]).await {
         Err(Error::Fenced { stage, token: 4, newest: 5 }) => assert_eq!(stage, "prd"),
@@ -55,11 +70,14 @@ pub async fn ledger(ledger: Arc<dyn Ledger>) {
     }
     let refused_batch = ledger.append(vec![entry(6, None), entry(7, Some(("prd", 3)))]).await;
     assert!(matches!(refused_batch, Err(Error::Fenced { .. })), "a batch with a stale fence must be refused");
-    assert_eq!(ledger.read_since(0).await.unwrap().len(), 4, "a refused append must write nothing");
+    assert_eq!(ledger.read_since(0).await.unwrap().len(), before + 1, "a refused append must write nothing");
     ledger.append(vec![entry(8, Some(("prd", 5)))]).await.expect("the current token must still be accepted");
     ledger.append(vec![entry(9, Some(("stg", 1)))]).await.expect("fences are per stage");
+}
 
-    // concurrent appends keep one unbroken chain
+/// Eight writers appending at once lose nothing and keep one unbroken chain. (Eighty more entries.)
+pub async fn concurrent_appends_keep_one_chain(ledger: Arc<dyn Ledger>) {
+    let before = ledger.read_since(0).await.unwrap().len();
     let writers = (0..8u32).map(|writer| {
         let ledger = ledger.clone();
         tokio::spawn(async move {
@@ -72,18 +90,21 @@ pub async fn ledger(ledger: Arc<dyn Ledger>) {
         writer.await.expect("writer task");
     }
     let all = ledger.read_since(0).await.unwrap();
-    assert_eq!(all.len(), 6 + 80, "no concurrent append may be lost");
+    assert_eq!(all.len(), before + 80, "no concurrent append may be lost");
     verify_chain("conformance", (0, GENESIS_HASH), &all).expect("concurrent appends must keep the chain unbroken");
+}
 
-    // a summary, if the ledger keeps one, is the fold of every entry, holds lifted included
+/// A summary, if the ledger keeps one, equals the fold of every entry, holds lifted included.
+pub async fn a_summary_is_the_fold(ledger: &dyn Ledger) {
     let lifted =
         NewEntry { event: LedgerEvent::HoldLifted { hold: "hold-1".into(), stage: "dev".into() }, ..entry(200, None) };
     ledger.append(vec![lifted]).await.expect("append must succeed");
     if let Some(summary) = ledger.summary().await.expect("summary must succeed") {
+        let entries = ledger.read_since(0).await.unwrap();
         let mut folded = LedgerSummary::new();
-        folded.apply_all(&ledger.read_since(0).await.unwrap());
+        folded.apply_all(&entries);
         assert_eq!(*summary, folded, "summary() must equal the fold of every entry");
-        assert_eq!(summary.newest_fence("prd"), Some(5), "the summary must keep the newest fence per stage");
-        assert_eq!(summary.holds("dev").count(), 6 + 80 - 1, "the summary must keep the holds not lifted");
+        let placed = entries.iter().filter(|e| matches!(e.event, LedgerEvent::HoldPlaced { .. })).count();
+        assert_eq!(summary.holds("dev").count(), placed - 1, "the summary must keep the holds not lifted");
     }
 }

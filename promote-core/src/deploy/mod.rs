@@ -1,11 +1,9 @@
 //! Deployers: apply a rendered bundle to an environment and wait until it is healthy.
 
 mod directory;
-pub(crate) mod kinds;
 mod memory;
 
 use std::fmt::{self, Debug};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -247,8 +245,7 @@ pub trait Deployer: Debug + Send + Sync + 'static {
     async fn status(&self, stage: &str) -> Result<DeployStatus>;
 }
 
-#[async_trait]
-impl<T: Deployer + ?Sized> Deployer for Arc<T> {
+forward_to_inner!(Deployer {
     fn capabilities(&self) -> DeployerCapabilities {
         (**self).capabilities()
     }
@@ -264,7 +261,7 @@ impl<T: Deployer + ?Sized> Deployer for Arc<T> {
     async fn status(&self, stage: &str) -> Result<DeployStatus> {
         (**self).status(stage).await
     }
-}
+});
 
 /// The changes that take `current` to `next`, object by object.
 pub fn diff_objects(current: Option<&Bundle>, next: &Bundle) -> Vec<Change> {

@@ -1,6 +1,9 @@
 //! The engine: one [`Pipeline`] handle that registers builds and promotes them through stages.
 
+mod eligibility;
 mod event;
+mod gates;
+mod plan;
 mod reconcile;
 mod report;
 mod run;
@@ -13,6 +16,7 @@ use futures::future::try_join_all;
 use tokio::sync::{Mutex, broadcast};
 use tracing::{Instrument, info, info_span};
 
+pub use eligibility::Blocked;
 pub use event::Event;
 pub use reconcile::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use report::{ArtifactAction, Plan, PlannedArtifact, StageStatus, Status};
@@ -75,6 +79,69 @@ struct Inner {
     view: Mutex<Arc<LedgerView>>,
 }
 
+/// How an approval was given: a comment, and when (for approvals relayed from elsewhere; default: now).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApprovalOptions {
+    /// What the approver said.
+    pub comment: Option<String>,
+    /// When the approval was given.
+    pub given_at: Option<DateTime<Utc>>,
+}
+
+impl ApprovalOptions {
+    /// No comment, given now.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With a comment.
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    /// Given at `at` (an approval relayed from elsewhere).
+    pub fn given_at(mut self, at: DateTime<Utc>) -> Self {
+        self.given_at = Some(at);
+        self
+    }
+}
+
+/// A hold to place: on which stage, on what (automatic promotion, or every promotion), why and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HoldRequest {
+    /// The stage.
+    pub stage: String,
+    /// What it blocks.
+    pub scope: HoldScope,
+    /// Why.
+    pub reason: String,
+    /// Who places it.
+    pub placed_by: String,
+}
+
+impl HoldRequest {
+    /// A hold on `stage` blocking `scope`; [`HoldRequest::reason`] and [`HoldRequest::placed_by`] are
+    /// required.
+    pub fn new(stage: impl Into<String>, scope: HoldScope) -> Self {
+        HoldRequest { stage: stage.into(), scope, reason: String::new(), placed_by: String::new() }
+    }
+
+    /// Why the stage is held.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// Who places the hold.
+    pub fn placed_by(mut self, actor: impl Into<String>) -> Self {
+        self.placed_by = actor.into();
+        self
+    }
+}
+
 /// Builds a [`Pipeline`].
 #[derive(Debug)]
 pub struct PipelineBuilder {
@@ -95,26 +162,26 @@ impl PipelineBuilder {
     }
 
     /// Sets the artifact store.
-    pub fn store(mut self, store: Arc<dyn ArtifactStore>) -> Self {
-        self.store = Some(store);
+    pub fn store(mut self, store: impl ArtifactStore) -> Self {
+        self.store = Some(Arc::new(store));
         self
     }
 
     /// Sets the ledger.
-    pub fn ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
-        self.ledger = Some(ledger);
+    pub fn ledger(mut self, ledger: impl Ledger) -> Self {
+        self.ledger = Some(Arc::new(ledger));
         self
     }
 
     /// Sets the per-stage lock (default: an in-process [`MemoryLock`]).
-    pub fn lock(mut self, lock: Arc<dyn EnvironmentLock>) -> Self {
-        self.lock = Some(lock);
+    pub fn lock(mut self, lock: impl EnvironmentLock) -> Self {
+        self.lock = Some(Arc::new(lock));
         self
     }
 
     /// Sets the clock (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -347,15 +414,15 @@ impl Pipeline {
     ///
     /// The stage's approval gates decide: an identity not on the allow-list, a second approval by the same
     /// identity, a self-approval or an expired approval is [`Error::ApprovalRefused`], and nothing is
-    /// recorded. `at` is when the approval was given (default: now), for approvals relayed from elsewhere.
+    /// recorded. The options carry a comment and, for approvals relayed from elsewhere, when it was given.
     pub async fn approve(
         &self,
         build: &BuildId,
         stage: &str,
         approver: &Identity,
-        comment: Option<&str>,
-        at: Option<DateTime<Utc>>,
+        options: ApprovalOptions,
     ) -> Result<Approval> {
+        let ApprovalOptions { comment, given_at: at } = options;
         let stage_def = self.stage(stage)?;
         let view = self.view().await?;
         let build_def = view.build(build).ok_or_else(|| Error::not_found(Resource::Build, build.to_string()))?;
@@ -383,32 +450,38 @@ impl Pipeline {
         if !accepted {
             return Err(refuse(first_refusal.expect("at least one policy refused")));
         }
-        let approval = Approval {
-            build: build.clone(),
-            stage: stage.to_owned(),
-            approver: approver.name.clone(),
-            at,
-            comment: comment.map(str::to_owned),
-        };
+        let approval =
+            Approval { build: build.clone(), stage: stage.to_owned(), approver: approver.name.clone(), at, comment };
         self.append(&approver.name, None, vec![LedgerEvent::ApprovalRecorded { approval: approval.clone() }]).await?;
         info!(build = %build, stage, approver = %approver.name, "approval recorded");
         self.emit(Event::Approved { approval: approval.clone() });
         Ok(approval)
     }
 
-    /// Places a hold on a stage.
-    pub async fn hold(&self, stage: &str, scope: HoldScope, reason: &str, actor: &str) -> Result<Hold> {
-        self.stage(stage)?;
+    /// Places a hold on a stage. The request must say why and who places it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use promote_core::engine::HoldRequest;
+    /// use promote_core::ledger::HoldScope;
+    /// # let pipeline = promote_core::Pipeline::builder("shop").store(promote_core::MemoryArtifactStore::new())
+    /// #     .ledger(promote_core::MemoryLedger::new()).stage(promote_core::Stage::new("prd")).build()?;
+    /// let hold = pipeline.hold(HoldRequest::new("prd", HoldScope::All).reason("incident 42").placed_by("oncall")).await?;
+    /// assert_eq!(hold.placed_by, "oncall");
+    /// # Ok::<(), promote_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        let HoldRequest { stage, scope, reason, placed_by } = request;
+        self.stage(&stage)?;
+        for (what, value) in [("hold reason", &reason), ("hold placed_by", &placed_by)] {
+            if value.trim().is_empty() {
+                return Err(Error::invalid(what, value.as_str(), "a hold must say why and who places it"));
+            }
+        }
         let view = self.view().await?;
-        let hold = Hold {
-            id: format!("hold-{}", view.head_seq() + 1),
-            stage: stage.to_owned(),
-            scope,
-            reason: reason.to_owned(),
-            placed_by: actor.to_owned(),
-            at: self.now(),
-        };
-        self.append(actor, None, vec![LedgerEvent::HoldPlaced { hold: hold.clone() }]).await?;
+        let hold =
+            Hold { id: format!("hold-{}", view.head_seq() + 1), stage, scope, reason, placed_by, at: self.now() };
+        self.append(&hold.placed_by, None, vec![LedgerEvent::HoldPlaced { hold: hold.clone() }]).await?;
         self.emit(Event::HoldPlaced { hold: hold.clone() });
         Ok(hold)
     }

@@ -4,10 +4,13 @@
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
+use std::sync::Arc;
+
+use super::gates::{Candidate, Verdicts};
 use super::{Pipeline, Stage, report};
 use crate::build::{Build, BuildId};
-use crate::error::{Error, Result};
-use crate::gate::{GateContext, GatePhase};
+use crate::error::{Error, Result, SharedError};
+use crate::gate::{Gate, GatePhase};
 use crate::ledger::{FinalState, Hold, HoldScope, LedgerView, PromotionId, PromotionKind, PromotionState, Verdict};
 
 /// What `reconcile` did for one stage.
@@ -43,8 +46,8 @@ pub enum ReconcileOutcome {
     Failed {
         /// The build.
         build: BuildId,
-        /// The error.
-        error: String,
+        /// The error (`error.root()` is what the backend or the engine raised).
+        error: SharedError,
     },
 }
 
@@ -151,9 +154,9 @@ impl Pipeline {
                 ));
                 continue;
             }
-            match self.precheck(&view, stage, build, current.as_ref(), actor).await {
+            match self.precheck(&view, stage, build, actor).await {
                 Err(error) => {
-                    return Ok(ReconcileOutcome::Failed { build: build.id.clone(), error: error.to_string() });
+                    return Ok(ReconcileOutcome::Failed { build: build.id.clone(), error: error.into() });
                 }
                 Ok(Precheck::Refused(reasons)) => {
                     refused.extend(reasons.into_iter().map(|r| format!("{}: {r}", build.id)));
@@ -167,7 +170,7 @@ impl Pipeline {
                         Err(Error::GatePending { reasons, .. }) => ReconcileOutcome::Pending {
                             reasons: reasons.into_iter().map(|r| format!("{}: {r}", build.id)).chain(waiting).collect(),
                         },
-                        Err(error) => ReconcileOutcome::Failed { build: build.id.clone(), error: error.to_string() },
+                        Err(error) => ReconcileOutcome::Failed { build: build.id.clone(), error: error.into() },
                     });
                 }
             }
@@ -179,48 +182,26 @@ impl Pipeline {
         })
     }
 
-    /// Evaluates the stage's side-effect-free entry gates for `build`, as a plan would.
-    async fn precheck(
-        &self,
-        view: &LedgerView,
-        stage: &Stage,
-        build: &Build,
-        current: Option<&BuildId>,
-        actor: &str,
-    ) -> Result<Precheck> {
-        let upstream = self.upstream_of(stage);
+    /// Evaluates the stage's side-effect-free entry gates for `build`, as a plan would; gates that act are
+    /// left to the promotion itself.
+    async fn precheck(&self, view: &LedgerView, stage: &Stage, build: &Build, actor: &str) -> Result<Precheck> {
+        let pure: Vec<Arc<dyn Gate>> =
+            stage.entry_gates.iter().filter(|gate| gate.capabilities().side_effect_free).cloned().collect();
         let kind = PromotionKind::Promote;
-        let context = GateContext {
-            build,
-            stage: &stage.name,
-            upstream: &upstream,
-            current: current.and_then(|id| view.build(id)),
-            ledger: view,
-            now: self.now(),
-            kind: &kind,
-            phase: GatePhase::Entry,
-            requested_by: actor,
-            dry_run: true,
-            secrets: &crate::config::Redactor::default(),
-        };
-        let pure = stage.entry_gates.iter().filter(|gate| gate.capabilities().side_effect_free);
-        let reports = futures::future::try_join_all(pure.map(|gate| async {
-            let report = gate.evaluate(&context).await?;
-            Ok::<_, Error>((gate.name().to_owned(), report.verdict))
-        }))
-        .await?;
-        let (mut refused, mut waiting) = (Vec::new(), Vec::new());
-        for (gate, verdict) in reports {
-            match verdict {
-                Verdict::Pass => {}
-                Verdict::Pending(reason) => waiting.push(format!("{gate}: {reason}")),
-                Verdict::Fail(reason) => refused.push(format!("{gate}: {reason}")),
-            }
-        }
+        let candidate = Candidate { stage, build, kind: &kind, actor };
+        let evidence = self.evaluate_gates(&pure, &candidate, view, GatePhase::Entry, true).await?;
+        let refused: Vec<String> = evidence
+            .iter()
+            .filter_map(|v| match &v.verdict {
+                Verdict::Fail(reason) => Some(format!("{}: {reason}", v.gate)),
+                _ => None,
+            })
+            .collect();
+        let Verdicts { pending, .. } = Verdicts::of(&evidence);
         Ok(if !refused.is_empty() {
             Precheck::Refused(refused)
-        } else if !waiting.is_empty() {
-            Precheck::Waiting(waiting)
+        } else if !pending.is_empty() {
+            Precheck::Waiting(pending)
         } else {
             Precheck::Ready
         })

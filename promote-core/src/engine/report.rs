@@ -81,7 +81,7 @@ pub struct Plan {
     /// The stage.
     pub stage: String,
     /// `None` if the build may enter the stage; otherwise why not.
-    pub blocked: Option<String>,
+    pub blocked: Option<super::Blocked>,
     /// Every entry gate's verdict (gates with side effects that are not safe for plans show as pending).
     pub gates: Vec<GateEvidence>,
     /// What would happen to each artifact.

@@ -3,21 +3,22 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::report::{self, ArtifactAction, Plan, PlannedArtifact};
+use super::eligibility::already_current;
+use super::gates::{Candidate, Verdicts};
 use super::{Event, OnFailure, Pipeline, Stage};
 use crate::build::{Build, BuildId};
-use crate::config::{ConfigSet, Provenance, load_layered};
-use crate::deploy::{ApplyMode, Bundle, diff_objects};
+use crate::config::{Provenance, load_layered};
+use crate::deploy::{ApplyMode, Bundle};
 use crate::error::{Error, ErrorContext, Resource, Result};
-use crate::gate::{Gate, GateContext, GatePhase};
+use crate::gate::GatePhase;
 use crate::ledger::{
     Fence, FinalState, GateEvidence, Hold, HoldScope, LedgerEvent, LedgerView, PlacedArtifact, PromotionId,
     PromotionKind, PromotionRecord, Step, StepDetail, StepOutcome, Verdict,
 };
+use crate::lock::Lease;
 use crate::store::ArtifactStoreExt;
 
 /// How many artifacts are placed at once.
@@ -26,6 +27,8 @@ const ARTIFACT_CONCURRENCY: usize = 16;
 /// The identity of one running promotion.
 struct Run<'a> {
     stage: &'a Stage,
+    /// The stage's lock: checked before every side effect.
+    lease: &'a Lease,
     build: Build,
     id: PromotionId,
     kind: PromotionKind,
@@ -33,10 +36,43 @@ struct Run<'a> {
     fence: Fence,
 }
 
+impl Run<'_> {
+    /// What the gates judge.
+    fn candidate(&self) -> Candidate<'_> {
+        Candidate { stage: self.stage, build: &self.build, kind: &self.kind, actor: &self.actor }
+    }
+}
+
 /// What the deploy step saw.
 enum Health {
     Healthy,
     Unhealthy(String),
+}
+
+/// How a promotion that ran ended as failed, already recorded: the caller's error says which.
+enum Failure {
+    /// An entry or verification gate failed.
+    Gate { step: Step, gate: String, reason: String },
+    /// The deploy did not become healthy.
+    Deploy { reason: String },
+}
+
+impl Failure {
+    fn step(&self) -> Step {
+        match self {
+            Failure::Gate { step, .. } => *step,
+            Failure::Deploy { .. } => Step::Deploy,
+        }
+    }
+
+    fn into_error(self, build: &BuildId, stage: &str) -> Error {
+        match self {
+            Failure::Gate { gate, reason, .. } => {
+                Error::GateFailed { build: build.to_string(), stage: stage.to_owned(), gate, reason }
+            }
+            Failure::Deploy { reason } => Error::DeployFailed { stage: stage.to_owned(), reason },
+        }
+    }
 }
 
 impl Pipeline {
@@ -118,7 +154,8 @@ impl Pipeline {
             }
 
             // Step 2: eligibility. A refusal records nothing: nothing happened.
-            let upstream = self.check_eligibility(&view, stage, &build, &kind)?;
+            let upstream =
+                self.check_eligibility(&view, stage, &build, &kind).map_err(|b| b.into_error(build_id, stage_name))?;
 
             let open = view.open_promotion(stage_name, build_id).map(|record| record.id.clone());
             let resumed = open.is_some();
@@ -159,24 +196,18 @@ impl Pipeline {
                 resumed,
             });
 
-            let run = Run { stage, build, id, kind, actor: actor.to_owned(), fence };
+            let run = Run { stage, lease: &lease, build, id, kind, actor: actor.to_owned(), fence };
             let previous = view.current_build(stage_name).cloned();
             let outcome = self.execute(&run, &view).await;
             drop(view);
+            let Run { id, fence, .. } = run;
             drop(lease);
-            debug!(stage = stage_name, token = run.fence.token, "lock released");
+            debug!(stage = stage_name, token = fence.token, "lock released");
             match outcome {
-                Ok(None) => self.record(&run.id).await,
-                Ok(Some((step, reason))) => {
-                    let error = match step {
-                        Step::EntryGates | Step::Verify => Error::GateFailed {
-                            build: build_id.to_string(),
-                            stage: stage_name.to_owned(),
-                            gate: reason.0,
-                            reason: reason.1,
-                        },
-                        _ => Error::DeployFailed { stage: stage_name.to_owned(), reason: reason.1 },
-                    };
+                Ok(None) => self.record(&id).await,
+                Ok(Some(failure)) => {
+                    let step = failure.step();
+                    let error = failure.into_error(build_id, stage_name);
                     let auto_rollback =
                         stage.on_failure == OnFailure::Rollback && !rollback && step != Step::EntryGates;
                     if let Some(previous) = previous.filter(|p| auto_rollback && p != build_id) {
@@ -196,32 +227,8 @@ impl Pipeline {
         .await
     }
 
-    fn check_eligibility(
-        &self,
-        view: &LedgerView,
-        stage: &Stage,
-        build: &Build,
-        kind: &PromotionKind,
-    ) -> Result<Vec<PromotionId>> {
-        if matches!(kind, PromotionKind::Rollback { .. }) {
-            return Ok(view.passes(&stage.name, &build.id).last().map(|r| r.id.clone()).into_iter().collect());
-        }
-        if let Some(hold) = view.holds(&stage.name).find(|hold| hold.scope == HoldScope::All) {
-            return Err(Error::Held {
-                stage: stage.name.clone(),
-                reason: hold.reason.clone(),
-                placed_by: hold.placed_by.clone(),
-            });
-        }
-        report::upstream_passes(self, view.summary(), stage, &build.id).map_err(|reason| Error::NotEligible {
-            build: build.id.to_string(),
-            stage: stage.name.clone(),
-            reason,
-        })
-    }
-
-    /// Steps 3 to 8. `Ok(Some((step, (gate, reason))))` is a deliberate failure, already recorded.
-    async fn execute(&self, run: &Run<'_>, view: &LedgerView) -> Result<Option<(Step, (String, String))>> {
+    /// Steps 3 to 8. `Ok(Some(failure))` is a deliberate failure, already recorded.
+    async fn execute(&self, run: &Run<'_>, view: &LedgerView) -> Result<Option<Failure>> {
         let rollback = matches!(run.kind, PromotionKind::Rollback { .. });
 
         // Step 3: entry gates (not for a rollback: it returns to a build that already passed them).
@@ -238,7 +245,8 @@ impl Pipeline {
                         )]),
                     }]
                 } else {
-                    self.evaluate_gates(run.stage.entry_gates(), run, view, GatePhase::Entry, false).await?
+                    self.evaluate_gates(run.stage.entry_gates(), &run.candidate(), view, GatePhase::Entry, false)
+                        .await?
                 };
                 Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
             })
@@ -246,24 +254,12 @@ impl Pipeline {
         for evidence in &verdicts {
             self.emit(Event::GateEvaluated { promotion: run.id.clone(), evidence: evidence.clone() });
         }
-        if let Some(failed) = verdicts.iter().find_map(|v| match &v.verdict {
-            Verdict::Fail(reason) => Some((v.gate.clone(), reason.clone())),
-            _ => None,
-        }) {
-            self.finish(
-                run,
-                FinalState::Failed { step: Step::EntryGates, reason: format!("{}: {}", failed.0, failed.1) },
-            )
-            .await?;
-            return Ok(Some((Step::EntryGates, failed)));
+        let Verdicts { failed, pending } = Verdicts::of(&verdicts);
+        if let Some((gate, reason)) = failed {
+            self.finish(run, FinalState::Failed { step: Step::EntryGates, reason: format!("{gate}: {reason}") })
+                .await?;
+            return Ok(Some(Failure::Gate { step: Step::EntryGates, gate, reason }));
         }
-        let pending: Vec<String> = verdicts
-            .iter()
-            .filter_map(|v| match &v.verdict {
-                Verdict::Pending(reason) => Some(format!("{}: {reason}", v.gate)),
-                _ => None,
-            })
-            .collect();
         if !pending.is_empty() {
             self.finish(run, FinalState::Pending { reasons: pending.clone() }).await?;
             return Err(Error::GatePending {
@@ -308,11 +304,16 @@ impl Pipeline {
                 .step(run, Step::Deploy, async {
                     // A refusal (a plaintext Secret, an invalid object) will not pass on a re-run: it fails
                     // the promotion like an unhealthy rollout. Backend errors leave it open for a re-run.
+                    run.lease.ensure_held()?;
                     let applied = match deployer.apply(bundle, ApplyMode::Apply).await {
                         Ok(_) => {
-                            deployer
-                                .wait_healthy(bundle, run.stage.health_timeout, &self.progress(run, Step::Deploy))
-                                .await
+                            let progress = self.progress(run, Step::Deploy);
+                            let wait = deployer.wait_healthy(bundle, run.stage.health_timeout, &progress);
+                            // A lock lost during a long rollout wait stops the wait at once.
+                            tokio::select! {
+                                health = wait => health,
+                                () = run.lease.lost() => run.lease.ensure_held().map(|()| String::new()),
+                            }
                         }
                         Err(error) => Err(error),
                     };
@@ -332,7 +333,7 @@ impl Pipeline {
                 .await?;
             if let Health::Unhealthy(reason) = health {
                 self.finish(run, FinalState::Failed { step: Step::Deploy, reason: reason.clone() }).await?;
-                return Ok(Some((Step::Deploy, ("deploy".into(), reason))));
+                return Ok(Some(Failure::Deploy { reason }));
             }
             self.emit(Event::Deployed { promotion: run.id.clone(), bundle_hash: bundle.hash().to_owned() });
         }
@@ -341,25 +342,23 @@ impl Pipeline {
         if !run.stage.verify_gates().is_empty() {
             let verdicts = self
                 .step(run, Step::Verify, async {
-                    let verdicts = self
-                        .evaluate_gates(run.stage.verify_gates(), run, view, GatePhase::Verification, false)
-                        .await?;
+                    let gates = run.stage.verify_gates();
+                    let verdicts =
+                        self.evaluate_gates(gates, &run.candidate(), view, GatePhase::Verification, false).await?;
                     Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
                 })
                 .await?;
             for evidence in &verdicts {
                 self.emit(Event::GateEvaluated { promotion: run.id.clone(), evidence: evidence.clone() });
             }
-            if let Some(failed) = verdicts.iter().find_map(|v| match &v.verdict {
+            // After the deploy there is nothing to wait for: a pending verification is a failed one.
+            if let Some((gate, reason)) = verdicts.iter().find_map(|v| match &v.verdict {
                 Verdict::Fail(reason) | Verdict::Pending(reason) => Some((v.gate.clone(), reason.clone())),
                 Verdict::Pass => None,
             }) {
-                self.finish(
-                    run,
-                    FinalState::Failed { step: Step::Verify, reason: format!("{}: {}", failed.0, failed.1) },
-                )
-                .await?;
-                return Ok(Some((Step::Verify, failed)));
+                self.finish(run, FinalState::Failed { step: Step::Verify, reason: format!("{gate}: {reason}") })
+                    .await?;
+                return Ok(Some(Failure::Gate { step: Step::Verify, gate, reason }));
             }
             self.emit(Event::Verified { promotion: run.id.clone() });
         }
@@ -387,7 +386,7 @@ impl Pipeline {
         debug!(promotion = %run.id, %step, "step started");
         match work.instrument(info_span!("step", %step)).await.map_err(|error| in_promotion(error, run, step)) {
             Ok((value, detail)) => {
-                self.append(&run.actor, Some(run.fence.clone()), vec![finished(&run.id, step, detail)]).await?;
+                self.append_held(run, vec![finished(&run.id, step, detail)]).await?;
                 debug!(promotion = %run.id, %step, "step finished");
                 Ok(value)
             }
@@ -400,7 +399,7 @@ impl Pipeline {
                     let state = FinalState::Failed { step, reason: error.to_string() };
                     entries.push(LedgerEvent::PromotionFinished { promotion: run.id.clone(), state });
                 }
-                if let Err(journal_error) = self.append(&run.actor, Some(run.fence.clone()), entries).await {
+                if let Err(journal_error) = self.append_held(run, entries).await {
                     warn!(error = %journal_error, "could not journal a step's failure; a re-run will resume it");
                 } else if closes {
                     warn!(%step, %error, "step failed and cannot succeed on a re-run; the promotion failed");
@@ -416,8 +415,14 @@ impl Pipeline {
         }
     }
 
+    /// Appends to the ledger under the run's fencing token, once the lock is known to be held still.
+    async fn append_held(&self, run: &Run<'_>, events: Vec<LedgerEvent>) -> Result<()> {
+        run.lease.ensure_held()?;
+        self.append(&run.actor, Some(run.fence.clone()), events).await
+    }
+
     /// The bundle with its hash keyed, when the pipeline has an integrity key.
-    fn keyed(&self, bundle: Bundle) -> Bundle {
+    pub(super) fn keyed(&self, bundle: Bundle) -> Bundle {
         match &self.inner.integrity_key {
             Some(key) => bundle.keyed(Some(key)),
             None => bundle,
@@ -453,7 +458,7 @@ impl Pipeline {
             }
             _ => None,
         };
-        self.append(&run.actor, Some(run.fence.clone()), events).await?;
+        self.append_held(run, events).await?;
         info!(promotion = %run.id, ?state, "promotion finished");
         self.emit(Event::Finished { promotion: run.id.clone(), state });
         if let Some((from, hold)) = rolled_back {
@@ -466,51 +471,6 @@ impl Pipeline {
     async fn record(&self, id: &PromotionId) -> Result<PromotionRecord> {
         let view = self.view().await?;
         view.promotion(id).cloned().ok_or_else(|| Error::not_found(Resource::Promotion, id.to_string()))
-    }
-
-    async fn evaluate_gates(
-        &self,
-        gates: &[std::sync::Arc<dyn Gate>],
-        run: &Run<'_>,
-        view: &LedgerView,
-        phase: GatePhase,
-        dry_run: bool,
-    ) -> Result<Vec<GateEvidence>> {
-        let upstream = self.upstream_of(run.stage);
-        let current = view.current_build(&run.stage.name).and_then(|id| view.build(id));
-        // A gate that acts (runs a program, calls a URL) shows what it saw as evidence: it is redacted of
-        // every secret the process holds, the stage's config loaded for the purpose included.
-        let acting = gates.iter().any(|gate| !gate.capabilities().side_effect_free);
-        let config = if acting && !dry_run {
-            match load_layered(&run.stage.config, &run.stage.name, &BTreeMap::new()).await {
-                Ok(config) => Some(config),
-                Err(error) => {
-                    warn!(%error, "the stage's config could not be loaded to redact gate output; it is loaded again to render");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        // Built while the config is loaded: the redactor holds its own handles on the values.
-        let secrets = if acting { crate::config::Redactor::live() } else { crate::config::Redactor::default() };
-        drop(config);
-        let context = GateContext {
-            build: &run.build,
-            stage: &run.stage.name,
-            upstream: &upstream,
-            current,
-            ledger: view,
-            now: self.now(),
-            kind: &run.kind,
-            phase,
-            requested_by: &run.actor,
-            dry_run,
-            secrets: &secrets,
-        };
-        let evaluations: Vec<_> = gates.iter().map(|gate| evaluate_gate(gate.as_ref(), &context)).collect();
-        let reports = join_all(evaluations).await;
-        reports.into_iter().collect()
     }
 
     async fn place_artifacts(&self, run: &Run<'_>) -> Result<BTreeMap<String, PlacedArtifact>> {
@@ -541,6 +501,7 @@ impl Pipeline {
             Err(other) => return Err(at(other)),
         };
         if !present {
+            run.lease.ensure_held()?;
             store.promote(&artifact.reference, &target).await.map_err(at)?;
         }
         // The target must hold exactly the bytes that were built.
@@ -555,95 +516,6 @@ impl Pipeline {
         });
         Ok((name.to_owned(), PlacedArtifact { target, digest: artifact.digest.clone() }))
     }
-
-    /// A dry run: eligibility, every entry gate's verdict, what would happen to each artifact, where the
-    /// config comes from, and the diff of the rendered bundle against what the stage runs. Changes nothing.
-    pub async fn plan(&self, build_id: &BuildId, stage_name: &str, actor: &str) -> Result<Plan> {
-        let stage = self.stage(stage_name)?;
-        let view = self.view().await?;
-        let build =
-            view.build(build_id).cloned().ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
-        let kind = PromotionKind::Promote;
-        let blocked = self.check_eligibility(&view, stage, &build, &kind).err().map(|e| e.to_string());
-        let run = Run {
-            stage,
-            build: build.clone(),
-            id: PromotionId::new(stage_name, build_id, view.attempts(stage_name, build_id) + 1),
-            kind,
-            actor: actor.to_owned(),
-            fence: Fence { stage: stage_name.to_owned(), token: 0 },
-        };
-        let gates = self.evaluate_gates(stage.entry_gates(), &run, &view, GatePhase::Entry, true).await?;
-
-        let version = build.version.as_ref().map(ToString::to_string);
-        let mut artifacts = BTreeMap::new();
-        let mut placed = BTreeMap::new();
-        for (name, artifact) in &build.artifacts {
-            let target =
-                stage.placement.target(stage_name, name, &artifact.reference, &build.commit, version.as_deref())?;
-            let action = match self.inner.store.resolve(&target).await {
-                Ok(found) if found.digest == artifact.digest => ArtifactAction::AlreadyPresent,
-                Ok(_) | Err(Error::NotFound { .. }) if target.same_repository(&artifact.reference) => {
-                    ArtifactAction::Retag
-                }
-                Ok(_) | Err(Error::NotFound { .. }) => ArtifactAction::Copy,
-                Err(other) => return Err(other),
-            };
-            placed.insert(name.clone(), PlacedArtifact { target: target.clone(), digest: artifact.digest.clone() });
-            artifacts.insert(name.clone(), PlannedArtifact { target, digest: artifact.digest.clone(), action });
-        }
-
-        let config = load_layered(&stage.config, stage_name, &BTreeMap::new()).await?;
-        let (changes, diff, bundle_hash) = match &stage.templates {
-            Some(templates) => {
-                let bundle = self.keyed(templates.render(stage_name, &build, &placed, &config)?);
-                self.plan_deploy(stage, &bundle).await?
-            }
-            None => (Vec::new(), String::new(), None),
-        };
-        Ok(Plan {
-            build: build_id.clone(),
-            stage: stage_name.to_owned(),
-            blocked,
-            gates,
-            artifacts,
-            config: provenance_of(&config),
-            changes,
-            diff,
-            bundle_hash,
-        })
-    }
-
-    async fn plan_deploy(
-        &self,
-        stage: &Stage,
-        bundle: &Bundle,
-    ) -> Result<(Vec<crate::deploy::Change>, String, Option<String>)> {
-        let current = match &stage.deployer {
-            Some(deployer) => deployer.current(&stage.name).await?,
-            None => None,
-        };
-        let changes = match &stage.deployer {
-            Some(deployer) if deployer.capabilities().dry_run => deployer.apply(bundle, ApplyMode::DryRun).await?,
-            _ => diff_objects(current.as_ref(), bundle),
-        };
-        let before = current.as_ref().map(Bundle::masked_text).unwrap_or_default();
-        let after = bundle.masked_text();
-        let diff = similar::TextDiff::from_lines(&before, &after)
-            .unified_diff()
-            .context_radius(3)
-            .header(&format!("{} (running)", stage.name), &format!("{} (planned)", stage.name))
-            .to_string();
-        Ok((changes, diff, Some(bundle.hash().to_owned())))
-    }
-}
-
-async fn evaluate_gate(gate: &dyn Gate, context: &GateContext<'_>) -> Result<GateEvidence> {
-    if context.dry_run && !gate.capabilities().side_effect_free {
-        let verdict = Verdict::Pending("not run by plan: the gate has side effects".into());
-        return Ok(crate::gate::GateReport::new(verdict).into_evidence(gate));
-    }
-    gate.evaluate(context).await.map(|report| report.into_evidence(gate))
 }
 
 /// A step's error, naming the promotion, stage and step it broke, unless it is one of the engine's own
@@ -665,20 +537,8 @@ fn closes_promotion(error: &Error) -> bool {
     !error.may_succeed_later() && !matches!(error.root(), Error::Fenced { .. } | Error::LedgerCorrupt { .. })
 }
 
-fn provenance_of(config: &ConfigSet) -> BTreeMap<String, Provenance> {
-    config.provenance()
-}
-
 fn finished(id: &PromotionId, step: Step, detail: StepDetail) -> LedgerEvent {
     LedgerEvent::StepFinished { promotion: id.clone(), step, outcome: StepOutcome::Ok(detail) }
-}
-
-/// The record of the promotion that made `build` current in `stage`, if it is current, nothing is open, and
-/// no later promotion failed after deploying over it (then the stage may run something else).
-fn already_current(view: &LedgerView, stage: &str, build: &BuildId) -> Option<PromotionRecord> {
-    let current = view.current(stage)?;
-    let untouched = report::failed_after(view.summary(), stage, Some(current.finished_at)).is_none();
-    (current.build == *build && untouched && view.open_promotion(stage, build).is_none()).then(|| current.clone())
 }
 
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.

@@ -176,21 +176,16 @@ impl Stage {
         self
     }
 
-    /// Adds a config source; later sources override earlier ones.
+    /// Adds a config source (a shared one as an `Arc<dyn ConfigSource>`); later sources override earlier
+    /// ones.
     pub fn config_source(mut self, source: impl ConfigSource) -> Self {
         self.config.push(Arc::new(source));
         self
     }
 
-    /// Adds a shared config source.
-    pub fn config_source_arc(mut self, source: Arc<dyn ConfigSource>) -> Self {
-        self.config.push(source);
-        self
-    }
-
-    /// Sets the deployer.
-    pub fn deployer(mut self, deployer: Arc<dyn Deployer>) -> Self {
-        self.deployer = Some(deployer);
+    /// Sets the deployer (a shared one as an `Arc<dyn Deployer>`).
+    pub fn deployer(mut self, deployer: impl Deployer) -> Self {
+        self.deployer = Some(Arc::new(deployer));
         self
     }
 

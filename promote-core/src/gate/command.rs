@@ -403,8 +403,8 @@ impl Gate for CommandGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
     use crate::ledger::PromotionKind;
+    use crate::testing::scene::{Scene, at};
 
     async fn run(gate: &CommandGate) -> GateReport {
         let mut scene = Scene::new();

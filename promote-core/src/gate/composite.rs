@@ -189,9 +189,9 @@ mod tests {
 
     use super::*;
     use crate::error::{Error, ErrorClass};
-    use crate::gate::kinds::fixture::{Scene, at};
     use crate::gate::{ApprovalGate, SoakGate};
     use crate::ledger::PromotionKind;
+    use crate::testing::scene::{Scene, at};
 
     /// A gate with a fixed answer that counts its evaluations.
     #[derive(Debug)]

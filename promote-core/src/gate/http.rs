@@ -470,7 +470,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
+    use crate::testing::scene::{Scene, at};
 
     /// A loopback server answering each request with the next status of `script` (the last one repeats),
     /// or never answering when the status is 0. Returns its address and the request lines it saw.

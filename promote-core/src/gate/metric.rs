@@ -182,7 +182,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
+    use crate::testing::scene::{Scene, at};
 
     #[tokio::test]
     async fn passes_and_fails_by_the_threshold() {

@@ -4,7 +4,6 @@ mod approval;
 mod command;
 mod composite;
 mod http;
-pub(crate) mod kinds;
 mod metric;
 mod semver_policy;
 mod soak;
@@ -12,7 +11,6 @@ mod window;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -69,6 +67,72 @@ pub struct GateContext<'a> {
     /// Every secret value the pipeline knows (config secrets, registry credentials). Gates that keep text
     /// from outside as evidence (a program's output, a response body) mask these in it.
     pub secrets: &'a Redactor,
+}
+
+impl<'a> GateContext<'a> {
+    /// What a gate is shown about promoting `build` into `stage` at `now`, with `ledger` as it stands: a
+    /// promotion (not a plan) in the entry phase, requested by nobody, drawing from no stage, with no
+    /// build current and no secret to redact. The setters fill in the rest. For gates' unit tests; the
+    /// engine builds its own.
+    pub fn new(build: &'a Build, stage: &'a str, ledger: &'a LedgerView, now: DateTime<Utc>) -> Self {
+        const PROMOTE: &PromotionKind = &PromotionKind::Promote;
+        static NO_SECRETS: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(Redactor::default);
+        GateContext {
+            build,
+            stage,
+            upstream: &[],
+            current: None,
+            ledger,
+            now,
+            kind: PROMOTE,
+            phase: GatePhase::Entry,
+            requested_by: "",
+            dry_run: false,
+            secrets: &NO_SECRETS,
+        }
+    }
+
+    /// The stages the target draws from.
+    pub fn upstream(mut self, upstream: &'a [String]) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// The build currently in the target stage.
+    pub fn current(mut self, current: Option<&'a Build>) -> Self {
+        self.current = current;
+        self
+    }
+
+    /// Promote or rollback.
+    pub fn kind(mut self, kind: &'a PromotionKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Entry or verification.
+    pub fn phase(mut self, phase: GatePhase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// Who asked for the promotion.
+    pub fn requested_by(mut self, actor: &'a str) -> Self {
+        self.requested_by = actor;
+        self
+    }
+
+    /// Whether this is a plan.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// The secrets to redact from what the gate shows.
+    pub fn secrets(mut self, secrets: &'a Redactor) -> Self {
+        self.secrets = secrets;
+        self
+    }
 }
 
 /// A gate's verdict with its evidence.
@@ -152,8 +216,7 @@ pub trait Gate: Debug + Send + Sync + 'static {
     async fn evaluate(&self, context: &GateContext<'_>) -> Result<GateReport>;
 }
 
-#[async_trait]
-impl<T: Gate + ?Sized> Gate for Arc<T> {
+forward_to_inner!(Gate {
     fn name(&self) -> &str {
         (**self).name()
     }
@@ -169,4 +232,4 @@ impl<T: Gate + ?Sized> Gate for Arc<T> {
     async fn evaluate(&self, context: &GateContext<'_>) -> Result<GateReport> {
         (**self).evaluate(context).await
     }
-}
+});

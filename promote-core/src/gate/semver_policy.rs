@@ -115,7 +115,7 @@ impl Gate for SemverGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
+    use crate::testing::scene::{Scene, at};
 
     #[tokio::test]
     async fn a_version_in_range_passes_and_one_outside_fails() {

@@ -181,7 +181,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
+    use crate::testing::scene::{Scene, at};
 
     fn hours(h: i64) -> Span {
         Span::hours(h)

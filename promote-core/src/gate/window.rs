@@ -363,7 +363,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::gate::kinds::fixture::{Scene, at};
+    use crate::testing::scene::{Scene, at};
 
     fn office() -> WindowGate {
         WindowGate::new("office", "Europe/Berlin").unwrap().days(&["mon-fri"]).unwrap().hours("09:00-17:00").unwrap()

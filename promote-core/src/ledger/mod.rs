@@ -82,8 +82,7 @@ pub trait Ledger: Debug + Send + Sync + 'static {
     }
 }
 
-#[async_trait]
-impl<T: Ledger + ?Sized> Ledger for Arc<T> {
+forward_to_inner!(Ledger {
     fn capabilities(&self) -> LedgerCapabilities {
         (**self).capabilities()
     }
@@ -96,7 +95,7 @@ impl<T: Ledger + ?Sized> Ledger for Arc<T> {
     async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
         (**self).summary().await
     }
-}
+});
 
 /// Conveniences on every [`Ledger`].
 #[async_trait]

@@ -2,6 +2,7 @@
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// Locks stages across processes with an OS file lock on `<dir>/<stage>.lock`.
 ///
 /// The file also keeps the last fencing token and the holder's name, so tokens keep growing across
-/// restarts and a refusal can say who holds the stage. The OS releases the lock if the holder dies.
+/// restarts and a refusal can say who holds the stage; `<dir>/<stage>.token` keeps the newest token too, so
+/// that removing a lock file does not restart them. The OS releases the lock if the holder dies. A lease is
+/// lost if its lock file is removed or replaced while it is held.
 ///
 /// The directory is created owner-only if missing, and refused ([`Error::UnsafeFile`]) if someone else may
 /// write to it. Lock files are created with mode 0600 and never opened through a symlink. A lock file whose
@@ -55,7 +58,18 @@ impl FileLock {
         }
         let mut content = String::new();
         file.read_to_string(&mut content).map_err(io)?;
-        let last: u64 = content.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let in_lock: u64 = content.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        // The newest token is also kept beside the lock file, written only under the lock: a lock file
+        // removed or replaced (which loses its holder the lock) does not make tokens start again from 1,
+        // which the ledger's fencing would then refuse.
+        let high_water_path = self.dir.join(format!("{stage}.token"));
+        let mut high_water: File = state_file::open(
+            &high_water_path,
+            state_file::options().read(true).write(true).create(true).truncate(false),
+        )?;
+        let mut kept = String::new();
+        high_water.read_to_string(&mut kept).map_err(|e| Error::io(&high_water_path, e))?;
+        let last = in_lock.max(kept.trim().parse().unwrap_or(0));
         let token = last.checked_add(1).ok_or_else(|| {
             state_file::refused(
                 &path,
@@ -70,7 +84,19 @@ impl FileLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(format!("{token} {holder}\n").as_bytes()).map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(Ok(Lease::new(stage, holder, token, Box::new(Held(file)))))
+        let keep = |e| Error::io(&high_water_path, e);
+        high_water.set_len(0).map_err(keep)?;
+        high_water.seek(SeekFrom::Start(0)).map_err(keep)?;
+        high_water.write_all(format!("{token}\n").as_bytes()).map_err(keep)?;
+        high_water.sync_data().map_err(keep)?;
+        // The lock is lost if its file is removed or replaced: another process could then lock a new file.
+        let held = file.metadata().map_err(io)?;
+        let (device, inode) = (held.dev(), held.ino());
+        let lost = move || match std::fs::symlink_metadata(&path) {
+            Ok(now) => (now.dev(), now.ino()) != (device, inode),
+            Err(_) => true,
+        };
+        Ok(Ok(Lease::new(stage, holder, token, Box::new(Held(file))).lost_if(lost)))
     }
 }
 

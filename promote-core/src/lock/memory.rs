@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::{EnvironmentLock, Lease, LockWait};
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ struct Shared {
 struct Slot {
     holder: Option<(String, u64)>,
     last_token: u64,
+    /// Tells the holder's lease it was revoked.
+    revoked: Option<watch::Sender<bool>>,
 }
 
 struct Release {
@@ -61,8 +63,26 @@ impl MemoryLock {
         slot.last_token += 1;
         let token = slot.last_token;
         slot.holder = Some((holder.to_owned(), token));
+        let (revoked, signal) = watch::channel(false);
+        slot.revoked = Some(revoked);
         let release = Release { shared: self.shared.clone(), stage: stage.to_owned(), token };
-        Ok(Lease::new(stage, holder, token, Box::new(release)))
+        Ok(Lease::new(stage, holder, token, Box::new(release)).lost_when(signal))
+    }
+
+    /// Takes the lock on `stage` away from its holder, as an operator breaking a stuck lock would: the
+    /// holder's lease reports it lost, and the stage is free. Returns whether anyone held it.
+    pub fn revoke(&self, stage: &str) -> bool {
+        let mut state = self.shared.state.lock().expect("lock poisoned");
+        let Some(slot) = state.get_mut(stage).filter(|slot| slot.holder.is_some()) else {
+            return false;
+        };
+        slot.holder = None;
+        if let Some(revoked) = slot.revoked.take() {
+            let _ = revoked.send(true);
+        }
+        drop(state);
+        self.shared.released.notify_waiters();
+        true
     }
 }
 

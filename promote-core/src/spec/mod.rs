@@ -22,6 +22,7 @@
 //!       - { kind: approval, name: release-managers, promoters: [alice, bob], min_approvals: 1 }
 //! ```
 
+mod kinds;
 mod policy;
 mod registry;
 
@@ -310,11 +311,11 @@ impl SpecRegistry {
             stage = stage.deployer(deployer);
         }
         for source in shared_config {
-            stage = stage.config_source_arc(source.clone());
+            stage = stage.config_source(source.clone());
         }
         if let Some(node) = &config_node {
             for source in self.build_configs(context, node, &format!("{key}.config")).await? {
-                stage = stage.config_source_arc(source);
+                stage = stage.config_source(source);
             }
         }
         for (field, verification) in [(&gates_node, false), (&verify_node, true)] {

@@ -329,9 +329,7 @@ impl SpecRegistry {
             let name = settings.name.unwrap_or_else(|| "approval".into());
             Ok(Arc::new(ApprovalGate::new(name, policy)) as Arc<dyn Gate>)
         });
-        crate::config::kinds::register(&mut registry);
-        crate::deploy::kinds::register(&mut registry);
-        crate::gate::kinds::register(&mut registry);
+        super::kinds::register(&mut registry);
         registry
     }
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Artifact, ArtifactStore, StoreCapabilities, check_promote_args};
+use super::{Artifact, ArtifactStore, StoreCapabilities};
+use crate::backend::{check_exists_args, check_promote_args};
 use crate::digest::Digest;
 use crate::error::{Error, Resource, Result};
 use crate::manifest::ManifestSummary;
@@ -208,7 +209,7 @@ impl ArtifactStore for MemoryArtifactStore {
     }
 
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let digest = super::check_exists_args(reference)?;
+        let digest = check_exists_args(reference)?;
         if reference.registry() != self.registry {
             return Ok(false);
         }

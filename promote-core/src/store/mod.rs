@@ -4,7 +4,6 @@ mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -133,8 +132,7 @@ pub trait ArtifactStore: Debug + Send + Sync + 'static {
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool>;
 }
 
-#[async_trait]
-impl<T: ArtifactStore + ?Sized> ArtifactStore for Arc<T> {
+forward_to_inner!(ArtifactStore {
     fn capabilities(&self) -> StoreCapabilities {
         (**self).capabilities()
     }
@@ -147,7 +145,7 @@ impl<T: ArtifactStore + ?Sized> ArtifactStore for Arc<T> {
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
         (**self).exists(reference).await
     }
-}
+});
 
 /// Conveniences on every [`ArtifactStore`].
 #[async_trait]
@@ -168,27 +166,3 @@ pub trait ArtifactStoreExt: ArtifactStore {
 }
 
 impl<T: ArtifactStore + ?Sized> ArtifactStoreExt for T {}
-
-/// Checks an `exists` call's argument the way the [`ArtifactStore`] contract requires, and returns the digest
-/// it pins. Backends call it first.
-pub fn check_exists_args(reference: &ArtifactRef) -> Result<&Digest> {
-    reference.digest().ok_or_else(|| Error::invalid("reference", reference.to_string(), "exists needs a digest"))
-}
-
-/// Checks a `promote` call's arguments the way the [`ArtifactStore`] contract requires, and returns the
-/// source digest. Backends call it first.
-pub fn check_promote_args<'a>(source: &'a ArtifactRef, target: &ArtifactRef) -> Result<&'a Digest> {
-    let digest = source.digest().ok_or_else(|| {
-        Error::invalid("reference", source.to_string(), "promotion needs a source pinned to a digest")
-    })?;
-    if let Some(target_digest) = target.digest()
-        && target_digest != digest
-    {
-        return Err(Error::invalid(
-            "reference",
-            target.to_string(),
-            format!("the target pins {target_digest}, but the source is {digest}"),
-        ));
-    }
-    Ok(digest)
-}

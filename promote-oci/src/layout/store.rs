@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use promote_core::store::{check_exists_args, check_promote_args};
+use promote_core::backend::{check_exists_args, check_promote_args};
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Error, Resource, Result, StoreCapabilities};
 
 use super::{LAYOUT_REGISTRY, OciLayout};

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use promote_core::backend::{check_exists_args, check_promote_args};
 use promote_core::manifest::ManifestSummary;
 use promote_core::retry::RetryPolicy;
-use promote_core::store::{check_exists_args, check_promote_args};
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
 
 pub use auth::{CredentialProvider, DockerConfigCredentials, RegistryAuth};

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CommandGate, Composite, Freeze, Gate, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate};
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::gate::{
+    CommandGate, Composite, Freeze, Gate, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
+};
 use crate::spec::{BackendSpec, SpecRegistry};
 
 #[derive(Deserialize)]
@@ -290,125 +292,4 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         let child = children.remove(0);
         Ok(Arc::new(Composite::not(name, child)) as Arc<dyn Gate>)
     });
-}
-
-/// Ledger views and gate contexts for the gates' unit tests.
-#[cfg(test)]
-pub(crate) mod fixture {
-    use std::collections::BTreeMap;
-
-    use chrono::{DateTime, Utc};
-
-    use crate::build::{Build, BuildId};
-    use crate::config::Redactor;
-    use crate::error::Result;
-    use crate::gate::{Gate, GateContext, GatePhase, GateReport};
-    use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, NewEntry, PromotionId, PromotionKind};
-
-    /// A UTC instant from RFC 3339 text.
-    pub(crate) fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).expect("an RFC 3339 time").with_timezone(&Utc)
-    }
-
-    /// A ledger view built entry by entry.
-    #[derive(Default)]
-    pub(crate) struct Scene {
-        pub(crate) view: LedgerView,
-        /// The secrets the gates are told about (none unless a test sets them).
-        pub(crate) secrets: Redactor,
-        builds: u64,
-        promotions: u32,
-    }
-
-    impl Scene {
-        pub(crate) fn new() -> Self {
-            Self::default()
-        }
-
-        fn append(&mut self, at: DateTime<Utc>, event: LedgerEvent) {
-            let seq = self.view.head_seq() + 1;
-            let (entry, _): (LedgerEntry, _) = LedgerEntry::seal(
-                seq,
-                self.view.head_hash(),
-                NewEntry { at, actor: "test".into(), fence: None, event },
-            );
-            self.view.apply(entry);
-        }
-
-        /// Registers a build with a version (`""` for none) and metadata.
-        pub(crate) fn register(&mut self, version: &str, metadata: &[(&str, serde_json::Value)]) -> Build {
-            self.builds += 1;
-            let build = Build {
-                id: BuildId::parse(&format!("b-{:016x}", self.builds)).unwrap(),
-                commit: format!("{:040x}", self.builds),
-                version: (!version.is_empty()).then(|| version.parse().unwrap()),
-                artifacts: BTreeMap::new(),
-                author: Some("dana".into()),
-                metadata: metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-                registered_at: at("2026-01-01T00:00:00Z"),
-            };
-            self.append(build.registered_at, LedgerEvent::BuildRegistered { build: build.clone() });
-            build
-        }
-
-        /// Records a successful promotion of `build` into `stage` at `at`.
-        pub(crate) fn pass(&mut self, stage: &str, build: &Build, at: DateTime<Utc>) {
-            self.promotions += 1;
-            let promotion = PromotionId::new(stage, &build.id, self.promotions);
-            self.append(
-                at,
-                LedgerEvent::PromotionStarted {
-                    promotion: promotion.clone(),
-                    build: build.id.clone(),
-                    stage: stage.to_owned(),
-                    kind: PromotionKind::Promote,
-                },
-            );
-            self.append(at, LedgerEvent::PromotionFinished { promotion, state: FinalState::Succeeded });
-        }
-
-        /// Evaluates an entry gate for a promotion (not a plan), panicking on an error.
-        pub(crate) async fn evaluate(
-            &self,
-            gate: &dyn Gate,
-            build: &Build,
-            stage: &str,
-            upstream: &[&str],
-            now: DateTime<Utc>,
-        ) -> GateReport {
-            self.evaluate_with(gate, build, stage, upstream, now, PromotionKind::Promote, false)
-                .await
-                .expect("the gate decides")
-        }
-
-        /// Evaluates an entry gate with every knob.
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) async fn evaluate_with(
-            &self,
-            gate: &dyn Gate,
-            build: &Build,
-            stage: &str,
-            upstream: &[&str],
-            now: DateTime<Utc>,
-            kind: PromotionKind,
-            dry_run: bool,
-        ) -> Result<GateReport> {
-            let upstream: Vec<String> = upstream.iter().map(|s| (*s).to_owned()).collect();
-            let current = self.view.current_build(stage).and_then(|id| self.view.build(id));
-            let context = GateContext {
-                build,
-                stage,
-                upstream: &upstream,
-                current,
-                ledger: &self.view,
-                now,
-                kind: &kind,
-                phase: GatePhase::Entry,
-                requested_by: "ci",
-                dry_run,
-                secrets: &self.secrets,
-            };
-            gate.evaluate(&context).await
-        }
-    }
 }

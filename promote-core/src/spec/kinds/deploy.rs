@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{Deployer, DirectoryDeployer};
+use crate::deploy::{Deployer, DirectoryDeployer};
 use crate::spec::SpecRegistry;
 
 #[derive(Deserialize)]

@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::ConfigSource;
-use super::env::{DEFAULT_ENV_PREFIX, EnvConfigSource};
-use super::file::{FileConfigSource, FileFormat};
+use crate::config::{ConfigSource, DEFAULT_ENV_PREFIX, EnvConfigSource, FileConfigSource, FileFormat};
 use crate::spec::SpecRegistry;
 
 #[derive(Deserialize)]
