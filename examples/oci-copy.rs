@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use promote_core::{ArtifactRef, Digest, Error};
-use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, copy};
+use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, copy_image};
 
 const USAGE: &str = "usage: oci-copy [--insecure] [--all-tags-for-signatures] [--force] [--jobs N] SRC DST
   SRC, DST: registry/repo:tag | registry/repo@sha256:... | oci:DIR:TAG | oci:DIR@sha256:...";
@@ -81,7 +81,7 @@ async fn endpoint(location: &Location, store: &OciRegistryStore, create: bool) -
 }
 
 async fn run(args: Args) -> Result<(), Error> {
-    let mut builder = OciRegistryStore::builder().docker_config();
+    let mut builder = OciRegistryStore::builder().docker_config(true);
     if args.insecure {
         for location in [&args.source, &args.target] {
             if let Location::Registry(reference) = location {
@@ -100,7 +100,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let options: CopyOptions = options;
     let source = endpoint(&args.source, &store, false).await?;
     let target = endpoint(&args.target, &store, true).await?;
-    let report = copy(&source, &target, &options).await?;
+    let report = copy_image(&source, &target, &options).await?;
     println!("{}", report.digest);
     println!(
         "{source} -> {target}: {} blobs copied, {} mounted, {} skipped; {} manifests written; {:.1} MiB in {:.2}s",

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use promote_core::spec::{BackendSpec, SpecRegistry};
 use promote_core::{ArtifactStore, ConfigSource};
 
-use crate::config::{EcrConfig, SecretsManagerConfig};
+use crate::ecr::EcrConfig;
+use crate::secrets_manager::SecretsManagerConfig;
 
 /// Registers `ecr` and `secrets-manager` on `registry`.
 pub fn register(registry: &mut SpecRegistry) {
@@ -29,7 +30,7 @@ pub fn register(registry: &mut SpecRegistry) {
         if !config.insecure_registries.is_empty() {
             spec.refuse_setting_if_untrusted("insecure_registries", "sends ECR credentials over plain HTTP")?;
         }
-        Ok(Arc::new(config.builder()?.build().await?) as Arc<dyn ArtifactStore>)
+        Ok(Arc::new(config.builder().build().await?) as Arc<dyn ArtifactStore>)
     });
     registry.register_config("secrets-manager", |spec| async move {
         spec.refuse_if_untrusted("reads AWS credentials and secrets")?;

@@ -1,22 +1,27 @@
 #![doc = include_str!("../README.md")]
 
-#[cfg(feature = "oci-copy")]
-mod auth;
-mod config;
+mod connection;
 mod ecr;
 mod error;
 pub mod kinds;
 mod secrets_manager;
 
+pub use connection::DEFAULT_MAX_ATTEMPTS;
 #[cfg(feature = "oci-copy")]
-pub use auth::EcrCredentialProvider;
-pub use config::{
-    DEFAULT_MAX_ATTEMPTS, EcrConfig, EcrStoreBuilder, SecretFormat, SecretSpec, SecretsManagerBuilder,
-    SecretsManagerConfig, StageTemplate,
+pub use ecr::EcrCredentialProvider;
+pub use ecr::{EcrConfig, EcrStore, EcrStoreBuilder};
+pub use secrets_manager::{
+    AWSCURRENT, SecretFormat, SecretSpec, SecretsManagerBuilder, SecretsManagerConfig, SecretsManagerSource,
+    StageTemplate,
 };
-pub use ecr::EcrStore;
-pub use secrets_manager::{AWSCURRENT, SecretsManagerSource};
 
 /// The AWS SDK configuration type the builders accept, re-exported so that callers need no direct
 /// dependency on `aws-config` to pass one in.
 pub use aws_config::SdkConfig;
+/// The ECR SDK, whose `Client` [`EcrStore::from_client`] and [`EcrStoreBuilder::client`] take.
+pub use aws_sdk_ecr;
+/// The Secrets Manager SDK, whose `Client` [`SecretsManagerBuilder::client`] takes.
+pub use aws_sdk_secretsmanager;
+/// The retry vocabulary of `promote-core`, which the builders' `retry_policy` takes; re-exported so that
+/// their callers need no other import.
+pub use promote_core::retry::RetryPolicy;

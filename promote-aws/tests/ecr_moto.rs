@@ -10,21 +10,28 @@ use common::{
     Moto, REGISTRY, create_repository, docker_manifest, index_manifest, manifest_at, oci_manifest, put_manifest,
     sdk_config,
 };
-use promote_aws::EcrStore;
-use promote_core::conformance::{self, StoreFixture, artifact_store};
+use promote_aws::{EcrStore, RetryPolicy};
+use promote_core::conformance::{self, StoreFixture};
 use promote_core::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, is_index};
-use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, Resource};
+use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource};
 
 fn reference(repository: &str, tag: &str) -> ArtifactRef {
     ArtifactRef::by_tag(REGISTRY, repository, tag).unwrap()
 }
 
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default().with_max_attempts(3).with_delays(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+/// A store on moto. moto does not implement `GetDownloadUrlForLayer` (it answers 500), so these stores do
+/// not read config labels; `tests/mocks.rs` covers that path, and
+/// `a_revision_annotation_needs_no_config_download` the part moto can serve.
 async fn store(endpoint: &str, immutable_tags: bool) -> EcrStore {
     EcrStore::builder()
         .sdk_config(&sdk_config(endpoint).await)
         .immutable_tags(immutable_tags)
-        .max_attempts(3)
-        .initial_backoff(Duration::from_millis(5))
+        .read_config_labels(false)
+        .retry_policy(fast_retry())
         .build()
         .await
         .unwrap()
@@ -70,10 +77,20 @@ async fn conformance_on_a_mutable_repository() {
         "conf",
     )
     .with_index(index.0, index.1)
-    // Without the oci-copy feature another repository is NotSupported; the suite checks that.
     .with_other_repository(reference("team/api", "x"))
     .with_revision(image, "a");
-    artifact_store(fixture).await;
+    conformance::resolve_by_tag_and_digest(&fixture).await;
+    conformance::missing_is_not_found(&fixture).await;
+    conformance::exists_never_fails_for_missing(&fixture).await;
+    conformance::promote_needs_a_digest(&fixture).await;
+    conformance::retag_is_idempotent(&fixture).await;
+    // A mutable repository, and the store not told otherwise: the tag moves.
+    conformance::moving_a_tag(&fixture).await;
+    // Without the oci-copy feature (and cross_registry) the capability is off: NotSupported.
+    conformance::cross_repository(&fixture).await;
+    conformance::index_kept_whole(&fixture).await;
+    // From the annotation: moto cannot serve config blobs (tests/mocks.rs covers the labels).
+    conformance::revision_is_read(&fixture).await;
 }
 
 #[tokio::test]
@@ -242,7 +259,7 @@ async fn a_multi_arch_index_is_promoted_with_one_put_of_the_index() {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_with_backoff_and_then_reported_as_retryable() {
+async fn throttling_is_retried_with_backoff_and_then_reported_as_exhausted() {
     let Some(moto) = Moto::start() else { return };
     let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
     create_repository(&ecr, "team/web", false).await;
@@ -259,9 +276,30 @@ async fn throttling_is_retried_with_backoff_and_then_reported_as_retryable() {
     proxy.reset();
     proxy.fail_next("BatchGetImage", 10, "ThrottlingException");
     let error = store.resolve(&reference("team/web", "stg")).await.unwrap_err();
-    assert!(error.is_retryable(), "{error:?}");
+    assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(!error.is_retryable() && error.may_succeed_later(), "the SDK gave up: no layer repeats it: {error}");
     assert!(error.to_string().contains("throttled") && error.to_string().contains("team/web:stg"), "{error}");
-    assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by max_attempts");
+    assert_eq!(proxy.count("BatchGetImage"), 3, "bounded by the policy's attempts");
+}
+
+/// What moto can show of config labels: a manifest that carries the revision annotation resolves with it in
+/// one `BatchGetImage`, with label reading on, and no `GetDownloadUrlForLayer`.
+#[tokio::test]
+async fn a_revision_annotation_needs_no_config_download() {
+    let Some(moto) = Moto::start() else { return };
+    let ecr = aws_sdk_ecr::Client::new(&sdk_config(&moto.endpoint).await);
+    create_repository(&ecr, "team/web", false).await;
+    let digest = put_manifest(&ecr, "team/web", Some("v1"), &oci_manifest("3f2c1a9"), OCI_MANIFEST).await;
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let store = EcrStore::builder()
+        .sdk_config(&sdk_config(&proxy.endpoint).await)
+        .retry_policy(fast_retry())
+        .build()
+        .await
+        .unwrap();
+    let artifact = store.resolve(&reference("team/web", "v1")).await.unwrap();
+    assert_eq!((&artifact.digest, artifact.revision()), (&digest, Some("3f2c1a9")));
+    assert_eq!(proxy.calls(), ["BatchGetImage"]);
 }
 
 /// A promotion whose target is an immutable tag held by another build fails, recorded with the reason

@@ -8,7 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -162,13 +161,13 @@ async fn promotes_across_registries_with_an_ecr_token() {
         .with_registry_alias(source_registry.host.clone())
         .with_registry_alias(target_registry.host.clone());
     let copier = promote_oci::OciRegistryStore::builder()
-        .credential_provider(Arc::new(credentials))
-        .without_docker_config()
+        .credential_provider(credentials)
+        .docker_config(false)
         .insecure(source_registry.host.clone())
         .insecure(target_registry.host.clone())
         .build()
         .unwrap();
-    let store = EcrStore::builder().sdk_config(&sdk).copier(Arc::new(copier)).build().await.unwrap();
+    let store = EcrStore::builder().sdk_config(&sdk).copier(copier).build().await.unwrap();
     assert!(store.capabilities().cross_registry && store.capabilities().cross_repository);
 
     let source = ArtifactRef::by_digest(&source_registry.host, "team/web", digest.clone()).unwrap();

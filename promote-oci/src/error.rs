@@ -1,20 +1,18 @@
-//! Maps registry, HTTP and file failures into [`promote_core::Error`].
+//! Failures inside the crate, on their way to [`promote_core::Error`].
 //!
-//! Inside the crate a failure travels as a [`Failure`], which keeps the server's `Retry-After` hint for the
-//! retry layer; it becomes a plain [`Error`] at the public API.
+//! A failure travels as a [`Failure`], which keeps the server's `Retry-After` hint for the retry policy
+//! ([`Retryable`]); it becomes a plain [`Error`] at the public API. This module imports nothing else of
+//! the crate: every store maps its own failures with these constructors.
 
 use std::time::Duration;
 
-use promote_core::{Digest, Error, ErrorClass, Resource};
-use serde::Deserialize;
+use promote_core::retry::Retryable;
+use promote_core::{Digest, Error, ErrorClass};
 
 /// The backend name registry errors carry.
 pub(crate) const REGISTRY_BACKEND: &str = "oci-registry";
 /// The backend name layout errors carry.
 pub(crate) const LAYOUT_BACKEND: &str = "oci-layout";
-
-/// Registries cap error bodies in practice; we read at most this much of one.
-const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// A failure on its way to becoming an [`Error`], with the server's `Retry-After` hint.
 #[derive(Debug)]
@@ -35,27 +33,21 @@ impl From<Failure> for Error {
     }
 }
 
-pub(crate) type FailResult<T> = std::result::Result<T, Failure>;
-
-/// A transport failure (connect, reset, timeout, a body cut short). Always worth a retry.
-pub(crate) fn transport(what: &str, error: reqwest::Error) -> Failure {
-    let detail = if error.is_connect() {
-        "cannot connect"
-    } else if error.is_timeout() {
-        "timed out"
-    } else if error.is_body() || error.is_decode() {
-        "the connection broke while transferring the body"
-    } else {
-        "the request failed"
-    };
-    Error::Backend {
-        backend: REGISTRY_BACKEND,
-        message: format!("{what}: {detail}"),
-        class: ErrorClass::Temporary,
-        source: Some(Box::new(error)),
+impl Retryable for Failure {
+    fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
     }
-    .into()
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    fn exhausted(self, attempts: u32) -> Self {
+        Failure { error: self.error.exhausted(attempts), retry_after: self.retry_after }
+    }
 }
+
+pub(crate) type FailResult<T> = std::result::Result<T, Failure>;
 
 /// A temporary registry failure with a message.
 pub(crate) fn temporary(message: impl Into<String>) -> Failure {
@@ -77,9 +69,7 @@ pub(crate) fn layout(message: impl Into<String>) -> Error {
 /// [`Error::NotSupported`]: bytes are never taken on trust.
 pub(crate) fn verify_bytes(name: &str, expected: &Digest, bytes: &[u8]) -> FailResult<()> {
     expected.verify(bytes).map_err(|error| match error {
-        Error::DigestMismatch { expected, actual, .. } => {
-            Error::DigestMismatch { reference: name.to_owned(), expected, actual }.into()
-        }
+        Error::DigestMismatch { expected, actual, .. } => Error::digest_mismatch(name, expected, actual).into(),
         other => other.into(),
     })
 }
@@ -99,101 +89,13 @@ pub(crate) fn check_digest_header(
     }
     match bytes {
         Some(bytes) if served.algorithm() != expected.algorithm() => verify_bytes(name, served, bytes),
-        _ => Err(Error::DigestMismatch {
-            reference: name.to_owned(),
-            expected: expected.clone(),
-            actual: served.clone(),
-        }
-        .into()),
+        _ => Err(Error::digest_mismatch(name, expected.clone(), served.clone()).into()),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<ErrorEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorEntry {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// What a non-success response means for the caller.
-///
-/// `what` says what we were doing ("GET manifest"), `name` is the reference or repository the call was
-/// about (it goes into `NotFound`), and `resource` is the kind of thing a 404 means is missing.
-pub(crate) async fn status_failure(what: &str, name: &str, resource: Resource, response: reqwest::Response) -> Failure {
-    let status = response.status();
-    let retry_after = retry_after(&response);
-    let body = read_error_body(response).await;
-    let codes =
-        body.errors
-            .iter()
-            .map(|entry| {
-                if entry.message.is_empty() { entry.code.clone() } else { format!("{}: {}", entry.code, entry.message) }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-    let detail = if codes.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status} ({codes})") };
-    let error = match status.as_u16() {
-        401 | 403 => Error::PermissionDenied {
-            backend: REGISTRY_BACKEND,
-            message: format!("{what} {name}: {detail}; check the credentials for this registry"),
-        },
-        404 => Error::not_found(resource, name),
-        408 | 429 | 500..=599 => {
-            Error::backend(REGISTRY_BACKEND, ErrorClass::Temporary, format!("{what} {name}: {detail}"))
-        }
-        _ => Error::backend(REGISTRY_BACKEND, ErrorClass::Persistent, format!("{what} {name}: {detail}")),
-    };
-    Failure { error, retry_after }
-}
-
-async fn read_error_body(mut response: reqwest::Response) -> ErrorBody {
-    let mut bytes = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() >= MAX_ERROR_BODY {
-            break;
-        }
-    }
-    serde_json::from_slice(&bytes).unwrap_or_default()
-}
-
-/// The `Retry-After` header as a delay from now.
-pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, std::time::SystemTime::now())
-}
-
-/// Either form RFC 9110 allows: delay-seconds (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`),
-/// which counts from `now`; a date already past means "retry now". Anything else is no hint.
-fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Mon, 23 Nov 2026 10:00:00 GMT").unwrap();
-        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 09:59:00 GMT", now), Some(Duration::ZERO), "past: now");
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
 
     #[test]
     fn digest_headers_are_checked_against_the_bytes() {
@@ -219,5 +121,44 @@ mod tests {
         assert!(error.is_retryable());
         let error: Error = persistent("400").into();
         assert!(!error.is_retryable());
+    }
+
+    /// The policy waits as long as the server asked (`Retry-After`, parsed in both its forms by the
+    /// transport), within its longest delay. Time is paused: the wait is measured, not slept.
+    #[tokio::test(start_paused = true)]
+    async fn the_policy_waits_as_long_as_the_server_asks() {
+        use promote_core::retry::RetryPolicy;
+        let policy = RetryPolicy::default()
+            .with_max_attempts(2)
+            .with_delays(Duration::from_millis(1), Duration::from_secs(5))
+            .with_jitter(false);
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let outcome: FailResult<u32> = policy
+            .run("fetch", || {
+                calls += 1;
+                let first = calls == 1;
+                async move {
+                    if first {
+                        Err(Failure { retry_after: Some(Duration::from_secs(3)), ..temporary("HTTP 429") })
+                    } else {
+                        Ok(7)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(outcome.unwrap(), 7);
+        assert!(started.elapsed() >= Duration::from_secs(3), "waited {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_failure_given_up_on_is_exhausted_and_keeps_its_hint() {
+        let failure = Failure { retry_after: Some(Duration::from_secs(3)), ..temporary("HTTP 429") };
+        let given_up = failure.exhausted(4);
+        assert_eq!(given_up.retry_after, Some(Duration::from_secs(3)));
+        let error = given_up.error;
+        assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+        assert!(!error.is_retryable() && error.may_succeed_later(), "{error}");
+        assert!(error.to_string().contains("4 attempts"), "{error}");
     }
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use promote_core::ArtifactStore;
 use promote_core::spec::SpecRegistry;
 
-use crate::config::{OciLayoutConfig, OciRegistryConfig};
+use crate::layout::OciLayoutConfig;
+use crate::registry::OciRegistryConfig;
 
 /// Registers `oci-registry` and `oci-layout` on `registry`.
 pub fn register(registry: &mut SpecRegistry) {
@@ -44,7 +45,7 @@ pub fn register(registry: &mut SpecRegistry) {
         }
         config.docker_config = false;
         let allowed: Vec<String> = spec.policy().allowed_registries().map(str::to_owned).collect();
-        Ok(Arc::new(config.builder()?.only_registries(allowed).build()?) as Arc<dyn ArtifactStore>)
+        Ok(Arc::new(config.builder().only_registries(allowed).build()?) as Arc<dyn ArtifactStore>)
     });
     registry.register_store("oci-layout", |spec| async move {
         let mut config: OciLayoutConfig = spec.parse()?;

@@ -1,19 +1,20 @@
 #![doc = include_str!("../README.md")]
 
-mod auth;
-mod config;
-pub mod copy;
+mod copy;
 mod error;
 mod image_config;
 pub mod kinds;
 mod layout;
 mod registry;
-mod retry;
-mod transport;
 
-pub use auth::{CredentialProvider, DockerConfigCredentials, RegistryAuth};
-pub use config::{CredentialsConfig, OciLayoutConfig, OciRegistryConfig, OciRegistryStoreBuilder};
-pub use copy::{CopyEndpoint, CopyOptions, CopyReport, copy};
-pub use layout::{LAYOUT_REGISTRY, OciLayout, OciLayoutStore, REF_NAME_ANNOTATION, image_manifest};
-pub use registry::OciRegistryStore;
-pub use retry::RetryPolicy;
+/// The byte buffer [`OciLayout::read_blob`] returns, re-exported so that its callers need no other import.
+pub use bytes::Bytes;
+pub use copy::{CopyEndpoint, CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES, copy_image};
+pub use layout::{LAYOUT_REGISTRY, OciLayout, OciLayoutConfig, OciLayoutStore, REF_NAME_ANNOTATION, image_manifest};
+/// The retry vocabulary of `promote-core`, which [`OciRegistryStoreBuilder::retry_policy`] and
+/// [`CopyOptions::with_retry`] take; re-exported so that their callers need no other import.
+pub use promote_core::retry::RetryPolicy;
+pub use registry::{
+    CredentialProvider, CredentialsConfig, DockerConfigCredentials, OciRegistryConfig, OciRegistryStore,
+    OciRegistryStoreBuilder, RegistryAuth,
+};

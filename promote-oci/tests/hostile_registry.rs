@@ -12,8 +12,8 @@ use base64::Engine as _;
 use promote_core::manifest::REVISION_ANNOTATION;
 use promote_core::{ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Secret};
 use promote_oci::{
-    CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, OciRegistryStoreBuilder, RegistryAuth, RetryPolicy, copy,
-    image_manifest,
+    CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, OciRegistryStoreBuilder, RegistryAuth, RetryPolicy,
+    copy_image, image_manifest,
 };
 use support::hostile::{Reply, Seen, Server};
 
@@ -28,16 +28,14 @@ const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const GUARD: Duration = Duration::from_secs(120);
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        min_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-        max_retries: 2,
-        total: Duration::from_secs(10),
-    }
+    RetryPolicy::default()
+        .with_max_attempts(3)
+        .with_delays(Duration::from_millis(10), Duration::from_millis(50))
+        .with_total(Some(Duration::from_secs(10)))
 }
 
 fn builder(host: &str) -> OciRegistryStoreBuilder {
-    OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry())
+    OciRegistryStore::builder().docker_config(false).insecure(host).retry_policy(fast_retry())
 }
 
 fn reference(text: &str) -> ArtifactRef {
@@ -151,7 +149,11 @@ async fn an_upload_location_on_another_origin_gets_no_credentials() {
         let target = CopyEndpoint::registry(&store, reference(&format!("{}/app:v1", registry.host)));
         let copied = tokio::time::timeout(
             GUARD,
-            copy(&CopyEndpoint::layout_tag(&layout, "v1"), &target, &CopyOptions::default().with_retry(fast_retry())),
+            copy_image(
+                &CopyEndpoint::layout_tag(&layout, "v1"),
+                &target,
+                &CopyOptions::default().with_retry(fast_retry()),
+            ),
         )
         .await
         .expect("bounded");
@@ -228,7 +230,7 @@ async fn a_lying_content_digest_header_is_a_digest_mismatch() {
             matches!(&resolved, Err(Error::DigestMismatch { reference, expected, .. }) if reference.contains("app") && expected == &lie),
             "{lie}: {resolved:?}"
         );
-        let copied = copy(
+        let copied = copy_image(
             &CopyEndpoint::registry(&store, tagged),
             &CopyEndpoint::layout_tag(&layout, "v1"),
             &CopyOptions::default().with_retry(fast_retry()),
@@ -252,7 +254,7 @@ async fn an_honest_sha512_digest_header_is_accepted() {
     let store = builder(&registry.host).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(dir.path()).await.unwrap();
-    copy(
+    copy_image(
         &CopyEndpoint::registry(&store, reference(&format!("{}/app:v1", registry.host))),
         &CopyEndpoint::layout_tag(&layout, "v1"),
         &CopyOptions::default().with_retry(fast_retry()),
@@ -331,7 +333,7 @@ async fn endless_manifests_layers_and_referrers_are_typed_errors() {
         let source = CopyEndpoint::registry(store, reference(&format!("{}/app:v1", registry.host)));
         let target = CopyEndpoint::layout_tag(layout, "v1");
         let options = CopyOptions::default().with_retry(fast_retry()).with_referrers(referrers);
-        async move { tokio::time::timeout(GUARD, copy(&source, &target, &options)).await.expect("bounded") }
+        async move { tokio::time::timeout(GUARD, copy_image(&source, &target, &options)).await.expect("bounded") }
     };
 
     // A manifest: read up to distribution's 4 MiB, no further.

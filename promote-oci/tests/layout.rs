@@ -4,9 +4,9 @@ mod support;
 
 use std::sync::Arc;
 
-use promote_core::conformance::{StoreFixture, artifact_store};
+use promote_core::conformance::{self, StoreFixture};
 use promote_core::{ArtifactRef, ArtifactStore};
-use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy};
+use promote_oci::{CopyEndpoint, CopyOptions, OciLayout, OciLayoutStore, copy_image};
 use support::Fixture;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,8 +27,18 @@ async fn conformance_against_a_layout_directory() {
     )
     .with_index(at("multi"), fixture.index_digest.clone())
     .with_other_repository(store.reference("team/elsewhere", "x").unwrap())
-    .with_revision(at("multi"), fixture.revision.clone());
-    artifact_store(conformance).await;
+    // The single image declares its revision only in its config's labels.
+    .with_revision(at("single"), fixture.revision.clone());
+    conformance::resolve_by_tag_and_digest(&conformance).await;
+    conformance::missing_is_not_found(&conformance).await;
+    conformance::exists_never_fails_for_missing(&conformance).await;
+    conformance::promote_needs_a_digest(&conformance).await;
+    conformance::retag_is_idempotent(&conformance).await;
+    // A layout's tags are mutable (no immutable_tags capability): the tag moves.
+    conformance::moving_a_tag(&conformance).await;
+    conformance::cross_repository(&conformance).await;
+    conformance::index_kept_whole(&conformance).await;
+    conformance::revision_is_read(&conformance).await;
     let resolved = store.resolve(&at("multi")).await.unwrap();
     assert_eq!(resolved.revision(), Some(fixture.revision.as_str()));
     let elsewhere: ArtifactRef = format!("ghcr.io/team/app@{}", fixture.index_digest).parse().unwrap();
@@ -44,7 +54,7 @@ async fn a_layout_copy_is_readable_by_skopeo_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let source = OciLayout::open(fixture.path()).await.unwrap();
     let target = OciLayout::create(dir.path()).await.unwrap();
-    let report = copy(
+    let report = copy_image(
         &CopyEndpoint::layout_tag(&source, "multi"),
         &CopyEndpoint::layout_tag(&target, "release"),
         &CopyOptions::default().with_signatures(true),

@@ -6,10 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::conformance::{StoreFixture, artifact_store};
-use promote_core::{ArtifactRef, ArtifactStore, Error};
+use promote_core::conformance::{self, StoreFixture};
+use promote_core::{ArtifactRef, ArtifactStore, Error, ErrorClass};
 use promote_oci::{
-    CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, RegistryAuth, RetryPolicy, copy, image_manifest,
+    CopyEndpoint, CopyOptions, OciLayout, OciRegistryStore, RegistryAuth, RetryPolicy, copy_image, image_manifest,
 };
 use support::proxy::Proxy;
 use support::{Fixture, Registry};
@@ -17,16 +17,14 @@ use support::{Fixture, Registry};
 const LAYER: usize = 256 * 1024;
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        min_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(300),
-        max_retries: 12,
-        total: Duration::from_secs(30),
-    }
+    RetryPolicy::default()
+        .with_max_attempts(13)
+        .with_delays(Duration::from_millis(20), Duration::from_millis(300))
+        .with_total(Some(Duration::from_secs(30)))
 }
 
 fn store(hosts: &[&str]) -> OciRegistryStore {
-    let mut builder = OciRegistryStore::builder().without_docker_config().retry(fast_retry());
+    let mut builder = OciRegistryStore::builder().docker_config(false).retry_policy(fast_retry());
     for host in hosts {
         builder = builder.insecure(*host);
     }
@@ -68,8 +66,25 @@ async fn conformance_against_docker_registry() {
     )
     .with_index(reference(&format!("{host}/conf/app:multi")), fixture.index_digest.clone())
     .with_other_repository(reference(&format!("{host}/conf/elsewhere:x")))
-    .with_revision(reference(&format!("{host}/conf/app:multi")), fixture.revision.clone());
-    artifact_store(conformance).await;
+    // The single image declares its revision only in its config's labels.
+    .with_revision(reference(&format!("{host}/conf/app:single")), fixture.revision.clone());
+    conformance::resolve_by_tag_and_digest(&conformance).await;
+    conformance::missing_is_not_found(&conformance).await;
+    conformance::exists_never_fails_for_missing(&conformance).await;
+    conformance::promote_needs_a_digest(&conformance).await;
+    conformance::retag_is_idempotent(&conformance).await;
+    conformance::moving_a_tag(&conformance).await;
+    conformance::cross_repository(&conformance).await;
+    conformance::index_kept_whole(&conformance).await;
+    conformance::revision_is_read(&conformance).await;
+
+    // With immutable tags: the same store refuses to move a tag.
+    let mut immutable = conformance.clone();
+    immutable.store = Arc::new(
+        OciRegistryStore::builder().docker_config(false).insecure(host.clone()).immutable_tags(true).build().unwrap(),
+    );
+    immutable.tag_prefix = "conformance-immutable".into();
+    conformance::immutable_tag_conflict(&immutable).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,7 +125,7 @@ async fn retag_sends_one_manifest_fetch_and_one_put_and_no_blob_request() {
     let fixture = Fixture::new(3, 4096);
     fixture.push_all(&registry, "acme/web");
     let proxy = Proxy::start(&registry.host).await;
-    let store = OciRegistryStore::builder().without_docker_config().insecure(proxy.host.clone()).build().unwrap();
+    let store = OciRegistryStore::builder().docker_config(false).insecure(proxy.host.clone()).build().unwrap();
     let source = reference(&format!("{}/acme/web@{}", proxy.host, fixture.index_digest));
     store.promote(&source, &reference(&format!("{}/acme/web:prd", proxy.host))).await.unwrap();
     let requests = proxy.requests();
@@ -165,7 +180,7 @@ async fn copy_between_registries_then_again_with_everything_present() {
     let options = CopyOptions::default().with_signatures(true).with_retry(fast_retry());
     let from = CopyEndpoint::registry(&store, reference(&format!("{}/team/api:multi", source.host)));
     let to = CopyEndpoint::registry(&store, reference(&format!("{}/mirror/api:multi", target.host)));
-    let first = copy(&from, &to, &options).await.unwrap();
+    let first = copy_image(&from, &to, &options).await.unwrap();
     assert_eq!(first.blobs_copied, 6 + 2, "2 configs + 4 layers, and the signature's config and payload: {first}");
     assert_eq!(first.blobs_mounted, 0);
     assert_graph(&target, "mirror/api", "multi", &fixture);
@@ -175,7 +190,7 @@ async fn copy_between_registries_then_again_with_everything_present() {
         &source.raw(&format!("team/api:{}", fixture.signature_tag)),
     );
 
-    let second = copy(&from, &to, &options).await.unwrap();
+    let second = copy_image(&from, &to, &options).await.unwrap();
     assert_eq!((second.blobs_copied, second.bytes_copied, second.manifests_copied), (0, 0, 0), "{second}");
 
     // Force re-walks: a child deleted at the target comes back.
@@ -183,7 +198,7 @@ async fn copy_between_registries_then_again_with_everything_present() {
     let url = format!("http://{}/v2/mirror/api/manifests/{child}", target.host);
     let deleted = reqwest::Client::new().delete(&url).send().await.unwrap();
     assert!(deleted.status().is_success(), "delete child: {}", deleted.status());
-    let repaired = copy(&from, &to, &options.clone().with_force(true)).await.unwrap();
+    let repaired = copy_image(&from, &to, &options.clone().with_force(true)).await.unwrap();
     assert!(repaired.manifests_copied >= 1, "{repaired}");
     assert_bytes(&target, &format!("mirror/api@{child}"), child_bytes);
 }
@@ -198,7 +213,7 @@ async fn basic_auth_and_refused_credentials() {
     fixture.push_all(&registry, "private/app");
     let host = registry.host.clone();
     let good = OciRegistryStore::builder()
-        .without_docker_config()
+        .docker_config(false)
         .insecure(host.clone())
         .credentials(host.clone(), RegistryAuth::basic("ci", "s3cret-pw"))
         .build()
@@ -209,7 +224,7 @@ async fn basic_auth_and_refused_credentials() {
     assert_graph(&registry, "private/copy", "live", &fixture);
 
     let wrong = OciRegistryStore::builder()
-        .without_docker_config()
+        .docker_config(false)
         .insecure(host.clone())
         .credentials(host.clone(), RegistryAuth::basic("ci", "wrong"))
         .build()
@@ -266,6 +281,30 @@ async fn a_copy_completes_through_500s_and_429s() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_storm_that_outlasts_the_retry_policy_ends_exhausted() {
+    if !support::require_tools() {
+        return;
+    }
+    let registry = Registry::start();
+    let fixture = Fixture::new(10, 4096);
+    fixture.push_all(&registry, "team/api");
+    let proxy = Proxy::start(&registry.host).await;
+    proxy.faults.status_faults.store(1000, std::sync::atomic::Ordering::SeqCst);
+    let store = OciRegistryStore::builder()
+        .docker_config(false)
+        .insecure(proxy.host.clone())
+        .retry_policy(RetryPolicy::default().with_max_attempts(3).with_constant_delay(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let error = store.resolve(&reference(&format!("{}/team/api:multi", proxy.host))).await.unwrap_err();
+    assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(!error.is_retryable(), "the policy already retried: a caller must not repeat the storm at once");
+    assert!(error.may_succeed_later(), "but the registry may recover: {error}");
+    assert!(error.to_string().contains("gave up after 3 attempts"), "{error}");
+    assert_eq!(proxy.requests().len(), 3, "one request per attempt: {:?}", proxy.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_connection_cut_mid_blob_leaves_the_tag_alone_and_a_rerun_completes() {
     if !support::require_tools() {
         return;
@@ -280,18 +319,19 @@ async fn a_connection_cut_mid_blob_leaves_the_tag_alone_and_a_rerun_completes() 
     let proxy = Proxy::start(&source.host).await;
     proxy.faults.cut_blob_gets.store(1000, std::sync::atomic::Ordering::SeqCst);
     let store = OciRegistryStore::builder()
-        .without_docker_config()
+        .docker_config(false)
         .insecure(proxy.host.clone())
         .insecure(target.host.clone())
-        .retry(RetryPolicy { max_retries: 2, ..fast_retry() })
+        .retry_policy(fast_retry().with_max_attempts(3))
         .build()
         .unwrap();
     let from = reference(&format!("{}/team/api:multi", proxy.host));
     let to = reference(&format!("{}/team/api:live", target.host));
-    let options = CopyOptions::default().with_retry(RetryPolicy { max_retries: 2, ..fast_retry() });
+    let options = CopyOptions::default().with_retry(fast_retry().with_max_attempts(3));
     let failed = store.copy(&from, &to, &options).await;
     let error = failed.expect_err("every blob download is cut: the copy must fail");
-    assert!(error.is_retryable(), "a cut connection is temporary: {error}");
+    assert!(matches!(error, Error::Backend { class: ErrorClass::Exhausted, .. }), "{error:?}");
+    assert!(error.may_succeed_later() && !error.is_retryable(), "retried already, may pass later: {error}");
     assert!(target.raw("team/api:live") == old, "a failed copy must leave the target tag untouched");
 
     proxy.faults.cut_blob_gets.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -315,7 +355,7 @@ async fn a_manifest_over_the_size_cap_is_a_clear_error() {
     let manifest = image_manifest(config, &[layer], &annotations);
     layout.write_image(Some("huge"), config, &[layer], &manifest).await.unwrap();
     let store = store(&[&registry.host]);
-    let result = copy(
+    let result = copy_image(
         &CopyEndpoint::layout_tag(&layout, "huge"),
         &CopyEndpoint::registry(&store, reference(&format!("{}/big/app:huge", registry.host))),
         &CopyOptions::default().with_retry(fast_retry()),
@@ -338,7 +378,7 @@ async fn registry_to_layout_and_back_keeps_every_byte() {
     let dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(dir.path()).await.unwrap();
     let options = CopyOptions::default().with_signatures(true).with_retry(fast_retry());
-    copy(
+    copy_image(
         &CopyEndpoint::registry(&store, reference(&format!("{}/team/api:multi", registry.host))),
         &CopyEndpoint::layout_tag(&layout, "multi"),
         &options,
@@ -348,7 +388,7 @@ async fn registry_to_layout_and_back_keeps_every_byte() {
     assert!(support::raw_from_layout(dir.path(), "multi") == fixture.index_bytes, "skopeo reads the layout's index");
     assert!(layout.resolve_tag(&fixture.signature_tag).await.unwrap().is_some(), "the signature came along");
 
-    let report = copy(
+    let report = copy_image(
         &CopyEndpoint::layout_tag(&layout, "multi"),
         &CopyEndpoint::registry(&store, reference(&format!("{}/airgap/api:multi", registry.host))),
         &options,

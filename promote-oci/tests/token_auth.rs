@@ -17,17 +17,15 @@ const USER: &str = "ci";
 const PASSWORD: &str = "s3cret";
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        min_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(300),
-        max_retries: 12,
-        total: Duration::from_secs(30),
-    }
+    RetryPolicy::default()
+        .with_max_attempts(13)
+        .with_delays(Duration::from_millis(20), Duration::from_millis(300))
+        .with_total(Some(Duration::from_secs(30)))
 }
 
 /// A builder for a store on the token-auth registry at `host`, with no credentials yet.
 fn builder(host: &str) -> OciRegistryStoreBuilder {
-    OciRegistryStore::builder().without_docker_config().insecure(host).retry(fast_retry())
+    OciRegistryStore::builder().docker_config(false).insecure(host).retry_policy(fast_retry())
 }
 
 fn store(host: &str, auth: RegistryAuth) -> OciRegistryStore {
@@ -275,7 +273,7 @@ async fn docker_config_child() {
     std::fs::write(std::path::Path::new(&dir).join("config.json"), config.to_string()).unwrap();
     server.clear_requests();
 
-    let store = OciRegistryStore::builder().insecure(&host).retry(fast_retry()).build().unwrap();
+    let store = OciRegistryStore::builder().insecure(&host).retry_policy(fast_retry()).build().unwrap();
     let resolved = store.resolve(&reference(&format!("{host}/token/cfg:single"))).await.unwrap();
     assert_eq!(resolved.digest, fixture.single_digest);
     let requests = server.requests();

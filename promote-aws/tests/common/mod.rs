@@ -1,6 +1,7 @@
 //! What the integration tests share: a moto server, a counting and fault-injecting proxy, fixtures.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod blob_server;
 pub mod proxy;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -6,8 +6,8 @@
 //! blindly: it receives the registry's credentials only when it is on the registry's own origin, or when
 //! it is https and trusted for that registry ([`TrustedRealms`]: Docker Hub's `auth.docker.io` is built
 //! in, others are configured). Any other token service is asked for an anonymous token. Tokens are
-//! fetched here rather than by `oci-client`, whose token request reads its own challenge from `/v2/`
-//! and would send the credentials to whatever realm that one names.
+//! fetched here rather than by `oci-client`, whose `Client::auth` reads its own challenge from `/v2/`
+//! and sends the credentials to whatever realm that one names.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -20,8 +20,8 @@ use promote_core::{Error, ErrorClass, Result, Secret};
 use reqwest::Url;
 use tokio::sync::Mutex;
 
-use crate::error::{FailResult, REGISTRY_BACKEND, persistent, temporary};
-use crate::transport::{Origin, USER_AGENT, read_capped};
+use super::transport::{Origin, USER_AGENT, read_capped};
+use crate::error::{FailResult, REGISTRY_BACKEND, persistent};
 
 /// The largest token response we read.
 const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
@@ -86,6 +86,14 @@ pub trait CredentialProvider: fmt::Debug + Send + Sync + 'static {
     /// The credentials for `registry` (a host, with port if any). Answer [`RegistryAuth::Anonymous`] for a
     /// registry the provider knows nothing about.
     async fn credentials(&self, registry: &str) -> Result<RegistryAuth>;
+}
+
+/// A shared provider is a provider, so that callers holding an `Arc` can pass it as it is.
+#[async_trait]
+impl<T: CredentialProvider + ?Sized> CredentialProvider for Arc<T> {
+    async fn credentials(&self, registry: &str) -> Result<RegistryAuth> {
+        (**self).credentials(registry).await
+    }
 }
 
 /// Credentials from the docker client config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`),
@@ -384,8 +392,13 @@ impl Authenticator {
                 }
             }
         };
-        let response =
-            request.send().await.map_err(|_| temporary(format!("cannot reach the token service of {registry}")))?;
+        let response = request.send().await.map_err(|error| Error::Backend {
+            backend: REGISTRY_BACKEND,
+            message: format!("cannot reach the token service of {registry}"),
+            class: ErrorClass::Temporary,
+            // Without the URL: the realm is the registry's to name, and nothing else of it belongs in a log.
+            source: Some(Box::new(error.without_url())),
+        })?;
         match response.status() {
             status if status.is_success() => {}
             reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
@@ -395,10 +408,12 @@ impl Authenticator {
                 }
                 .into());
             }
-            status if status.is_server_error() => {
-                return Err(temporary(format!("the token service of {registry} answered {status}")));
+            status => {
+                let message = format!("the token service of {registry} answered {status}");
+                return Err(
+                    Error::backend(REGISTRY_BACKEND, ErrorClass::from_http_status(status.as_u16()), message).into()
+                );
             }
-            status => return Err(persistent(format!("the token service of {registry} answered {status}"))),
         }
         #[derive(serde::Deserialize)]
         struct TokenResponse {

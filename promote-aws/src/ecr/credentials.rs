@@ -15,7 +15,8 @@ use promote_oci::{CredentialProvider, RegistryAuth};
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
-use crate::ecr::parse_registry_host;
+use super::parse_registry_host;
+use crate::connection::policy_of;
 use crate::error::{AwsFailure, ECR};
 
 /// How long before its expiry a token is replaced.
@@ -115,15 +116,18 @@ impl EcrCredentialProvider {
     }
 
     async fn fetch(&self, registry: &str, region: &str) -> Result<CachedToken> {
-        let output = self.client(region).await.get_authorization_token().send().await.map_err(|error| {
-            let failure = AwsFailure::from_sdk(&error);
+        let client = self.client(region).await;
+        let attempts = policy_of(client.config().retry_config()).max_attempts;
+        let output = client.get_authorization_token().send().await.map_err(|error| {
+            // The failure keeps no response: a token never reaches an error through it.
+            let failure = AwsFailure::from_sdk(error, attempts);
             if failure.is_access_denied() {
                 Error::PermissionDenied {
                     backend: ECR,
                     message: format!("GetAuthorizationToken for {registry}: {failure}"),
                 }
             } else {
-                Error::backend(ECR, failure.class(), format!("GetAuthorizationToken for {registry}: {failure}"))
+                crate::error::ecr_backend_error(format!("GetAuthorizationToken for {registry}"), failure)
             }
         })?;
         let refused = |reason: &str| {

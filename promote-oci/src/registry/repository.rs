@@ -1,24 +1,21 @@
-//! [`OciRegistryStore`]: an [`ArtifactStore`] over any registry that speaks the OCI Distribution API.
+//! One repository of one registry, through a store's transport and credentials: the manifest and blob
+//! requests of `resolve` and `promote`, and the copy engine's [`GraphSource`] and [`GraphTarget`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
-use promote_core::backend::check_promote_args;
 use promote_core::manifest::{self, Descriptor, MANIFEST_MEDIA_TYPES};
-use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
+use promote_core::{ArtifactRef, Digest, ErrorClass, Resource};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
 
-use crate::auth::Access;
-use crate::config::OciRegistryStoreBuilder;
-use crate::copy::{self, BlobStream, CopyOptions, CopyReport, GraphSource, GraphTarget, Manifest, Pointer};
-use crate::error::{FailResult, check_digest_header, persistent, status_failure, verify_bytes};
+use super::Inner;
+use super::auth::Access;
+use super::transport::{Origin, read_capped, status_failure};
+use crate::copy::{BlobStream, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type, referrers_of};
+use crate::error::{FailResult, check_digest_header, persistent, verify_bytes};
 use crate::image_config;
-use crate::retry::RetryPolicy;
-use crate::transport::{Origin, Transport, read_capped};
 
 /// The largest manifest (or referrers index) we read: 4 MiB, the limit distribution enforces, so a
 /// hostile server cannot make us buffer more.
@@ -26,217 +23,17 @@ const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// The `Docker-Content-Digest` header.
 const CONTENT_DIGEST: &str = "docker-content-digest";
 
-/// An [`ArtifactStore`] for OCI Distribution registries (distribution, Harbor, GHCR, Artifactory, ECR's
-/// `/v2` API, …).
-///
-/// - `resolve` sends a HEAD with all four manifest media types in `Accept`, then (once per digest) a GET
-///   for the manifest's annotations, and the config's labels when the manifest lacks
-///   `org.opencontainers.image.revision`.
-/// - `promote` within a repository PUTs the source manifest's exact bytes under the new tag (no blob
-///   traffic; nothing at all when the tag already holds the digest). Into another repository or registry
-///   it runs the [copy engine](crate::copy()).
-/// - Temporary failures (408, 429, 5xx, broken connections) are retried with backoff and jitter, honouring
-///   `Retry-After`, within [`RetryPolicy::total`].
-///
-/// Build one with [`OciRegistryStore::builder`].
-#[derive(Debug, Clone)]
-pub struct OciRegistryStore {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) transport: Transport,
-    pub(crate) copy_options: CopyOptions,
-    pub(crate) resolve_annotations: bool,
-    pub(crate) immutable_tags: bool,
-    /// When set, the only registries this store talks to.
-    pub(crate) allowed_registries: Option<std::collections::BTreeSet<String>>,
-}
-
-impl OciRegistryStore {
-    /// A builder with the defaults: docker-config credentials, TLS everywhere, 8 concurrent blobs.
-    pub fn builder() -> OciRegistryStoreBuilder {
-        OciRegistryStoreBuilder::default()
-    }
-
-    pub(crate) fn from_inner(inner: Inner) -> Self {
-        OciRegistryStore { inner: Arc::new(inner) }
-    }
-
-    /// The copy options `promote` uses across repositories.
-    pub fn copy_options(&self) -> &CopyOptions {
-        &self.inner.copy_options
-    }
-
-    fn retry(&self) -> &RetryPolicy {
-        &self.inner.copy_options.retry
-    }
-
-    /// Refuses a registry outside the store's allowlist, before any request is made.
-    fn check_allowed(&self, reference: &ArtifactRef) -> Result<()> {
-        match &self.inner.allowed_registries {
-            Some(allowed) if !allowed.contains(reference.registry()) => Err(Error::PermissionDenied {
-                backend: "oci-registry",
-                message: format!("registry {} is not on this store's allowlist ({reference})", reference.registry()),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    pub(crate) fn repository(&self, reference: &ArtifactRef) -> RepositoryHandle {
-        RepositoryHandle {
-            inner: self.inner.clone(),
-            registry: reference.registry().to_owned(),
-            repository: reference.repository().to_owned(),
-        }
-    }
-
-    /// Copies `source` (tag or digest) to `target` with these options; see [`copy()`](crate::copy()).
-    pub async fn copy(&self, source: &ArtifactRef, target: &ArtifactRef, options: &CopyOptions) -> Result<CopyReport> {
-        copy::copy_between(
-            Box::new(self.repository(source)),
-            Box::new(self.repository(target)),
-            &Pointer::of(source),
-            &Pointer::of(target),
-            options,
-        )
-        .await
-    }
-
-    /// Retags within a repository: one GET of the source bytes and one PUT of the same bytes.
-    async fn retag(&self, digest: &Digest, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
-        let handle = self.repository(target);
-        let target_pointer = Pointer::of(target);
-        let current = self.retry().run("check the target tag", || handle.head_manifest(&target_pointer)).await?;
-        let manifest = match current {
-            Some(head) if head.digest.as_ref() == Some(digest) => {
-                return Ok(Artifact::new(target, digest.clone(), head.media_type, head.size));
-            }
-            Some(head) if self.inner.immutable_tags => {
-                return Err(Error::TagConflict {
-                    reference: target.to_string(),
-                    existing: head.digest.unwrap_or_else(|| digest.clone()),
-                    wanted: digest.clone(),
-                });
-            }
-            _ => {
-                let pointer = Pointer::Digest(digest.clone());
-                self.retry()
-                    .run("fetch manifest", || handle.get_manifest(&pointer, None))
-                    .await?
-                    .ok_or_else(|| Error::not_found(Resource::Artifact, source.to_string()))?
-            }
-        };
-        self.retry().run("put manifest", || handle.put_manifest(&target_pointer, &manifest)).await?;
-        Ok(Artifact::new(target, manifest.digest, manifest.media_type, manifest.bytes.len() as u64))
-    }
-
-    async fn annotations(&self, handle: &RepositoryHandle, digest: &Digest) -> Result<BTreeMap<String, String>> {
-        let pointer = Pointer::Digest(digest.clone());
-        let Some(manifest) = self.retry().run("fetch manifest", || handle.get_manifest(&pointer, None)).await? else {
-            return Ok(BTreeMap::new());
-        };
-        let Some(summary) = manifest::ManifestSummary::parse(&manifest.bytes) else {
-            return Ok(BTreeMap::new());
-        };
-        let config = image_config::config_to_read(&summary).cloned();
-        let mut annotations = summary.annotations;
-        if let Some(config) = config {
-            let bytes = self.retry().run("fetch config", || handle.read_config(&config)).await?;
-            image_config::add_labels(&mut annotations, &bytes);
-        }
-        Ok(annotations)
-    }
-}
-
-#[async_trait]
-impl ArtifactStore for OciRegistryStore {
-    fn capabilities(&self) -> StoreCapabilities {
-        StoreCapabilities::none()
-            .with_immutable_tags(self.inner.immutable_tags)
-            .with_cross_repository(true)
-            .with_cross_registry(true)
-    }
-
-    async fn resolve(&self, reference: &ArtifactRef) -> Result<Artifact> {
-        self.check_allowed(reference)?;
-        let handle = self.repository(reference);
-        let pointer = Pointer::of(reference);
-        let head = self
-            .retry()
-            .run("resolve", || handle.head_manifest(&pointer))
-            .await?
-            .ok_or_else(|| Error::not_found(Resource::Artifact, reference.to_string()))?;
-        let (digest, media_type, size) = match head.digest {
-            Some(digest) => (digest, head.media_type, head.size),
-            // Some registries omit the digest on HEAD: the bytes tell.
-            None => {
-                let manifest = self
-                    .retry()
-                    .run("fetch manifest", || handle.get_manifest(&pointer, None))
-                    .await?
-                    .ok_or_else(|| Error::not_found(Resource::Artifact, reference.to_string()))?;
-                let size = manifest.bytes.len() as u64;
-                (manifest.digest, manifest.media_type, size)
-            }
-        };
-        if let Some(pinned) = reference.digest()
-            && pinned != &digest
-        {
-            return Err(Error::DigestMismatch {
-                reference: reference.to_string(),
-                expected: pinned.clone(),
-                actual: digest,
-            });
-        }
-        let annotations =
-            if self.inner.resolve_annotations { self.annotations(&handle, &digest).await? } else { BTreeMap::new() };
-        Ok(Artifact::new(reference, digest, media_type, size).with_annotations(annotations))
-    }
-
-    async fn promote(&self, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
-        let digest = check_promote_args(source, target)?.clone();
-        self.check_allowed(source)?;
-        self.check_allowed(target)?;
-        if source.same_repository(target) {
-            return self.retag(&digest, source, target).await;
-        }
-        if self.inner.immutable_tags {
-            let handle = self.repository(target);
-            let pointer = Pointer::of(target);
-            if let Some(head) = self.retry().run("check the target tag", || handle.head_manifest(&pointer)).await?
-                && let Some(existing) = head.digest.filter(|existing| existing != &digest)
-            {
-                return Err(Error::TagConflict { reference: target.to_string(), existing, wanted: digest });
-            }
-        }
-        let report = self.copy(&source.pinned(&digest), target, &self.inner.copy_options).await?;
-        Ok(Artifact::new(target, report.digest, report.media_type, report.size))
-    }
-
-    async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let Some(digest) = reference.digest() else {
-            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
-        };
-        self.check_allowed(reference)?;
-        let handle = self.repository(reference);
-        let pointer = Pointer::Digest(digest.clone());
-        Ok(self.retry().run("exists", || handle.head_manifest(&pointer)).await?.is_some())
-    }
-}
-
 /// What a manifest HEAD says.
 #[derive(Debug)]
-pub(crate) struct ManifestHead {
-    pub(crate) digest: Option<Digest>,
-    pub(crate) media_type: String,
-    pub(crate) size: u64,
+pub(super) struct ManifestHead {
+    pub(super) digest: Option<Digest>,
+    pub(super) media_type: String,
+    pub(super) size: u64,
 }
 
 /// One repository of one registry, through a store's transport and credentials.
 #[derive(Debug, Clone)]
-pub(crate) struct RepositoryHandle {
+pub(super) struct RepositoryHandle {
     inner: Arc<Inner>,
     registry: String,
     repository: String,
@@ -270,29 +67,15 @@ fn content_type(response: &Response) -> Option<String> {
     (!media_type.is_empty()).then(|| media_type.to_owned())
 }
 
-/// The media type a manifest declares or implies, for servers that do not say.
-pub(crate) fn infer_media_type(bytes: &[u8], hint: Option<&str>) -> String {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-    }
-    let probe: Option<Probe> = serde_json::from_slice(bytes).ok();
-    if let Some(media_type) = probe.as_ref().and_then(|p| p.media_type.clone()) {
-        return media_type;
-    }
-    if let Some(hint) = hint {
-        return hint.to_owned();
-    }
-    if probe.is_some_and(|p| p.manifests.is_some()) {
-        manifest::OCI_INDEX.to_owned()
-    } else {
-        manifest::OCI_MANIFEST.to_owned()
-    }
-}
-
 impl RepositoryHandle {
+    pub(super) fn new(inner: Arc<Inner>, reference: &ArtifactRef) -> Self {
+        RepositoryHandle {
+            inner,
+            registry: reference.registry().to_owned(),
+            repository: reference.repository().to_owned(),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         self.inner.transport.url(&self.registry, &format!("{}/{path}", self.repository))
     }
@@ -310,7 +93,7 @@ impl RepositoryHandle {
         self.inner.transport.send(&self.registry, &self.repository, access, what, build).await
     }
 
-    pub(crate) async fn head_manifest(&self, pointer: &Pointer) -> FailResult<Option<ManifestHead>> {
+    pub(super) async fn head_manifest(&self, pointer: &Pointer) -> FailResult<Option<ManifestHead>> {
         let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
         let what = "HEAD manifest";
         let name = format!("{}{pointer}", self.name());
@@ -345,7 +128,7 @@ impl RepositoryHandle {
         }
     }
 
-    pub(crate) async fn get_manifest(&self, pointer: &Pointer, hint: Option<&str>) -> FailResult<Option<Manifest>> {
+    pub(super) async fn get_manifest(&self, pointer: &Pointer, hint: Option<&str>) -> FailResult<Option<Manifest>> {
         let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
         let what = "GET manifest";
         let name = format!("{}{pointer}", self.name());
@@ -379,7 +162,7 @@ impl RepositoryHandle {
         Ok(Some(Manifest { bytes, media_type, digest }))
     }
 
-    pub(crate) async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
+    pub(super) async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()> {
         let url = self.url(&format!("manifests/{}", pointer_path(pointer)));
         let name = format!("{}{pointer}", self.name());
         let what = "PUT manifest";
@@ -414,7 +197,7 @@ impl RepositoryHandle {
         }
     }
 
-    pub(crate) async fn has_blob(&self, digest: &Digest) -> FailResult<bool> {
+    pub(super) async fn has_blob(&self, digest: &Digest) -> FailResult<bool> {
         let url = self.url(&format!("blobs/{digest}"));
         let response = self.send(Access::Pull, "HEAD blob", |http| http.head(&url)).await?;
         match response.status() {
@@ -451,7 +234,7 @@ impl RepositoryHandle {
         }
     }
 
-    pub(crate) async fn mount_blob(&self, digest: &Digest, origin: &(String, String)) -> FailResult<bool> {
+    pub(super) async fn mount_blob(&self, digest: &Digest, origin: &(String, String)) -> FailResult<bool> {
         let url = self.url("blobs/uploads/");
         let what = "mount blob";
         let response = self
@@ -475,7 +258,7 @@ impl RepositoryHandle {
         }
     }
 
-    pub(crate) async fn write_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> FailResult<()> {
+    pub(super) async fn write_blob(&self, descriptor: &Descriptor, stream: BlobStream) -> FailResult<()> {
         let digest = &descriptor.digest;
         let name = format!("{}@{digest}", self.name());
         let start_url = self.url("blobs/uploads/");
@@ -534,7 +317,7 @@ impl RepositoryHandle {
 
     /// Streams a blob. The stream fails once it passes the size the manifest says, so a body without a
     /// `Content-Length` cannot run on forever (the target checks the digest).
-    pub(crate) async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
+    pub(super) async fn open_blob(&self, descriptor: &Descriptor) -> FailResult<BlobStream> {
         let response = self.get_blob(descriptor, "GET blob").await?;
         let (limit, digest) = (descriptor.size, descriptor.digest.clone());
         let mut received = 0u64;
@@ -554,7 +337,7 @@ impl RepositoryHandle {
 
     /// The bytes of a (small) config blob: at most the size the manifest says (which `config_to_read`
     /// keeps under 1 MiB), checked against its digest before its labels are believed.
-    async fn read_config(&self, config: &Descriptor) -> FailResult<Vec<u8>> {
+    pub(super) async fn read_config(&self, config: &Descriptor) -> FailResult<Vec<u8>> {
         let what = "GET config";
         let name = format!("{}@{}", self.name(), config.digest);
         let response = self.get_blob(config, what).await?;
@@ -564,32 +347,23 @@ impl RepositoryHandle {
         Ok(bytes.to_vec())
     }
 
-    pub(crate) async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {
-        #[derive(Deserialize)]
-        struct Index {
-            #[serde(default)]
-            manifests: Vec<Descriptor>,
-        }
+    pub(super) async fn referrers(&self, digest: &Digest) -> FailResult<Option<Vec<Descriptor>>> {
         let url = self.url(&format!("referrers/{digest}"));
         let what = "GET referrers";
         let name = format!("{}@{digest}", self.name());
         let response = self.send(Access::Pull, what, |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX)).await?;
         let status = response.status();
-        if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::UNAUTHORIZED
-            || status == StatusCode::FORBIDDEN
-        {
+        // A registry without the referrers API answers 404 (or another refusal): the tag schema serves then.
+        // A temporary failure or refused credentials are errors, not "no API".
+        let temporary = ErrorClass::from_http_status(status.as_u16()) == ErrorClass::Temporary;
+        if temporary || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(status_failure(what, &name, Resource::Artifact, response).await);
         }
         if !status.is_success() {
             return Ok(None);
         }
         let bytes = read_capped(response, MAX_MANIFEST_BYTES, what, &name).await?;
-        match serde_json::from_slice::<Index>(&bytes) {
-            Ok(index) => Ok(Some(index.manifests)),
-            Err(_) => Ok(None),
-        }
+        Ok(referrers_of(&bytes))
     }
 }
 
@@ -653,6 +427,8 @@ fn check_upload_location(registry: &Origin, location: &reqwest::Url, name: &str)
 
 #[cfg(test)]
 mod tests {
+    use promote_core::Error;
+
     use super::*;
 
     #[test]
@@ -664,7 +440,7 @@ mod tests {
         check_upload_location(&tls, &url("https://uploads.example/session/1"), "r").unwrap();
         let error: Error =
             check_upload_location(&tls, &url("http://registry.example/v2/r/blobs/uploads/1"), "r").unwrap_err().into();
-        assert!(matches!(&error, Error::Backend { class: promote_core::ErrorClass::Persistent, .. }), "{error}");
+        assert!(matches!(&error, Error::Backend { class: ErrorClass::Persistent, .. }), "{error}");
         assert!(error.to_string().contains("refusing the upload location http://registry.example"), "{error}");
         assert!(check_upload_location(&tls, &url("ftp://registry.example/x"), "r").is_err());
         // An insecure registry is plain HTTP itself.

@@ -1,4 +1,10 @@
 //! [`SecretsManagerSource`]: a [`ConfigSource`] on AWS Secrets Manager.
+//!
+//! - `spec.rs`: what a stage loads ([`SecretSpec`], [`StageTemplate`]).
+//! - `builder.rs`: [`SecretsManagerBuilder`] and the spec form [`SecretsManagerConfig`].
+
+mod builder;
+mod spec;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -6,16 +12,17 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::primitives::Blob;
 use futures::future::try_join_all;
 use promote_core::config::SourceCapabilities;
-use promote_core::{ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, Error, Resource, Result, Secret};
+use promote_core::error::ErrorContext;
+use promote_core::{
+    ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, Error, ErrorClass, Resource, Result, Secret,
+};
 use serde_json::Value;
 use tracing::{debug, instrument};
 
-use crate::config::{SecretFormat, SecretSpec, SecretsManagerBuilder};
-use crate::error::{AwsFailure, secrets_error};
-use promote_core::error::ErrorContext;
+pub use builder::{SecretsManagerBuilder, SecretsManagerConfig};
+pub use spec::{AWSCURRENT, SecretFormat, SecretSpec, StageTemplate};
 
-/// The staging label of a secret's current version.
-pub const AWSCURRENT: &str = "AWSCURRENT";
+use crate::error::{AwsFailure, secrets_error};
 
 /// The most secret ids one `BatchGetSecretValue` call accepts.
 const BATCH_LIMIT: usize = 20;
@@ -37,6 +44,8 @@ const BATCH_LIMIT: usize = 20;
 #[derive(Debug, Clone)]
 pub struct SecretsManagerSource {
     client: aws_sdk_secretsmanager::Client,
+    /// The attempts the client makes per call, for classifying what it gave up on.
+    sdk_attempts: u32,
     name: String,
     stages: BTreeMap<String, Vec<SecretSpec>>,
 }
@@ -91,14 +100,6 @@ impl SecretsManagerSource {
         SecretsManagerBuilder::new().template(stages, [SecretSpec::json(template)]).build().await
     }
 
-    pub(crate) fn from_parts(
-        client: aws_sdk_secretsmanager::Client,
-        name: String,
-        stages: BTreeMap<String, Vec<SecretSpec>>,
-    ) -> Self {
-        SecretsManagerSource { client, name, stages }
-    }
-
     /// The stage's secrets, with `{stage}` replaced in their ids.
     fn specs_for(&self, stage: &str) -> Vec<SecretSpec> {
         let mut specs = self.stages.get(stage).cloned().unwrap_or_default();
@@ -115,8 +116,10 @@ impl SecretsManagerSource {
             Selector::Stage(label) => request.version_stage(label),
             Selector::Version(version) => request.version_id(version),
         };
-        let output =
-            request.send().await.map_err(|error| secrets_error(&self.name, stage, id, AwsFailure::from_sdk(&error)))?;
+        let output = request
+            .send()
+            .await
+            .map_err(|error| secrets_error(&self.name, stage, id, AwsFailure::from_sdk(error, self.sdk_attempts)))?;
         let content = self.content(stage, id, output.secret_string(), output.secret_binary())?;
         let version_id = self.version_id(stage, id, output.version_id())?;
         debug!(secret = id, version = %version_id, "fetched secret");
@@ -139,7 +142,7 @@ impl SecretsManagerSource {
                 let output = match sent {
                     Ok(output) => output,
                     Err(error) => {
-                        let failure = AwsFailure::from_sdk(&error);
+                        let failure = AwsFailure::from_sdk(error, self.sdk_attempts);
                         if failure.is_access_denied() {
                             // The caller may read each secret but not batch: fetch them one by one.
                             debug!(%failure, "BatchGetSecretValue refused; fetching one by one");
@@ -211,7 +214,7 @@ impl SecretsManagerSource {
             stage: stage.to_owned(),
             source_name: self.name.clone(),
             message,
-            class: promote_core::ErrorClass::Persistent,
+            class: ErrorClass::Persistent,
         }
     }
 
@@ -263,8 +266,7 @@ impl SecretsManagerSource {
                 Err(error)
                     if matches!(
                         error.root(),
-                        Error::NotFound { .. }
-                            | Error::ConfigSource { class: promote_core::ErrorClass::Persistent, .. }
+                        Error::NotFound { .. } | Error::ConfigSource { class: ErrorClass::Persistent, .. }
                     ) =>
                 {
                     continue;

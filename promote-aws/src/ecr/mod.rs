@@ -1,18 +1,33 @@
 //! [`EcrStore`]: an [`ArtifactStore`] on the Amazon ECR API.
+//!
+//! - `builder.rs`: [`EcrStoreBuilder`] and the spec form [`EcrConfig`].
+//! - `image_config.rs`: the revision from the config's labels (`GetDownloadUrlForLayer`).
+//! - `credentials.rs` (feature `oci-copy`): ECR authorization tokens for the OCI copy engine.
+
+mod builder;
+#[cfg(feature = "oci-copy")]
+mod credentials;
+mod image_config;
 
 use std::collections::BTreeSet;
-#[cfg(feature = "oci-copy")]
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
 use aws_sdk_ecr::types::{Image, ImageIdentifier};
-use promote_core::backend::check_promote_args;
+use promote_core::backend::{check_exists_args, check_promote_args};
 use promote_core::manifest::{self, MANIFEST_MEDIA_TYPES, ManifestSummary};
-use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
+use promote_core::{
+    Artifact, ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource, Result, StoreCapabilities,
+};
 use tracing::{debug, instrument};
 
-use crate::config::EcrStoreBuilder;
+pub use builder::{EcrConfig, EcrStoreBuilder};
+#[cfg(feature = "oci-copy")]
+pub use credentials::EcrCredentialProvider;
+use image_config::ConfigFetcher;
+
+use crate::connection::policy_of;
 use crate::error::{AwsFailure, ECR, ecr_error};
 
 /// An [`ArtifactStore`] for Amazon ECR.
@@ -29,14 +44,23 @@ use crate::error::{AwsFailure, ECR, ecr_error};
 ///   repository. The digest `PutImage` reports is checked against the source.
 /// - Promotion into another repository, account or region needs the `oci-copy` feature
 ///   (`EcrStoreBuilder::cross_registry`); without it, it is [`Error::NotSupported`].
+/// - `resolve` also reads the revision from the image config's labels when the manifest's annotations
+///   lack it, as `promote-oci` does: `GetDownloadUrlForLayer` of the config (at most 1 MiB), fetched from
+///   the pre-signed URL and checked against its digest. That needs `ecr:GetDownloadUrlForLayer`; turn it off
+///   with [`EcrStoreBuilder::read_config_labels`].
 /// - Throttling (`ThrottlingException`, `LimitExceededException`), 5xx and connection failures are retried
-///   by the SDK with exponential backoff; what remains is classified temporary.
+///   by the SDK with exponential backoff; what it gave up on is
+///   [`ErrorClass::Exhausted`](promote_core::ErrorClass::Exhausted).
 #[derive(Debug, Clone)]
 pub struct EcrStore {
     client: aws_sdk_ecr::Client,
     region: Option<String>,
+    /// The attempts the client makes per call, for classifying what it gave up on.
+    sdk_attempts: u32,
     immutable_tags: bool,
     registry_aliases: BTreeSet<String>,
+    /// Reads config labels; `None` when turned off.
+    config_labels: Option<Arc<ConfigFetcher>>,
     #[cfg(feature = "oci-copy")]
     copier: Option<Arc<dyn ArtifactStore>>,
 }
@@ -49,7 +73,7 @@ struct Location {
 }
 
 /// The account and region of an ECR registry host, if `host` is one.
-pub(crate) fn parse_registry_host(host: &str) -> Option<(&str, &str)> {
+fn parse_registry_host(host: &str) -> Option<(&str, &str)> {
     let (account, rest) = host.split_once('.')?;
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -79,33 +103,28 @@ impl EcrStore {
         EcrStoreBuilder::new().build().await
     }
 
-    /// A store over an ECR client configured elsewhere.
+    /// A store over an ECR client configured elsewhere, with the defaults of [`EcrStoreBuilder`] (mutable
+    /// tags, config labels read).
     pub fn from_client(client: aws_sdk_ecr::Client) -> Self {
-        let region = client.config().region().map(|region| region.to_string());
-        EcrStore::from_parts(client, region, false, Vec::new())
+        EcrStore::over(client, &EcrConfig::default())
     }
 
-    pub(crate) fn from_parts(
-        client: aws_sdk_ecr::Client,
-        region: Option<String>,
-        immutable_tags: bool,
-        registry_aliases: Vec<String>,
-    ) -> Self {
+    /// A store over `client` with `settings` (the cross-registry copier is added by the builder).
+    fn over(client: aws_sdk_ecr::Client, settings: &EcrConfig) -> Self {
+        let config = client.config();
+        let region = config.region().map(|region| region.to_string());
+        let retry = policy_of(config.retry_config());
+        let config_labels = settings.read_config_labels.then(|| Arc::new(ConfigFetcher::new(retry)));
         EcrStore {
             client,
             region,
-            immutable_tags,
-            registry_aliases: registry_aliases.into_iter().collect(),
+            sdk_attempts: retry.max_attempts,
+            immutable_tags: settings.immutable_tags,
+            registry_aliases: settings.registry_aliases.iter().cloned().collect(),
+            config_labels,
             #[cfg(feature = "oci-copy")]
             copier: None,
         }
-    }
-
-    /// Sends promotions across repositories and registries to `copier`, which must keep digests.
-    #[cfg(feature = "oci-copy")]
-    pub(crate) fn with_copier(mut self, copier: Arc<dyn ArtifactStore>) -> Self {
-        self.copier = Some(copier);
-        self
     }
 
     /// The region this store's client calls.
@@ -147,7 +166,63 @@ impl EcrStore {
             .set_accepted_media_types(Some(MANIFEST_MEDIA_TYPES.iter().map(|t| (*t).to_owned()).collect()))
             .send()
             .await
-            .map_err(|error| ecr_error("BatchGetImage", reference, AwsFailure::from_sdk(&error)))
+            .map_err(|error| ecr_error("BatchGetImage", reference, self.failure(error)))
+    }
+
+    /// An SDK error of this store's client.
+    fn failure<E>(&self, error: aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>) -> AwsFailure
+    where
+        E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        AwsFailure::from_sdk(error, self.sdk_attempts)
+    }
+
+    /// Adds the config's labels to `artifact`'s annotations when its manifest lacks the revision (see
+    /// `image_config.rs`). A config ECR does not hold (`LayersNotFoundException`) adds nothing.
+    async fn add_config_labels(
+        &self,
+        location: &Location,
+        reference: &ArtifactRef,
+        summary: &ManifestSummary,
+        artifact: &mut Artifact,
+    ) -> Result<()> {
+        let Some(fetcher) = &self.config_labels else { return Ok(()) };
+        let Some(config) = image_config::config_to_read(summary) else { return Ok(()) };
+        let answer = self
+            .client
+            .get_download_url_for_layer()
+            .set_registry_id(location.registry_id.clone())
+            .repository_name(reference.repository())
+            .layer_digest(config.digest.as_str())
+            .send()
+            .await;
+        let url = match answer {
+            Ok(output) => output.download_url().map(str::to_owned),
+            Err(error) => {
+                let failure = self.failure(error);
+                if failure.is("LayersNotFoundException") || failure.is("LayerInaccessibleException") {
+                    debug!(%reference, config = %config.digest, %failure, "the config blob is not readable: no labels");
+                    return Ok(());
+                }
+                if failure.is_access_denied() {
+                    return Err(Error::PermissionDenied {
+                        backend: ECR,
+                        message: format!(
+                            "GetDownloadUrlForLayer of the config of {reference}: {failure} (reading the revision \
+                             from the config labels needs ecr:GetDownloadUrlForLayer; or turn read_config_labels off)"
+                        ),
+                    });
+                }
+                return Err(ecr_error("GetDownloadUrlForLayer", reference, failure));
+            }
+        };
+        let name = format!("{}@{}", reference.name(), config.digest);
+        let url = url.ok_or_else(|| {
+            Error::backend(ECR, ErrorClass::Persistent, format!("GetDownloadUrlForLayer of {name}: no download URL"))
+        })?;
+        let bytes = fetcher.fetch(&url, config, &name).await?;
+        image_config::add_labels(&mut artifact.annotations, &bytes);
+        Ok(())
     }
 
     /// The digest `tag` holds now, if any.
@@ -207,25 +282,17 @@ impl EcrStore {
                 let actual = match reported {
                     Some(actual) => actual,
                     None => self.tag_holder(location, target, tag).await?.ok_or_else(|| {
-                        Error::backend(
-                            ECR,
-                            promote_core::ErrorClass::Temporary,
-                            format!("PutImage of {target} reported no image"),
-                        )
+                        Error::backend(ECR, ErrorClass::Temporary, format!("PutImage of {target} reported no image"))
                     })?,
                 };
                 if &actual != digest {
-                    return Err(Error::DigestMismatch {
-                        reference: target.to_string(),
-                        expected: digest.clone(),
-                        actual,
-                    });
+                    return Err(Error::digest_mismatch(target.to_string(), digest.clone(), actual));
                 }
                 debug!(%target, %digest, "tag put");
                 Ok(artifact)
             }
             Err(error) => {
-                let failure = AwsFailure::from_sdk(&error);
+                let failure = self.failure(error);
                 if failure.is("ImageAlreadyExistsException") || failure.is("ImageTagAlreadyExistsException") {
                     // ImageAlreadyExists means "nothing changed": check what the tag holds, since an
                     // emulator (moto) also answers it for an immutable tag held by another digest.
@@ -263,8 +330,13 @@ fn image_digest(image: &Image) -> Result<Option<Digest>> {
 
 /// The artifact `image` is, located at `reference`.
 fn artifact_of(reference: &ArtifactRef, image: &Image) -> Result<Artifact> {
+    Ok(read_image(reference, image)?.0)
+}
+
+/// The artifact `image` is, located at `reference`, and the summary of its manifest.
+fn read_image(reference: &ArtifactRef, image: &Image) -> Result<(Artifact, ManifestSummary)> {
     let digest = image_digest(image)?.ok_or_else(|| {
-        Error::backend(ECR, promote_core::ErrorClass::Persistent, format!("ECR returned {reference} without a digest"))
+        Error::backend(ECR, ErrorClass::Persistent, format!("ECR returned {reference} without a digest"))
     })?;
     let text = image.image_manifest().unwrap_or_default();
     let summary = ManifestSummary::parse(text.as_bytes()).unwrap_or_default();
@@ -279,7 +351,9 @@ fn artifact_of(reference: &ArtifactRef, image: &Image) -> Result<Artifact> {
             operation: format!("{reference} has media type {media_type}"),
         });
     }
-    Ok(Artifact::new(reference, digest, media_type, text.len() as u64).with_annotations(summary.annotations))
+    let artifact =
+        Artifact::new(reference, digest, media_type, text.len() as u64).with_annotations(summary.annotations.clone());
+    Ok((artifact, summary))
 }
 
 /// The error for a `BatchGetImage` that did not return the reference: the failure ECR reported, or NotFound.
@@ -287,9 +361,9 @@ fn missing_image(reference: &ArtifactRef, output: &BatchGetImageOutput) -> Error
     let reported = output.failures().iter().find_map(|failure| {
         let code = failure.failure_code().map(|code| code.as_str()).unwrap_or_default();
         let class = match code {
-            "UpstreamUnavailable" | "UpstreamTooManyRequests" => promote_core::ErrorClass::Temporary,
+            "UpstreamUnavailable" | "UpstreamTooManyRequests" => ErrorClass::Temporary,
             "UnsupportedImageType" | "KmsError" | "UpstreamAccessDenied" | "ImageInaccessible" => {
-                promote_core::ErrorClass::Persistent
+                ErrorClass::Persistent
             }
             _ => return None,
         };
@@ -341,7 +415,8 @@ impl ArtifactStore for EcrStore {
             .iter()
             .find(|image| wanted.is_none() || image_digest(image).ok().flatten().as_ref() == wanted)
             .ok_or_else(|| missing_image(reference, &output))?;
-        let artifact = artifact_of(reference, image)?;
+        let (mut artifact, summary) = read_image(reference, image)?;
+        self.add_config_labels(&location, reference, &summary, &mut artifact).await?;
         debug!(digest = %artifact.digest, media_type = %artifact.media_type, "resolved");
         Ok(artifact)
     }
@@ -356,11 +431,7 @@ impl ArtifactStore for EcrStore {
             if let Some(copier) = &self.copier {
                 let artifact = copier.promote(source, target).await?;
                 if &artifact.digest != digest {
-                    return Err(Error::DigestMismatch {
-                        reference: target.to_string(),
-                        expected: digest.clone(),
-                        actual: artifact.digest,
-                    });
+                    return Err(Error::digest_mismatch(target.to_string(), digest.clone(), artifact.digest));
                 }
                 return Ok(artifact);
             }
@@ -388,9 +459,7 @@ impl ArtifactStore for EcrStore {
 
     #[instrument(level = "debug", skip(self), fields(reference = %reference))]
     async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let Some(digest) = reference.digest() else {
-            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
-        };
+        let digest = check_exists_args(reference)?;
         let Some(location) = self.locate(reference) else {
             #[cfg(feature = "oci-copy")]
             if let Some(copier) = &self.copier {
@@ -411,7 +480,7 @@ impl ArtifactStore for EcrStore {
                 Ok(output.image_details().iter().any(|detail| detail.image_digest() == Some(digest.as_str())))
             }
             Err(error) => {
-                let failure = AwsFailure::from_sdk(&error);
+                let failure = self.failure(error);
                 if failure.is("ImageNotFoundException") || failure.is("RepositoryNotFoundException") {
                     Ok(false)
                 } else {

@@ -1,6 +1,7 @@
-//! The HTTP side of a registry store: one `reqwest` client (rustls), URLs, and authorisation with a
-//! single re-try after a 401 challenge. Retrying temporary failures is the caller's job (see `retry.rs`),
-//! because only the caller knows how to replay a whole operation.
+//! The HTTP side of a registry store: one `reqwest` client (rustls), URLs, authorisation with a single
+//! re-try after a 401 challenge, and what a failed response means ([`status_failure`]). Retrying temporary
+//! failures is the caller's job (with its [`RetryPolicy`](promote_core::retry::RetryPolicy)), because only
+//! the caller knows how to replay a whole operation.
 //!
 //! Credentials go only to the registry's own origin (scheme, host and port): a request to any other URL
 //! (an upload `Location` the registry chose, say) is sent without them, and a 401 from there is not
@@ -12,12 +13,16 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use promote_core::{Error, ErrorClass, Result};
+use promote_core::{Error, ErrorClass, Resource, Result};
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
 
-use crate::auth::{Access, AuthHeader, Authenticator, CredentialSources, TrustedRealms};
-use crate::error::{FailResult, REGISTRY_BACKEND, persistent, temporary, transport};
+use super::auth::{Access, AuthHeader, Authenticator, CredentialSources, TrustedRealms};
+use crate::error::{FailResult, Failure, REGISTRY_BACKEND, persistent, temporary};
+
+/// Registries cap error bodies in practice; we read at most this much of one.
+const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// The registry a docker.io reference really talks to.
 const DOCKER_HUB_API: &str = "index.docker.io";
@@ -174,7 +179,7 @@ impl Transport {
         if own_origin && let Some(header) = self.auth.cached(registry, repository, access).await {
             authorise(&mut request, &header, what)?;
         }
-        let mut response = self.http.execute(request).await.map_err(|error| transport(what, error))?;
+        let mut response = self.http.execute(request).await.map_err(|error| transport_failure(what, error))?;
         if !own_origin {
             return Ok(response);
         }
@@ -201,7 +206,7 @@ impl Transport {
             };
             let (mut request, _) = self.prepare(build(&self.http), &origin, what)?;
             authorise(&mut request, &header, what)?;
-            response = self.http.execute(request).await.map_err(|error| transport(what, error))?;
+            response = self.http.execute(request).await.map_err(|error| transport_failure(what, error))?;
         }
         Ok(response)
     }
@@ -223,7 +228,7 @@ impl Transport {
         if own_origin && let Some(header) = self.auth.cached(registry, repository, access).await {
             authorise(&mut request, &header, what)?;
         }
-        let response = self.http.execute(request).await.map_err(|error| transport(what, error))?;
+        let response = self.http.execute(request).await.map_err(|error| transport_failure(what, error))?;
         if own_origin && response.status() == StatusCode::UNAUTHORIZED {
             self.auth.forget_headers(registry, repository).await;
             return Err(temporary(format!("{what}: the registry's token expired during the transfer")));
@@ -263,13 +268,107 @@ pub(crate) async fn read_capped(mut response: Response, limit: usize, what: &str
         return Err(too_large());
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| transport(what, error))? {
+    while let Some(chunk) = response.chunk().await.map_err(|error| transport_failure(what, error))? {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// A transport failure (connect, reset, timeout, a body cut short). Always worth a retry.
+pub(crate) fn transport_failure(what: &str, error: reqwest::Error) -> Failure {
+    let detail = if error.is_connect() {
+        "cannot connect"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_body() || error.is_decode() {
+        "the connection broke while transferring the body"
+    } else {
+        "the request failed"
+    };
+    Error::Backend {
+        backend: REGISTRY_BACKEND,
+        message: format!("{what}: {detail}"),
+        class: ErrorClass::Temporary,
+        source: Some(Box::new(error)),
+    }
+    .into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// What a non-success response means for the caller.
+///
+/// `what` says what we were doing ("GET manifest"), `name` is the reference or repository the call was
+/// about (it goes into `NotFound`), and `resource` is the kind of thing a 404 means is missing.
+pub(crate) async fn status_failure(what: &str, name: &str, resource: Resource, response: Response) -> Failure {
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = read_error_body(response).await;
+    let codes =
+        body.errors
+            .iter()
+            .map(|entry| {
+                if entry.message.is_empty() { entry.code.clone() } else { format!("{}: {}", entry.code, entry.message) }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    let detail = if codes.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status} ({codes})") };
+    let error = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::PermissionDenied {
+            backend: REGISTRY_BACKEND,
+            message: format!("{what} {name}: {detail}; check the credentials for this registry"),
+        },
+        StatusCode::NOT_FOUND => Error::not_found(resource, name),
+        _ => Error::backend(
+            REGISTRY_BACKEND,
+            ErrorClass::from_http_status(status.as_u16()),
+            format!("{what} {name}: {detail}"),
+        ),
+    };
+    Failure { error, retry_after }
+}
+
+async fn read_error_body(mut response: Response) -> ErrorBody {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// The `Retry-After` header as a delay from now.
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// Either form RFC 9110 allows: delay-seconds (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`),
+/// which counts from `now`; a date already past means "retry now". Anything else is no hint.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -286,5 +385,15 @@ mod tests {
         assert_eq!(origin("https://registry.example:5000/x").to_string(), "https://registry.example:5000");
         assert_eq!(origin("https://auth.docker.io/token").to_string(), "https://auth.docker.io");
         assert!(origin("https://a.example/").is_tls() && !origin("http://a.example/").is_tls());
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Mon, 23 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Mon, 23 Nov 2026 09:59:00 GMT", now), Some(Duration::ZERO), "past: now");
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

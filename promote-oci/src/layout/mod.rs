@@ -1,7 +1,15 @@
 //! OCI image layouts: a directory with `oci-layout`, `index.json` and `blobs/<alg>/<hex>`, the format
 //! `skopeo copy oci:DIR:TAG` and `crane` read and write. [`OciLayout`] is one such directory and a copy
-//! source or target; [`OciLayoutStore`] is an [`ArtifactStore`] over a directory of them (one layout per
-//! repository), which makes promotion possible without any registry.
+//! source or target; [`OciLayoutStore`] is an [`ArtifactStore`](promote_core::ArtifactStore) over a
+//! directory of them (one layout per repository), which makes promotion possible without any registry.
+//!
+//! - `store.rs`: [`OciLayoutStore`].
+//! - `builder.rs`: its spec form, [`OciLayoutConfig`].
+//! - `atomic.rs`: files written under a temporary name and renamed into place.
+
+mod atomic;
+mod builder;
+mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,18 +18,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
-use promote_core::backend::check_promote_args;
+use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use promote_core::digest::DigestHasher;
 use promote_core::manifest::{self, Descriptor, ManifestSummary};
-use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
+use promote_core::{Digest, Error, Resource, Result};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::copy::{self, BlobStream, CopyOptions, GraphSource, GraphTarget, Manifest, Pointer};
+use atomic::{create_temporary, write_atomically};
+pub use builder::OciLayoutConfig;
+pub use store::OciLayoutStore;
+
+use crate::copy::{BlobStream, CopyEndpoint, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type};
 use crate::error::{FailResult, LAYOUT_BACKEND, layout as layout_error, verify_bytes};
 use crate::image_config;
-use crate::registry::infer_media_type;
 
 /// The annotation an OCI layout's `index.json` names a tag with.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -106,6 +117,11 @@ impl OciLayout {
     /// The layout's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `oci:DIR`, for messages.
+    fn place(&self) -> String {
+        format!("oci:{}", self.path.display())
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -320,11 +336,11 @@ impl OciLayout {
             writer.get_ref().sync_all().await.map_err(io_error(&temp))?;
             let actual = hasher.finish();
             if written != descriptor.size || actual != descriptor.digest {
-                return Err(Error::DigestMismatch {
-                    reference: format!("oci:{}@{}", self.path.display(), descriptor.digest),
-                    expected: descriptor.digest.clone(),
+                return Err(Error::digest_mismatch(
+                    format!("oci:{}@{}", self.path.display(), descriptor.digest),
+                    descriptor.digest.clone(),
                     actual,
-                });
+                ));
             }
             tokio::fs::rename(&temp, &target).await.map_err(io_error(&target))
         }
@@ -375,40 +391,6 @@ impl OciLayout {
     }
 }
 
-/// A new temporary file in the layout's directory, to be renamed into place: created exclusively under a
-/// random name with mode 0600 (never a file already there, nor through a symlink planted under its name).
-/// Dropping the path removes the file.
-async fn create_temporary(root: &Path) -> Result<(tokio::fs::File, tempfile::TempPath)> {
-    let dir = root.to_owned();
-    let created =
-        tokio::task::spawn_blocking(move || tempfile::Builder::new().prefix(".promote-tmp-").tempfile_in(dir))
-            .await
-            .map_err(|error| {
-                Error::backend(
-                    LAYOUT_BACKEND,
-                    promote_core::ErrorClass::Temporary,
-                    format!("file task failed: {error}"),
-                )
-            })?
-            .map_err(io_error(root))?;
-    let (file, path) = created.into_parts();
-    Ok((tokio::fs::File::from_std(file), path))
-}
-
-async fn write_atomically(root: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
-    let (mut file, temp) = create_temporary(root).await?;
-    let result = async {
-        file.write_all(bytes).await.map_err(io_error(&temp))?;
-        file.sync_all().await.map_err(io_error(&temp))?;
-        tokio::fs::rename(&temp, target).await.map_err(io_error(target))
-    }
-    .await;
-    if result.is_ok() {
-        let _ = temp.keep();
-    }
-    result
-}
-
 /// The bytes of a minimal OCI image manifest for `config` and `layers` (gzip-less tar layers), with
 /// `annotations`. Pair it with [`OciLayout::write_image`].
 pub fn image_manifest(config: &[u8], layers: &[&[u8]], annotations: &BTreeMap<String, String>) -> Vec<u8> {
@@ -416,8 +398,8 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]], annotations: &BTreeMap<St
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": manifest::OCI_MANIFEST,
-        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
-        "layers": layers.iter().map(|layer| descriptor("application/vnd.oci.image.layer.v1.tar", layer)).collect::<Vec<_>>(),
+        "config": descriptor(IMAGE_CONFIG_MEDIA_TYPE, config),
+        "layers": layers.iter().map(|layer| descriptor(IMAGE_LAYER_MEDIA_TYPE, layer)).collect::<Vec<_>>(),
     });
     if !annotations.is_empty() {
         manifest["annotations"] = json!(annotations);
@@ -428,7 +410,7 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]], annotations: &BTreeMap<St
 #[async_trait]
 impl GraphSource for OciLayout {
     fn name(&self) -> String {
-        format!("oci:{}", self.path.display())
+        self.place()
     }
     async fn fetch_manifest(&self, pointer: &Pointer, hint: Option<&str>) -> FailResult<Option<Manifest>> {
         Ok(self.manifest(pointer, hint).await?)
@@ -447,7 +429,7 @@ impl GraphSource for OciLayout {
 #[async_trait]
 impl GraphTarget for OciLayout {
     fn name(&self) -> String {
-        format!("oci:{}", self.path.display())
+        self.place()
     }
     fn registry(&self) -> Option<&str> {
         None
@@ -477,118 +459,14 @@ impl GraphTarget for OciLayout {
     }
 }
 
-/// An [`ArtifactStore`] over a directory of OCI image layouts, one per repository
-/// (`ROOT/<repository>/index.json`), answering to one registry name.
-///
-/// Promotion within a repository retags in `index.json`; into another repository it copies the graph
-/// into that repository's layout. Another registry is [`Error::NotSupported`]: use [`copy()`](crate::copy())
-/// with an [`OciRegistryStore`](crate::OciRegistryStore) for that.
-#[derive(Debug, Clone)]
-pub struct OciLayoutStore {
-    root: PathBuf,
-    registry: String,
-    copy_options: CopyOptions,
-}
-
-impl OciLayoutStore {
-    /// A store over `root`, answering to [`LAYOUT_REGISTRY`].
-    pub fn new(root: impl AsRef<Path>) -> Self {
-        OciLayoutStore {
-            root: root.as_ref().to_path_buf(),
-            registry: LAYOUT_REGISTRY.to_owned(),
-            copy_options: CopyOptions::default(),
-        }
+impl CopyEndpoint {
+    /// A tag in an OCI image layout (`org.opencontainers.image.ref.name`).
+    pub fn layout_tag(layout: &OciLayout, tag: impl Into<String>) -> Self {
+        CopyEndpoint::new(layout.clone(), layout.place(), Pointer::Tag(tag.into()))
     }
 
-    /// Answers to another registry name.
-    pub fn with_registry(mut self, registry: impl Into<String>) -> Self {
-        self.registry = registry.into();
-        self
-    }
-
-    /// The registry name references to this store use.
-    pub fn registry(&self) -> &str {
-        &self.registry
-    }
-
-    /// The layout directory of `repository`.
-    pub fn repository_path(&self, repository: &str) -> PathBuf {
-        self.root.join(repository)
-    }
-
-    /// The layout of `repository`, created if missing (for writing images into it).
-    pub async fn layout(&self, repository: &str) -> Result<OciLayout> {
-        OciLayout::create(self.repository_path(repository)).await
-    }
-
-    /// A reference to `tag` in `repository` of this store.
-    pub fn reference(&self, repository: &str, tag: &str) -> Result<ArtifactRef> {
-        ArtifactRef::by_tag(&self.registry, repository, tag)
-    }
-
-    fn check_registry(&self, reference: &ArtifactRef) -> Result<()> {
-        if reference.registry() != self.registry {
-            return Err(Error::NotSupported {
-                backend: LAYOUT_BACKEND,
-                operation: format!("references to registry {} (this store is {})", reference.registry(), self.registry),
-            });
-        }
-        Ok(())
-    }
-
-    async fn existing_layout(&self, reference: &ArtifactRef) -> Result<Option<OciLayout>> {
-        match OciLayout::open(self.repository_path(reference.repository())).await {
-            Ok(layout) => Ok(Some(layout)),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-}
-
-#[async_trait]
-impl ArtifactStore for OciLayoutStore {
-    fn capabilities(&self) -> StoreCapabilities {
-        StoreCapabilities::none().with_cross_repository(true)
-    }
-
-    async fn resolve(&self, reference: &ArtifactRef) -> Result<Artifact> {
-        self.check_registry(reference)?;
-        let not_found = || Error::not_found(Resource::Artifact, reference.to_string());
-        let layout = self.existing_layout(reference).await?.ok_or_else(not_found)?;
-        let manifest = layout.manifest(&Pointer::of(reference), None).await?.ok_or_else(not_found)?;
-        let annotations = layout.annotations(&manifest).await?;
-        Ok(Artifact::new(reference, manifest.digest, manifest.media_type, manifest.bytes.len() as u64)
-            .with_annotations(annotations))
-    }
-
-    async fn promote(&self, source: &ArtifactRef, target: &ArtifactRef) -> Result<Artifact> {
-        let digest = check_promote_args(source, target)?.clone();
-        self.check_registry(source)?;
-        self.check_registry(target)?;
-        let not_found = || Error::not_found(Resource::Artifact, source.to_string());
-        let from = self.existing_layout(source).await?.ok_or_else(not_found)?;
-        let to = if source.same_repository(target) { from.clone() } else { self.layout(target.repository()).await? };
-        let report = copy::copy_between(
-            Box::new(from),
-            Box::new(to),
-            &Pointer::Digest(digest),
-            &Pointer::of(target),
-            &self.copy_options,
-        )
-        .await?;
-        Ok(Artifact::new(target, report.digest, report.media_type, report.size))
-    }
-
-    async fn exists(&self, reference: &ArtifactRef) -> Result<bool> {
-        let Some(digest) = reference.digest() else {
-            return Err(Error::invalid("reference", reference.to_string(), "exists needs a digest"));
-        };
-        if reference.registry() != self.registry {
-            return Ok(false);
-        }
-        match self.existing_layout(reference).await? {
-            Some(layout) => layout.has_blob(digest).await,
-            None => Ok(false),
-        }
+    /// A digest in an OCI image layout.
+    pub fn layout_digest(layout: &OciLayout, digest: Digest) -> Self {
+        CopyEndpoint::new(layout.clone(), layout.place(), Pointer::Digest(digest))
     }
 }

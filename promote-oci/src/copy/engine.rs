@@ -1,0 +1,250 @@
+//! The copy engine: moves an image graph (index → manifests → config and layers) from a [`GraphSource`] to a
+//! [`GraphTarget`], byte for byte. It knows nothing of registries or layouts.
+//!
+//! Order matters for crash safety: blobs first, then child manifests, then an index, and the tagged root
+//! last. A copy that fails half-way therefore leaves the target tag where it was, and running it again
+//! skips whatever already arrived.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use promote_core::manifest::Descriptor;
+use promote_core::{Digest, Error, Resource, Result};
+
+use super::graph::{GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
+use super::{CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES};
+use crate::error::Failure;
+
+#[derive(Default)]
+struct Counters {
+    manifests_copied: AtomicU64,
+    manifests_skipped: AtomicU64,
+    blobs_copied: AtomicU64,
+    blobs_mounted: AtomicU64,
+    blobs_skipped: AtomicU64,
+    bytes_copied: AtomicU64,
+}
+
+pub(super) struct Engine<'a> {
+    source: &'a dyn GraphSource,
+    target: &'a dyn GraphTarget,
+    options: &'a CopyOptions,
+    mount_from: Option<(String, String)>,
+    same_repository: bool,
+    counters: Counters,
+}
+
+/// What a walk found to copy, children before parents.
+#[derive(Default)]
+struct Plan {
+    seen: HashSet<Digest>,
+    manifests: Vec<Manifest>,
+    blobs: Vec<Descriptor>,
+    blob_digests: HashSet<Digest>,
+}
+
+impl<'a> Engine<'a> {
+    pub(super) fn new(source: &'a dyn GraphSource, target: &'a dyn GraphTarget, options: &'a CopyOptions) -> Self {
+        let mount_from = source.mount_origin().filter(|(registry, repository)| {
+            target.registry() == Some(registry.as_str()) && target.name() != format!("{registry}/{repository}")
+        });
+        let same_repository = source.name() == target.name();
+        Engine { source, target, options, mount_from, same_repository, counters: Counters::default() }
+    }
+
+    pub(super) fn report(&self, root: Manifest, related: u64, duration: Duration) -> CopyReport {
+        let c = &self.counters;
+        CopyReport {
+            size: root.bytes.len() as u64,
+            digest: root.digest,
+            media_type: root.media_type,
+            manifests_copied: c.manifests_copied.load(Ordering::Relaxed),
+            manifests_skipped: c.manifests_skipped.load(Ordering::Relaxed),
+            blobs_copied: c.blobs_copied.load(Ordering::Relaxed),
+            blobs_mounted: c.blobs_mounted.load(Ordering::Relaxed),
+            blobs_skipped: c.blobs_skipped.load(Ordering::Relaxed),
+            bytes_copied: c.bytes_copied.load(Ordering::Relaxed),
+            related_copied: related,
+            duration,
+        }
+    }
+
+    async fn fetch(&self, pointer: &Pointer, hint: Option<&str>) -> Result<Manifest> {
+        let manifest = self
+            .options
+            .retry
+            .run("fetch manifest", || self.source.fetch_manifest(pointer, hint))
+            .await?
+            .ok_or_else(|| Error::not_found(Resource::Artifact, format!("{}{pointer}", self.source.name())))?;
+        if let Pointer::Digest(expected) = pointer
+            && &manifest.digest != expected
+        {
+            return Err(Error::digest_mismatch(
+                format!("{}{pointer}", self.source.name()),
+                expected.clone(),
+                manifest.digest,
+            ));
+        }
+        Ok(manifest)
+    }
+
+    async fn target_digest(&self, pointer: &Pointer) -> Result<Option<Digest>> {
+        Ok(self.options.retry.run("check the target", || self.target.manifest_digest(pointer)).await?)
+    }
+
+    /// Copies the graph at `source_pointer` and writes its root at `target_pointer`.
+    pub(super) async fn copy_graph(&self, source_pointer: &Pointer, target_pointer: &Pointer) -> Result<Manifest> {
+        let root = self.fetch(source_pointer, None).await?;
+        if let Pointer::Digest(wanted) = target_pointer
+            && wanted != &root.digest
+        {
+            return Err(Error::invalid(
+                "reference",
+                format!("{}{target_pointer}", self.target.name()),
+                format!("the target pins {wanted}, but the source is {}", root.digest),
+            ));
+        }
+        self.copy_root(root, target_pointer).await
+    }
+
+    async fn copy_root(&self, root: Manifest, target_pointer: &Pointer) -> Result<Manifest> {
+        if !self.options.force && self.target_digest(target_pointer).await?.as_ref() == Some(&root.digest) {
+            self.counters.manifests_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(root);
+        }
+        // Within one repository the root is there by definition: that is a retag.
+        let root_present = !self.options.force
+            && matches!(target_pointer, Pointer::Tag(_))
+            && (self.same_repository || self.target_digest(&Pointer::Digest(root.digest.clone())).await?.is_some());
+        if !root_present {
+            let mut plan = Plan::default();
+            plan.seen.insert(root.digest.clone());
+            self.walk(&root, &mut plan).await?;
+            self.copy_blobs(&plan.blobs).await?;
+            for child in &plan.manifests {
+                self.put(&Pointer::Digest(child.digest.clone()), child).await?;
+            }
+        }
+        // The tagged root goes last, so an interrupted copy never moves the tag.
+        self.put(target_pointer, &root).await?;
+        Ok(root)
+    }
+
+    async fn put(&self, pointer: &Pointer, manifest: &Manifest) -> Result<()> {
+        self.options.retry.run("put manifest", || self.target.put_manifest(pointer, manifest)).await?;
+        self.counters.manifests_copied.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Depth-first: each child manifest's own graph before the child itself.
+    fn walk<'b>(
+        &'b self,
+        manifest: &'b Manifest,
+        plan: &'b mut Plan,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'b>> {
+        Box::pin(async move {
+            let links = manifest.links()?;
+            for child in &links.manifests {
+                if !plan.seen.insert(child.digest.clone()) {
+                    continue;
+                }
+                let pointer = Pointer::Digest(child.digest.clone());
+                if !self.options.force && self.target_digest(&pointer).await?.is_some() {
+                    self.counters.manifests_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let hint = (!child.media_type.is_empty()).then_some(child.media_type.as_str());
+                let fetched = self.fetch(&pointer, hint).await?;
+                if fetched.bytes.len() as u64 != child.size {
+                    return Err(Error::invalid(
+                        "manifest",
+                        child.digest.to_string(),
+                        format!("the index says {} bytes, the source served {}", child.size, fetched.bytes.len()),
+                    ));
+                }
+                self.walk(&fetched, plan).await?;
+                plan.manifests.push(fetched);
+            }
+            for blob in links.blobs {
+                if !is_foreign(&blob) && plan.blob_digests.insert(blob.digest.clone()) {
+                    plan.blobs.push(blob);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn copy_blobs(&self, blobs: &[Descriptor]) -> Result<()> {
+        // Boxed up front: a lazily mapped iterator of borrowing futures trips the `Send` inference of the
+        // async-trait callers.
+        let transfers: Vec<Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>> =
+            blobs.iter().map(|blob| Box::pin(self.copy_blob(blob)) as _).collect();
+        futures::stream::iter(transfers)
+            .buffer_unordered(self.options.max_concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn copy_blob(&self, blob: &Descriptor) -> Result<()> {
+        let retry = &self.options.retry;
+        if retry.run("check a blob", || self.target.has_blob(&blob.digest)).await? {
+            self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Some(origin) = &self.mount_from
+            && retry.run("mount a blob", || self.target.mount_blob(&blob.digest, origin)).await?
+        {
+            self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        retry
+            .run("copy a blob", || async {
+                let stream = self.source.open_blob(blob).await?;
+                self.target.write_blob(blob, stream).await
+            })
+            .await
+            .map_err(|failure: Failure| failure.error)?;
+        self.counters.blobs_copied.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_copied.fetch_add(blob.size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies the cosign tags and referrers of `digest`; returns how many graphs it copied.
+    pub(super) async fn copy_related(&self, digest: &Digest) -> Result<u64> {
+        let mut copied = 0;
+        let mut tags: Vec<String> = Vec::new();
+        if self.options.copy_signatures {
+            tags.extend(SIGNATURE_TAG_SUFFIXES.iter().map(|suffix| digest.signature_tag(suffix)));
+        }
+        if self.options.copy_referrers {
+            let referrers = self.options.retry.run("list referrers", || self.source.referrers(digest)).await?;
+            match referrers {
+                Some(referrers) => {
+                    for referrer in referrers {
+                        let pointer = Pointer::Digest(referrer.digest.clone());
+                        let hint = (!referrer.media_type.is_empty()).then_some(referrer.media_type.as_str());
+                        let manifest = self.fetch(&pointer, hint).await?;
+                        self.copy_root(manifest, &pointer).await?;
+                        copied += 1;
+                    }
+                }
+                // The referrers tag schema: an index of referrers tagged `sha256-<hex>`.
+                None => tags.push(format!("{}-{}", digest.algorithm(), digest.hex())),
+            }
+        }
+        for tag in tags {
+            let pointer = Pointer::Tag(tag);
+            let found =
+                self.options.retry.run("look for a signature", || self.source.fetch_manifest(&pointer, None)).await?;
+            if let Some(manifest) = found {
+                self.copy_root(manifest, &pointer).await?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+}

@@ -1,0 +1,194 @@
+//! Copying image graphs, digest for digest: [`copy_image`] between [`CopyEndpoint`]s, and the engine a
+//! store's cross-repository `promote` uses.
+//!
+//! - `graph.rs`: what the engine sees of a repository or layout (the [`GraphSource`]/[`GraphTarget`] pair,
+//!   manifests as exact bytes, blobs as streams).
+//! - `engine.rs`: the walk and the transfers, in crash-safe order.
+//!
+//! The registry and the layout implement the pair and add their own [`CopyEndpoint`] constructors; nothing
+//! here names them.
+
+mod engine;
+mod graph;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promote_core::retry::RetryPolicy;
+use promote_core::{Digest, Result};
+
+pub(crate) use graph::{BlobStream, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type, referrers_of};
+
+/// The cosign tag suffixes for signatures, attestations and SBOMs (`sha256-<hex>.sig`).
+pub const SIGNATURE_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// How a copy behaves.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CopyOptions {
+    /// How many blobs move at once.
+    pub max_concurrency: usize,
+    /// Also copy the cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) of the root digest.
+    pub copy_signatures: bool,
+    /// Also copy the root's referrers (OCI referrers API, or the `sha256-<hex>` tag schema where the
+    /// source has no such API).
+    pub copy_referrers: bool,
+    /// Walk the whole graph even when the root is already present, to repair an interrupted copy whose
+    /// children may be missing (on registries that do not check an index's children).
+    pub force: bool,
+    /// Retries of each manifest request and each whole blob transfer.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CopyOptions {
+    /// 8 blobs at once, nothing related, and the registry's retry policy: 9 attempts (8 retries), 200 ms
+    /// doubling to 10 s with jitter, honouring `Retry-After`, within 2 minutes.
+    fn default() -> Self {
+        CopyOptions {
+            max_concurrency: 8,
+            copy_signatures: false,
+            copy_referrers: false,
+            force: false,
+            retry: default_retry_policy(),
+        }
+    }
+}
+
+/// The retry policy of registry requests unless one is set: promote-core's default with 9 attempts.
+pub(crate) fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy::default().with_max_attempts(9)
+}
+
+impl CopyOptions {
+    /// Sets `max_concurrency` (at least 1).
+    pub fn with_max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+    /// Sets `copy_signatures`.
+    pub fn with_signatures(mut self, copy: bool) -> Self {
+        self.copy_signatures = copy;
+        self
+    }
+    /// Sets `copy_referrers`.
+    pub fn with_referrers(mut self, copy: bool) -> Self {
+        self.copy_referrers = copy;
+        self
+    }
+    /// Sets `force`.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CopyReport {
+    /// The root digest, now present at the target.
+    pub digest: Digest,
+    /// The root's media type.
+    pub media_type: String,
+    /// The root manifest's size in bytes.
+    pub size: u64,
+    /// Manifests written (root, children, related graphs).
+    pub manifests_copied: u64,
+    /// Manifests already present.
+    pub manifests_skipped: u64,
+    /// Blobs streamed from source to target.
+    pub blobs_copied: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: u64,
+    /// Blobs already present at the target.
+    pub blobs_skipped: u64,
+    /// Blob bytes streamed.
+    pub bytes_copied: u64,
+    /// Signature, attestation, SBOM and referrer graphs copied along.
+    pub related_copied: u64,
+    /// Wall-clock time of the copy.
+    pub duration: Duration,
+}
+
+impl fmt::Display for CopyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} blobs copied, {} mounted, {} skipped; {} manifests copied, {} skipped; {} related; {} bytes in {:.2}s",
+            self.digest,
+            self.blobs_copied,
+            self.blobs_mounted,
+            self.blobs_skipped,
+            self.manifests_copied,
+            self.manifests_skipped,
+            self.related_copied,
+            self.bytes_copied,
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// One side of a copy: a tag or digest in a repository of a registry store
+/// ([`CopyEndpoint::registry`](crate::CopyEndpoint::registry)) or in an OCI image-layout directory
+/// ([`CopyEndpoint::layout_tag`](crate::CopyEndpoint::layout_tag),
+/// [`CopyEndpoint::layout_digest`](crate::CopyEndpoint::layout_digest)).
+#[derive(Clone)]
+pub struct CopyEndpoint {
+    source: Arc<dyn GraphSource>,
+    target: Arc<dyn GraphTarget>,
+    /// `registry/repository` or `oci:DIR`.
+    place: String,
+    pointer: Pointer,
+}
+
+impl CopyEndpoint {
+    /// An endpoint that reads from and writes to `endpoint`, at `pointer`.
+    pub(crate) fn new(endpoint: impl GraphSource + GraphTarget + 'static, place: String, pointer: Pointer) -> Self {
+        let endpoint = Arc::new(endpoint);
+        CopyEndpoint { source: endpoint.clone(), target: endpoint, place, pointer }
+    }
+}
+
+impl fmt::Debug for CopyEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CopyEndpoint").field("place", &self.place).field("pointer", &self.pointer).finish()
+    }
+}
+
+impl fmt::Display for CopyEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.place, self.pointer)
+    }
+}
+
+/// Copies the image at `source` to `target`, preserving every digest, and reports what moved.
+///
+/// The target ends up holding the source's exact manifest bytes (and those of every child) under the
+/// target's tag, or by digest when the target pins one. A target tag that already holds the digest is left
+/// alone.
+pub async fn copy_image(source: &CopyEndpoint, target: &CopyEndpoint, options: &CopyOptions) -> Result<CopyReport> {
+    copy_graph(&*source.source, &*target.target, &source.pointer, &target.pointer, options).await
+}
+
+/// Copies the graph at `from` in `source` to `to` in `target`: what [`copy_image`] and a store's
+/// cross-repository `promote` run.
+pub(crate) async fn copy_graph(
+    source: &dyn GraphSource,
+    target: &dyn GraphTarget,
+    from: &Pointer,
+    to: &Pointer,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let started = Instant::now();
+    let engine = engine::Engine::new(source, target, options);
+    let root = engine.copy_graph(from, to).await?;
+    let related =
+        if options.copy_signatures || options.copy_referrers { engine.copy_related(&root.digest).await? } else { 0 };
+    Ok(engine.report(root, related, started.elapsed()))
+}
