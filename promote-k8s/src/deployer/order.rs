@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn namespaces_and_crds_first_workloads_after_their_config_and_unknown_kinds_last() {
-        let mut kinds = vec![
+        let mut kinds = [
             GroupKind::new("example.com", "Widget"),
             GroupKind::new("apps", "Deployment"),
             GroupKind::new("", "ConfigMap"),

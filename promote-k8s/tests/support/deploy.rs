@@ -48,20 +48,31 @@ impl Cluster {
 
     /// An object as stored, through a plain GET.
     pub async fn get(&self, api_version: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let resource = kube::discovery::ApiResource {
-            group: group.into(),
-            version: version.into(),
-            api_version: api_version.into(),
-            kind: String::new(),
-            plural: plural.into(),
-        };
-        let api: kube::Api<kube::api::DynamicObject> = match namespace {
-            Some(namespace) => kube::Api::namespaced_with(self.client.clone(), namespace, &resource),
-            None => kube::Api::all_with(self.client.clone(), &resource),
-        };
-        api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
+        get(&self.client, api_version, plural, namespace, name).await
     }
+}
+
+/// An object as stored, through a plain GET with `client`.
+pub async fn get(
+    client: &kube::Client,
+    api_version: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<Value> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: String::new(),
+        plural: plural.into(),
+    };
+    let api: kube::Api<kube::api::DynamicObject> = match namespace {
+        Some(namespace) => kube::Api::namespaced_with(client.clone(), namespace, &resource),
+        None => kube::Api::all_with(client.clone(), &resource),
+    };
+    api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
 }
 
 /// A manifest whose rendering holds no secret, its identity read from the YAML.
