@@ -336,7 +336,9 @@ async fn the_documented_namespace_rbac_is_enough_and_less_is_permission_denied()
     let cluster = cluster();
     let write = ["get", "list", "watch", "patch", "delete"];
     let rules = vec![
-        AccessRule::new("", &["configmaps", "secrets", "services"], &write).in_namespaces(&[DEV]),
+        AccessRule::new("", &["configmaps", "services"], &write).in_namespaces(&[DEV]),
+        // The bundle holds no Secret: the ApplySet parent is all promote reads and writes.
+        AccessRule::new("", &["secrets"], &["get", "patch"]).in_namespaces(&[DEV]),
         AccessRule::new("apps", &["deployments"], &write).in_namespaces(&[DEV]),
         AccessRule::new("apps", &["replicasets"], &["list", "watch"]).in_namespaces(&[DEV]),
         AccessRule::new("", &["pods"], &["list", "watch"]).in_namespaces(&[DEV]),
