@@ -1,23 +1,33 @@
-//! The quickstart: a two-service build (web, worker) promoted dev → stg → prd. prd needs a soak in stg and
-//! two approvals. Manifests are rendered from one template set per stage's config, and written for a GitOps
-//! tool. Then prd is rolled back. No services are needed: images live in an OCI image layout on disk, the
-//! ledger is a file. State lives in `.promote-quickstart/` (or `$PROMOTE_QUICKSTART_DIR`); delete it to start
-//! over. Running it again continues the same ledger.
+//! The quickstart: a two-service build (web, worker) promoted dev → canary → stg → prd. prd needs a soak in
+//! stg and two approvals. Manifests are rendered from one template set per stage's config: dev, stg and prd
+//! write them for a GitOps tool; canary deploys them to a Kubernetes cluster and waits for the rollouts. A
+//! build whose image cannot be pulled fails in canary within a second and is rolled back automatically. Then
+//! prd is rolled back by hand. No services are needed: images live in an OCI image layout on disk, the ledger
+//! is a file, and the Kubernetes cluster is simulated by the fake API server of `promote-k8s` (feature
+//! `testing`), in process. State lives in `.promote-quickstart/` (or `$PROMOTE_QUICKSTART_DIR`); delete it to
+//! start over. Running it again continues the same ledger (the simulated cluster starts empty each time).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use promote_core::ApprovalOptions;
+use promote_core::engine::Event;
 use promote_core::error::ApprovalRefusal;
-use promote_core::ledger::{FinalState, PromotionState};
+use promote_core::ledger::{FinalState, PromotionKind, PromotionState, Step};
 use promote_core::manifest::REVISION_ANNOTATION;
-use promote_core::{Build, BuildRequest, Error, Identity, Pipeline, SpecRegistry};
+use promote_core::{Build, BuildRequest, Error, Identity, Pipeline, PromotionRecord, SpecRegistry};
+use promote_k8s::testing::{FakeApiServer, PodOutcome};
 use promote_oci::{OciLayoutStore, image_manifest};
+use tokio::sync::broadcast;
 
 const SPEC: &str = include_str!("promote.yaml");
 const TEMPLATE: &str = include_str!("manifests/app.yaml");
 const SOAK: Duration = Duration::from_secs(2);
+/// How long the simulated cluster takes to start a pod of a good build (its creation time has whole
+/// seconds, so a pod is ready 0.5 to 1.5 s after it is created).
+const POD_START: Duration = Duration::from_millis(1500);
 
 #[tokio::main]
 async fn main() {
@@ -33,10 +43,25 @@ async fn run() -> Result<(), Error> {
     let spec_path = write_defaults(&state)?;
     println!("state kept in {}/ (delete it to start over)", state.display());
 
+    // The canary stage's Kubernetes cluster: the fake API server, in process, with controllers that follow
+    // real time. Its pods run nothing; each image's fate is scripted (see `script_images`).
+    let cluster = FakeApiServer::new();
     let mut registry = SpecRegistry::with_defaults();
     promote_oci::kinds::register(&mut registry);
+    promote_k8s::kinds::register_with_client(&mut registry, kube::Client::new(cluster.service(), "default"));
     let pipeline = registry.load_file(&spec_path, None).await?;
-    println!("pipeline {} loaded from {}\n", pipeline.name(), spec_path.display());
+    println!("pipeline {} loaded from {}", pipeline.name(), spec_path.display());
+    let stages: Vec<String> = pipeline.status().await?.stages.into_iter().map(|s| s.stage).collect();
+    let canary = stages.iter().any(|s| s == "canary");
+    if canary {
+        println!(
+            "stage canary deploys to a simulated Kubernetes cluster: promote-k8s's fake API server, in this process"
+        );
+    } else {
+        println!("note: {} predates the canary stage; delete {} to see it", spec_path.display(), state.display());
+    }
+    println!();
+    let mut events = pipeline.subscribe();
 
     // A previous run's rollback left a hold on automatic promotion into prd; a person lifts it.
     for hold in pipeline.status().await?.stages.into_iter().flat_map(|stage| stage.holds) {
@@ -47,12 +72,34 @@ async fn run() -> Result<(), Error> {
     let images = OciLayoutStore::new(state.join("images"));
     let v1 = ci_build(&pipeline, &images, "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "1.0.0").await?;
     let v2 = ci_build(&pipeline, &images, "f00dfeed0123456789abcdef0123456789abcdef", "1.1.0").await?;
+    let v3 = ci_build(&pipeline, &images, "badc0ffee0ddf00d5eed5eed5eed5eed5eed5eed", "1.2.0").await?;
+    script_images(&cluster, &v1, None);
+    script_images(&cluster, &v2, None);
+    // The registry lost v3's web image: every pod of it backs off pulling.
+    script_images(&cluster, &v3, Some("web"));
 
     for build in [&v1, &v2] {
         println!("\n== promoting {} ({}) through the pipeline", build.label(), build.id);
-        for stage in ["dev", "stg", "prd"] {
-            promote(&pipeline, build, stage).await?;
+        for stage in &stages {
+            promote(&pipeline, &mut events, build, stage).await?;
         }
+    }
+    if canary {
+        print_cluster(&cluster, "canary").await?;
+        println!("\n== {} ({}): its web image cannot be pulled", v3.label(), v3.id);
+        promote(&pipeline, &mut events, &v3, "dev").await?;
+        match follow(&pipeline, &mut events, &v3, "canary").await {
+            Err(Error::DeployFailed { .. }) => {}
+            Err(other) => return Err(other),
+            Ok(record) => println!("  canary: unexpectedly {}", state_label(&record.state)),
+        }
+        let current = pipeline.status().await?.stage("canary").and_then(|s| s.current.clone());
+        println!(
+            "  canary: back on {}, rolled back automatically; {} goes no further",
+            current.map_or_else(|| "nothing".to_owned(), |build| build.to_string()),
+            v3.label()
+        );
+        print_cluster(&cluster, "canary").await?;
     }
 
     print_status(&pipeline).await?;
@@ -106,9 +153,67 @@ async fn ci_build(pipeline: &Pipeline, images: &OciLayoutStore, commit: &str, ve
     Ok(build)
 }
 
+/// Scripts, in the simulated cluster, what happens to pods of `build`'s images: they start after
+/// [`POD_START`], except `broken`'s, which cannot be pulled.
+fn script_images(cluster: &FakeApiServer, build: &Build, broken: Option<&str>) {
+    for (name, artifact) in &build.artifacts {
+        let outcome =
+            if Some(name.as_str()) == broken { PodOutcome::ImagePullBackOff } else { PodOutcome::Slow(POD_START) };
+        cluster.script_pod_outcome(&format!("*@{}", artifact.digest), outcome);
+    }
+}
+
+/// Promotes, printing what the deployer reports while it waits (rollout progress) and what the engine
+/// does on its own (an automatic rollback).
+async fn follow(
+    pipeline: &Pipeline,
+    events: &mut broadcast::Receiver<Event>,
+    build: &Build,
+    stage: &str,
+) -> Result<PromotionRecord, Error> {
+    let mut deploying = Instant::now();
+    let mut promotion = std::pin::pin!(pipeline.promote(&build.id, stage, "dana"));
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Ok(event) => print_event(stage, &event, &mut deploying),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return promotion.await,
+            },
+            outcome = &mut promotion => {
+                while let Ok(event) = events.try_recv() {
+                    print_event(stage, &event, &mut deploying);
+                }
+                return outcome;
+            }
+        }
+    }
+}
+
+/// Prints what a CLI would draw of `event`; `deploying` is when the last deploy step started.
+fn print_event(stage: &str, event: &Event, deploying: &mut Instant) {
+    match event {
+        Event::StepStarted { step: Step::Deploy, .. } => *deploying = Instant::now(),
+        Event::Progress { update, .. } => println!("  {stage}: {}: {}", update.subject, update.message),
+        Event::Finished { state: FinalState::Failed { reason, .. }, .. } => {
+            println!("  {stage}: failed {:.1}s into the rollout: {reason}", deploying.elapsed().as_secs_f64())
+        }
+        Event::StageStarted { kind: PromotionKind::Rollback { .. }, build, .. } => {
+            println!("  {stage}: rolling back automatically to {build}")
+        }
+        _ => {}
+    }
+}
+
 /// Promotes, and when gates are pending, does what they wait for: two approvals and the soak.
-async fn promote(pipeline: &Pipeline, build: &Build, stage: &str) -> Result<(), Error> {
-    let reasons = match pipeline.promote(&build.id, stage, "dana").await {
+async fn promote(
+    pipeline: &Pipeline,
+    events: &mut broadcast::Receiver<Event>,
+    build: &Build,
+    stage: &str,
+) -> Result<(), Error> {
+    let reasons = match follow(pipeline, events, build, stage).await {
         Ok(record) => return report(stage, &record),
         Err(Error::GatePending { reasons, .. }) => reasons,
         Err(other) => return Err(other),
@@ -132,8 +237,37 @@ async fn promote(pipeline: &Pipeline, build: &Build, stage: &str) -> Result<(), 
         println!("  {stage}: letting the build soak in stg for {SOAK:?}");
         tokio::time::sleep(SOAK).await;
     }
-    let record = pipeline.promote(&build.id, stage, "dana").await?;
+    let record = follow(pipeline, events, build, stage).await?;
     report(stage, &record)
+}
+
+/// What the simulated cluster runs in `stage`'s namespace, as `kubectl get deployments` would show it.
+async fn print_cluster(cluster: &FakeApiServer, stage: &str) -> Result<(), Error> {
+    let namespace = format!("shop-{stage}");
+    let api: kube::Api<Deployment> = kube::Api::namespaced(kube::Client::new(cluster.service(), "default"), &namespace);
+    let deployments = api.list(&Default::default()).await.map_err(|e| {
+        Error::backend(
+            "simulated cluster",
+            promote_core::ErrorClass::Persistent,
+            format!("cannot list deployments: {e}"),
+        )
+    })?;
+    println!("  simulated cluster, namespace {namespace}:");
+    for deployment in deployments {
+        let name = deployment.metadata.name.unwrap_or_default();
+        let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        let wanted = deployment.spec.replicas.unwrap_or(1);
+        let image = deployment
+            .spec
+            .template
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.image)
+            .unwrap_or_default();
+        let short = image.find("@sha256:").map_or(image.as_str(), |at| &image[..at + 20]);
+        println!("    deployment {name:<7} {ready}/{wanted} ready  {short}…");
+    }
+    Ok(())
 }
 
 fn report(stage: &str, record: &promote_core::PromotionRecord) -> Result<(), Error> {

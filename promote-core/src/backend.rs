@@ -12,13 +12,13 @@ use crate::reference::ArtifactRef;
 
 pub use crate::ledger::{ChainTip, GENESIS_HASH, verify_chain, verify_chain_with};
 
-/// Checks an `exists` call's argument the way the [`ArtifactStore`] contract requires, and returns the digest
+/// Checks an `exists` call's argument the way the [`ArtifactStore`](crate::ArtifactStore) contract requires, and returns the digest
 /// it pins. Backends call it first.
 pub fn check_exists_args(reference: &ArtifactRef) -> Result<&Digest> {
     reference.digest().ok_or_else(|| Error::invalid("reference", reference.to_string(), "exists needs a digest"))
 }
 
-/// Checks a `promote` call's arguments the way the [`ArtifactStore`] contract requires, and returns the
+/// Checks a `promote` call's arguments the way the [`ArtifactStore`](crate::ArtifactStore) contract requires, and returns the
 /// source digest. Backends call it first.
 pub fn check_promote_args<'a>(source: &'a ArtifactRef, target: &ArtifactRef) -> Result<&'a Digest> {
     let digest = source.digest().ok_or_else(|| {

@@ -1,4 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod connection;
+mod deployer;
+mod error;
+pub mod kinds;
+mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use deployer::{KubernetesDeployer, KubernetesDeployerBuilder, PlannedChange};

@@ -15,8 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 pub use context::DeployContext;
 pub use directory::{DirectoryDeployer, INDEX_FILE};
-pub use git::{GitDeployer, GitDeployerBuilder, GitStats, PlannedCommit};
 pub(crate) use git::is_local_path;
+pub use git::{GitDeployer, GitDeployerBuilder, GitStats, PlannedCommit};
 pub use memory::{HealthScript, MemoryDeployer};
 
 use crate::error::Result;

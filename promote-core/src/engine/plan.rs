@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::gates::Candidate;
-use super::run::deploy_context;
 use super::report::{ArtifactAction, Plan, PlannedArtifact};
+use super::run::deploy_context;
 use super::{Pipeline, Stage};
 use crate::build::BuildId;
 use crate::config::load_layered;

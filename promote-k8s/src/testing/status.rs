@@ -12,7 +12,8 @@ pub(crate) struct ApiError {
     pub(crate) code: u16,
     pub(crate) reason: &'static str,
     pub(crate) message: String,
-    pub(crate) details: Option<Map<String, Value>>,
+    /// Boxed: with serde_json's `preserve_order` a map is large, and every handler returns this error.
+    pub(crate) details: Option<Box<Map<String, Value>>>,
     /// `Retry-After` seconds, for 429 answers.
     pub(crate) retry_after: Option<u64>,
 }
@@ -37,7 +38,7 @@ impl ApiError {
     }
 
     fn with_resource(mut self, rt: &ResourceType, name: &str) -> Self {
-        self.details = Some(details(name, &rt.group, &rt.plural));
+        self.details = Some(Box::new(details(name, &rt.group, &rt.plural)));
         self
     }
 
@@ -49,14 +50,14 @@ impl ApiError {
     /// `namespaces "ns1" not found`, when an object is created in a namespace that does not exist.
     pub(crate) fn namespace_not_found(namespace: &str) -> Self {
         let mut e = Self::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"));
-        e.details = Some(details(namespace, "", "namespaces"));
+        e.details = Some(Box::new(details(namespace, "", "namespaces")));
         e
     }
 
     /// A 404 for a URL that names no served resource.
     pub(crate) fn no_route() -> Self {
         let mut e = Self::new(404, "NotFound", "the server could not find the requested resource");
-        e.details = Some(Map::new());
+        e.details = Some(Box::default());
         e
     }
 
@@ -103,14 +104,14 @@ impl ApiError {
         let (kind, group) = kind_group.split_once('.').unwrap_or((kind_group, ""));
         let mut d = details(name, group, kind);
         d.insert("causes".into(), json!([{"reason": "FieldValueRequired", "message": detail, "field": field}]));
-        e.details = Some(d);
+        e.details = Some(Box::new(d));
         e
     }
 
     pub(crate) fn method_not_allowed() -> Self {
         let mut e =
             Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
-        e.details = Some(Map::new());
+        e.details = Some(Box::default());
         e
     }
 
@@ -162,7 +163,7 @@ impl ApiError {
         let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.");
         let mut d = Map::new();
         d.insert("retryAfterSeconds".into(), json!(retry_after));
-        e.details = Some(d);
+        e.details = Some(Box::new(d));
         e.retry_after = Some(retry_after);
         e
     }
@@ -187,7 +188,7 @@ impl ApiError {
             "reason": self.reason,
         });
         if let Some(d) = &self.details {
-            status["details"] = Value::Object(d.clone());
+            status["details"] = Value::Object((**d).clone());
         }
         status["code"] = json!(self.code);
         status

@@ -71,8 +71,9 @@ pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Everything but metadata and status: what a generation bump is about.
-fn desired_state(object: &Value) -> Vec<(&String, &Value)> {
+/// Everything but metadata and status: what a generation bump is about. Keyed by field name, so that two
+/// objects compare equal whatever order their maps keep (serde_json's `preserve_order` keeps insertion order).
+fn desired_state(object: &Value) -> BTreeMap<&String, &Value> {
     object
         .as_object()
         .map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).collect())

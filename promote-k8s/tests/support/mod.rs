@@ -1,6 +1,8 @@
 //! Shared setup for the fake API server's tests.
 #![allow(dead_code)] // Each test crate uses a different part.
 
+pub mod deploy;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

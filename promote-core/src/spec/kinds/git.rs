@@ -62,9 +62,10 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
                 .map(str::to_owned)
                 .ok_or_else(|| spec.error_at("repository", "the resolved path is not UTF-8"))?;
         }
-        let mut builder = GitDeployer::builder(repository, settings.branch, spec.resolve_path("cache_dir", &settings.cache_dir)?)
-            .path(settings.path)
-            .allow_plaintext_secrets(settings.allow_plaintext_secrets);
+        let mut builder =
+            GitDeployer::builder(repository, settings.branch, spec.resolve_path("cache_dir", &settings.cache_dir)?)
+                .path(settings.path)
+                .allow_plaintext_secrets(settings.allow_plaintext_secrets);
         for (name, value) in settings.env {
             builder = builder.env(name, value);
         }

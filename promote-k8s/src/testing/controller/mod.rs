@@ -122,10 +122,14 @@ pub(super) fn create(store: &mut Store, rt: &ResourceType, object: Value, manage
 }
 
 /// The hash the Deployment and DaemonSet controllers label pods with: FNV-1a of the template, in the
-/// API server's safe alphabet.
+/// API server's safe alphabet. The template is hashed with its keys sorted: with serde_json's
+/// `preserve_order` (which another crate of a build may turn on) a map keeps its insertion order, and the
+/// same template written in another order (a merge patch, a rollback) must get the same hash.
 pub(super) fn template_hash(template: &Value) -> String {
+    let mut bytes = Vec::new();
+    write_sorted(&mut bytes, template);
     let mut h: u32 = 0x811c_9dc5;
-    for byte in serde_json::to_vec(template).unwrap_or_default() {
+    for byte in bytes {
         h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
     }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -142,10 +146,63 @@ pub(super) fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+/// `value` as JSON with every object's keys in sorted order, whatever order the map keeps them in.
+fn write_sorted(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(key).unwrap_or_default());
+                out.push(b':');
+                write_sorted(out, item);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_sorted(out, item);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+    }
+}
+
 pub(super) fn parse_time(object: &Value, pointer: &str) -> Option<DateTime<Utc>> {
     object
         .pointer(pointer)
         .and_then(Value::as_str)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_hashes_the_same_whatever_order_its_keys_were_written_in() {
+        // Built key by key so that, with serde_json's `preserve_order`, the two maps keep different orders.
+        let mut image_first = serde_json::Map::new();
+        image_first.insert("image".into(), json!("registry.local/slow:1"));
+        image_first.insert("name".into(), json!("app"));
+        let mut name_first = serde_json::Map::new();
+        name_first.insert("name".into(), json!("app"));
+        name_first.insert("image".into(), json!("registry.local/slow:1"));
+        let template = |container: serde_json::Map<String, Value>| json!({"spec": {"containers": [container]}});
+        assert_eq!(template_hash(&template(image_first)), template_hash(&template(name_first)));
+        assert_ne!(
+            template_hash(&json!({"spec": {"containers": [{"name": "app", "image": "a:1"}]}})),
+            template_hash(&json!({"spec": {"containers": [{"name": "app", "image": "a:2"}]}}))
+        );
+    }
 }

@@ -37,6 +37,22 @@ pub(super) fn list(shared: &Arc<Shared>, req: &ApiRequest, path: &ResourcePath) 
     if table::wants_table(req.accept()) {
         return Ok(json_body(&table::table(&path.rt, &items, rv, shared.now(), req.accept())));
     }
+    // The real server writes built-in objects in a list without their type (`apiVersion`, `kind`); objects of
+    // custom resources keep theirs.
+    let items: Vec<Value> = if path.rt.crd.is_some() {
+        items
+    } else {
+        items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(map) = item.as_object_mut() {
+                    map.remove("apiVersion");
+                    map.remove("kind");
+                }
+                item
+            })
+            .collect()
+    };
     Ok(json_body(&json!({
         "kind": path.rt.list_kind(),
         "apiVersion": path.rt.api_version(),

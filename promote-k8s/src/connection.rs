@@ -1,0 +1,90 @@
+//! Where the deployer's `kube::Client` comes from: `Config::infer()` (kubeconfig or in-cluster), a kubeconfig
+//! file and context, or a client the caller built (the in-process fake API server, a custom transport).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use promote_core::error::{Error, ErrorClass};
+
+use crate::error::backend;
+
+/// How to reach the cluster.
+#[derive(Clone, Default)]
+pub(crate) enum Connection {
+    /// `Config::infer()`: `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account, with
+    /// `context` instead of the current context when given.
+    #[default]
+    Infer,
+    /// A kubeconfig file, or the default one, with a context override.
+    Kubeconfig {
+        /// The file (`None`: `$KUBECONFIG` or `~/.kube/config`).
+        path: Option<PathBuf>,
+        /// The context (`None`: the file's current context).
+        context: Option<String>,
+    },
+    /// A client built by the caller.
+    Client(Client),
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Infer => f.write_str("Infer"),
+            Connection::Kubeconfig { path, context } => {
+                f.debug_struct("Kubeconfig").field("path", path).field("context", context).finish()
+            }
+            Connection::Client(_) => f.write_str("Client"),
+        }
+    }
+}
+
+impl Connection {
+    /// The connection for optional kubeconfig `path` and `context` settings.
+    pub(crate) fn from_settings(path: Option<PathBuf>, context: Option<String>) -> Self {
+        if path.is_none() && context.is_none() { Connection::Infer } else { Connection::Kubeconfig { path, context } }
+    }
+
+    /// A client. Reads configuration files; sends no request.
+    pub(crate) async fn connect(self) -> Result<Client, Error> {
+        let config = match self {
+            Connection::Client(client) => return Ok(client),
+            Connection::Infer => Config::infer().await.map_err(|e| {
+                backend(
+                    "no cluster configuration found: neither a kubeconfig ($KUBECONFIG, ~/.kube/config) nor an \
+                     in-cluster service account"
+                        .into(),
+                    ErrorClass::Persistent,
+                    e,
+                )
+            })?,
+            Connection::Kubeconfig { path, context } => {
+                let options = KubeConfigOptions { context: context.clone(), ..KubeConfigOptions::default() };
+                let shown =
+                    path.as_ref().map_or_else(|| "the default kubeconfig".to_owned(), |p| p.display().to_string());
+                let loaded = match &path {
+                    Some(path) => match Kubeconfig::read_from(path) {
+                        Ok(kubeconfig) => Config::from_custom_kubeconfig(kubeconfig, &options).await,
+                        Err(error) => Err(error),
+                    },
+                    None => Config::from_kubeconfig(&options).await,
+                };
+                loaded.map_err(|error| match error {
+                    // The parser's message may quote the file, credentials included: name the file only.
+                    kube::config::KubeconfigError::Parse(_) => crate::error::persistent(format!(
+                        "{shown} is not a valid kubeconfig (YAML that does not parse)"
+                    )),
+                    error => {
+                        let what = match &context {
+                            Some(context) => format!("cannot use context {context:?} of {shown}"),
+                            None => format!("cannot use {shown}"),
+                        };
+                        backend(what, ErrorClass::Persistent, error)
+                    }
+                })?
+            }
+        };
+        Client::try_from(config).map_err(|e| crate::error::from_kube(e, "create the Kubernetes client"))
+    }
+}
