@@ -416,3 +416,24 @@ async fn handles_appending_at_once_leave_a_checkpoint_the_next_open_agrees_with(
         assert_eq!(*handle.summary().await.unwrap().unwrap(), fold(&all), "each handle sees the other's entries");
     }
 }
+
+/// Found by the `ledger` fuzz target (`fuzz/artifacts/ledger/`): the checkpoint stored promotion times as
+/// nanoseconds since the epoch, which end in 2262, so a ledger holding a later (or pre-1677) promotion could
+/// never be checkpointed again.
+#[tokio::test]
+async fn promotions_dated_past_2262_checkpoint_and_read_back() {
+    use chrono::Datelike as _;
+    let (entries, _) = eventful_history().await;
+    let shifted: Vec<LedgerEntry> =
+        entries.into_iter().map(|e| LedgerEntry { at: e.at + chrono::TimeDelta::days(400 * 365), ..e }).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpointed_ledger(dir.path(), &shifted).await;
+    let checkpoint = std::fs::read_to_string(checkpoint_of(&path)).unwrap();
+    assert!(checkpoint.contains("\"started_at\":\"24"), "times past 2262 are stored as text: {checkpoint}");
+
+    let reopened = FileLedger::open(&path).await.unwrap();
+    let summary = reopened.summary().await.unwrap().expect("the file ledger keeps a summary");
+    assert_eq!(*summary, fold(&reopened.read_since(0).await.unwrap()));
+    assert!(!summary.promotions().is_empty());
+    assert!(summary.promotions().iter().all(|p| p.started_at.year() > 2262));
+}

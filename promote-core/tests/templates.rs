@@ -235,3 +235,32 @@ async fn the_same_inputs_render_byte_identical_bundles() {
     assert_ne!(other.hash(), first.hash());
     assert_eq!(other.masked_text(), first.masked_text());
 }
+
+/// Found with the `templates` fuzz target's harness (`fuzz/artifacts/templates/timeout-nested-each`): nested
+/// `{{#each}}` blocks with empty bodies write nothing, so the output cap never stopped them, and eight keys
+/// nested eight deep ran for minutes.
+#[tokio::test]
+async fn nested_each_blocks_stop_at_the_iteration_budget() {
+    let keys: Vec<(String, String)> = (0..8).map(|i| (format!("K{i}"), "v".to_owned())).collect();
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let template = format!("{}{}", "{{#each @root.config}}".repeat(8), "{{/each}}".repeat(8));
+    let (location, message) = template_error(render(&template, &config(&keys, &[])).await);
+    assert_eq!(location.file, std::path::Path::new("manifests/app.yaml"));
+    assert!(message.contains("iterate more than 131072 times (the render budget)"), "{message}");
+}
+
+#[tokio::test]
+async fn each_iterations_count_against_the_budget_one_by_one() {
+    let template = "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: c }\ndata:\n{{#each config}}  {{@key}}: {{quote this}}\n{{/each}}";
+    let values = config(&[("A", "1"), ("B", "2"), ("C", "3")], &[]);
+    let build = build().await;
+    let with = |iterations| {
+        Templates::from_sources([("app.yaml", template)])
+            .unwrap()
+            .with_budget(promote_core::RenderBudget::default().with_max_iterations(iterations))
+    };
+    let bundle = with(3).render("prd", &build, &BTreeMap::new(), &values).unwrap();
+    assert!(bundle.manifests()[0].masked().contains("C: \"3\""));
+    let (_, message) = template_error(with(2).render("prd", &build, &BTreeMap::new(), &values));
+    assert!(message.contains("iterate more than 2 times"), "{message}");
+}

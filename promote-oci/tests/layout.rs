@@ -126,3 +126,31 @@ async fn writes_never_go_through_a_planted_symlink() {
     let blob = layout_dir.join("blobs").join(digest.algorithm()).join(digest.hex());
     assert_eq!(std::fs::metadata(blob).unwrap().mode() & 0o777, 0o600, "created owner-only, as skopeo does");
 }
+
+/// Found by the `oci_layout` fuzz target (`promote-core/fuzz/artifacts/oci_layout/`): a layer whose manifest
+/// gives the wrong size, but whose bytes match its digest, failed as a digest mismatch between two equal
+/// digests, which counts as retryable, so a store promotion retried it for some forty seconds.
+#[tokio::test]
+async fn a_blob_whose_manifest_gives_the_wrong_size_fails_at_once_naming_the_sizes() {
+    let root = tempfile::tempdir().unwrap();
+    let store = OciLayoutStore::new(root.path());
+    let source = OciLayout::create(store.repository_path("app")).await.unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"eleven byte";
+    let manifest = promote_oci::image_manifest(config, &[layer], &Default::default());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    manifest["layers"][0]["size"] = 3.into();
+    let manifest = manifest.to_string();
+    source.write_blob(config).await.unwrap();
+    source.write_blob(layer).await.unwrap();
+    source.write_manifest(Some("v1"), manifest.as_bytes(), promote_core::manifest::OCI_MANIFEST).await.unwrap();
+    let artifact = store.resolve(&store.reference("app", "v1").unwrap()).await.unwrap();
+
+    let error = store.promote(&artifact.reference, &store.reference("prd", "v1").unwrap()).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error:?}");
+    assert!(
+        matches!(error.root(), promote_core::Error::InvalidInput { reason, .. } if reason.contains("says 3 bytes, but the blob has 11")),
+        "{error:?}"
+    );
+    assert!(!store.exists(&store.reference("prd", "v1").unwrap()).await.unwrap_or(false));
+}

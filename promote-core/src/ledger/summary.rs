@@ -325,19 +325,88 @@ struct OwnedParts {
 }
 
 /// How a promotion is stored: its times as nanoseconds since the epoch, which read back several times faster
-/// than RFC 3339 text (a checkpoint of a large ledger holds thousands of them).
+/// than RFC 3339 text (a checkpoint of a large ledger holds thousands of them); see [`stored_time`].
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoredPromotion {
     id: PromotionId,
     build: BuildId,
     stage: String,
-    #[serde(with = "chrono::serde::ts_nanoseconds")]
+    #[serde(with = "stored_time")]
     started_at: DateTime<Utc>,
-    #[serde(default, with = "chrono::serde::ts_nanoseconds_option", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "stored_time::option", skip_serializing_if = "Option::is_none")]
     finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     outcome: Option<FinalState>,
+}
+
+/// A promotion's time in a checkpoint: nanoseconds since the epoch where they fit in an `i64` (1677 to 2262),
+/// RFC 3339 text otherwise. An entry may carry any time chrono represents; found by the `ledger` fuzz target
+/// (`fuzz/artifacts/ledger/`): a ledger holding a promotion dated after 2262 or before 1677 could not be
+/// checkpointed at all.
+mod stored_time {
+    use std::fmt;
+
+    use chrono::{DateTime, Utc};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        match time.timestamp_nanos_opt() {
+            Some(nanos) => serializer.serialize_i64(nanos),
+            None => serializer.collect_str(&time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        deserializer.deserialize_any(TimeVisitor)
+    }
+
+    struct TimeVisitor;
+
+    impl Visitor<'_> for TimeVisitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("nanoseconds since the epoch, or an RFC 3339 time")
+        }
+
+        fn visit_i64<E: de::Error>(self, nanos: i64) -> Result<Self::Value, E> {
+            Ok(DateTime::from_timestamp_nanos(nanos))
+        }
+
+        fn visit_u64<E: de::Error>(self, nanos: u64) -> Result<Self::Value, E> {
+            let nanos = i64::try_from(nanos).map_err(|_| E::custom("nanoseconds since the epoch out of range"))?;
+            self.visit_i64(nanos)
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            DateTime::parse_from_rfc3339(text).map(|time| time.to_utc()).map_err(E::custom)
+        }
+    }
+
+    pub(super) mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            time: &Option<DateTime<Utc>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match time {
+                Some(time) => super::serialize(time, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct Stored(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<Stored>::deserialize(deserializer)?.map(|Stored(time)| time))
+        }
+    }
 }
 
 impl From<&PromotionSummary> for StoredPromotion {

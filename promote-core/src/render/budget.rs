@@ -6,10 +6,15 @@
 //! - Blocks nest at most [`RenderBudget::max_nesting`] deep.
 //! - `indent` takes at most [`MAX_INDENT`] spaces.
 //! - One template renders at most [`RenderBudget::max_output_bytes`] bytes; rendering stops there.
+//! - One template's `{{#each}}` blocks run their bodies at most [`RenderBudget::max_iterations`] times in
+//!   all: nested loops multiply, and a body that writes nothing is not stopped by the output cap.
 
+use std::cell::Cell;
 use std::io;
+use std::sync::LazyLock;
 
-use handlebars::template::{Template, TemplateElement};
+use handlebars::template::{Template, TemplateElement, TemplateMapping};
+use handlebars::{Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason};
 
 /// The widest `indent` a template may ask for.
 pub const MAX_INDENT: usize = 1024;
@@ -21,11 +26,13 @@ pub struct RenderBudget {
     pub max_output_bytes: usize,
     /// How deep blocks (`{{#each}}`, `{{#if}}`…) may nest (default 16).
     pub max_nesting: usize,
+    /// How many times, in all, one template's `{{#each}}` blocks may run their bodies (default 2^17 = 131072).
+    pub max_iterations: usize,
 }
 
 impl Default for RenderBudget {
     fn default() -> Self {
-        RenderBudget { max_output_bytes: 16 << 20, max_nesting: 16 }
+        RenderBudget { max_output_bytes: 16 << 20, max_nesting: 16, max_iterations: 1 << 17 }
     }
 }
 
@@ -39,6 +46,12 @@ impl RenderBudget {
     /// Sets how deep blocks may nest.
     pub fn with_max_nesting(mut self, depth: usize) -> Self {
         self.max_nesting = depth;
+        self
+    }
+
+    /// Sets how many times, in all, one template's `{{#each}}` blocks may run their bodies.
+    pub fn with_max_iterations(mut self, iterations: usize) -> Self {
+        self.max_iterations = iterations;
         self
     }
 }
@@ -113,5 +126,71 @@ impl io::Write for BoundedOutput {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The helper that counts `{{#each}}` iterations; [`count_iterations`] puts a call to it at the start of every
+/// `{{#each}}` body. Not a name a template author would pick, and harmless if one does.
+pub(super) const ITERATION_HELPER: &str = "promote_budget_iteration";
+
+/// The error the iteration helper raises when the budget is spent; the renderer maps it to a template error.
+pub(super) const ITERATIONS_SPENT: &str = "the template iterates more than its budget allows";
+
+thread_local! {
+    /// Iterations left for the render running on this thread. A render is synchronous and one at a time per
+    /// thread, and helpers see no per-render state of ours: a thread-local carries the count.
+    static ITERATIONS_LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Starts the iteration count for one template's render on this thread.
+pub(super) fn start_iterations(budget: usize) {
+    ITERATIONS_LEFT.with(|left| left.set(budget));
+}
+
+/// Counts one `{{#each}}` iteration, and fails the render once the budget is spent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IterationCounter;
+
+impl HelperDef for IterationCounter {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        _: &mut dyn Output,
+    ) -> HelperResult {
+        ITERATIONS_LEFT.with(|left| match left.get().checked_sub(1) {
+            Some(rest) => {
+                left.set(rest);
+                Ok(())
+            }
+            None => Err(RenderErrorReason::Other(ITERATIONS_SPENT.into()).into()),
+        })
+    }
+}
+
+/// Puts a call to the iteration helper at the start of every `{{#each}}` body in `template`, so that each
+/// iteration counts against the budget whatever the body does.
+pub(super) fn count_iterations(template: &mut Template) {
+    static CALL: LazyLock<(TemplateElement, TemplateMapping)> = LazyLock::new(|| {
+        let mut call = Template::compile(&format!("{{{{{ITERATION_HELPER}}}}}")).expect("the helper call compiles");
+        (call.elements.remove(0), call.mapping.remove(0))
+    });
+    for element in &mut template.elements {
+        let TemplateElement::HelperBlock(block) = element else { continue };
+        let is_each = block.name.as_name() == Some("each");
+        if let Some(body) = &mut block.template {
+            count_iterations(body);
+            if is_each {
+                // Errors name positions by element index: the call takes the position of what it precedes.
+                let position = body.mapping.first().cloned().unwrap_or_else(|| CALL.1.clone());
+                body.elements.insert(0, CALL.0.clone());
+                body.mapping.insert(0, position);
+            }
+        }
+        if let Some(inverse) = &mut block.inverse {
+            count_iterations(inverse);
+        }
     }
 }

@@ -17,7 +17,8 @@
 //! which document and that a secret value broke it, nothing more.
 //!
 //! Rendering is bounded ([`RenderBudget`]): no partials or decorators, limited block nesting, `indent` at
-//! most [`MAX_INDENT`] wide, and a cap on each template's output.
+//! most [`MAX_INDENT`] wide, a cap on each template's output, and a cap on the iterations of its
+//! `{{#each}}` blocks.
 
 mod budget;
 mod documents;
@@ -75,6 +76,7 @@ impl Templates {
         for (name, function) in Function::ALL {
             registry.register_helper(name, Box::new(function));
         }
+        registry.register_helper(budget::ITERATION_HELPER, Box::new(budget::IterationCounter));
         let mut names = Vec::new();
         for (name, text) in sources {
             let name = name.into();
@@ -86,10 +88,11 @@ impl Templates {
             if let Some(problem) = opaque::check_free_of_markers(text) {
                 return Err(at(None, None, format!("the template {problem}")));
             }
-            let template = handlebars::Template::compile(text)
+            let mut template = handlebars::Template::compile(text)
                 .map_err(|error| at(error.pos().map(|p| p.0), error.pos().map(|p| p.1), error.reason().to_string()))?;
             budget::check_template(&template, &budget)
                 .map_err(|refusal| at(refusal.line, refusal.column, refusal.message))?;
+            budget::count_iterations(&mut template);
             registry.register_template(&name, template);
             names.push(name);
         }
@@ -198,6 +201,7 @@ impl Templates {
 
     fn render_one(&self, name: &str, stage: &str, data: &Context) -> Result<String> {
         let mut output = budget::BoundedOutput::new(self.budget.max_output_bytes);
+        budget::start_iterations(self.budget.max_iterations);
         // `…_with_context`: `render` would deep-copy the whole context on every call.
         let rendered = self.registry.render_with_context_to_write(name, data, &mut output);
         if let Err(error) = rendered {
@@ -206,6 +210,10 @@ impl Templates {
                 RenderErrorReason::IOError(io) if io.to_string() == budget::OUTPUT_FULL => format!(
                     "the template renders to more than {} bytes (the render budget)",
                     self.budget.max_output_bytes
+                ),
+                RenderErrorReason::Other(text) if text == budget::ITERATIONS_SPENT => format!(
+                    "the template's {{{{#each}}}} blocks iterate more than {} times (the render budget)",
+                    self.budget.max_iterations
                 ),
                 other => opaque::mask_for_message(&other.to_string()),
             };

@@ -335,11 +335,17 @@ impl OciLayout {
             writer.flush().await.map_err(io_error(&temp))?;
             writer.get_ref().sync_all().await.map_err(io_error(&temp))?;
             let actual = hasher.finish();
-            if written != descriptor.size || actual != descriptor.digest {
-                return Err(Error::digest_mismatch(
-                    format!("oci:{}@{}", self.path.display(), descriptor.digest),
-                    descriptor.digest.clone(),
-                    actual,
+            let name = || format!("oci:{}@{}", self.path.display(), descriptor.digest);
+            if actual != descriptor.digest {
+                return Err(Error::digest_mismatch(name(), descriptor.digest.clone(), actual));
+            }
+            if written != descriptor.size {
+                // The bytes are the ones the digest names: the manifest's size is wrong, and no retry changes
+                // that (a registry source refuses the same blob as persistent).
+                return Err(Error::invalid(
+                    "blob",
+                    name(),
+                    format!("the manifest says {} bytes, but the blob has {written}", descriptor.size),
                 ));
             }
             tokio::fs::rename(&temp, &target).await.map_err(io_error(&target))
