@@ -3,8 +3,8 @@
 #
 # 1. Installs what the tests need and is missing: docker-registry, skopeo, htpasswd and openssl (apt), and
 #    moto_server (pip). The tests start their own registries and moto servers on loopback ports.
-# 2. Runs: cargo fmt --check, clippy -D warnings on all targets, rustdoc with warnings denied, every test,
-#    and the quickstart.
+# 2. Runs: cargo fmt --check, clippy -D warnings on all targets (all features, then the feature sets users
+#    compile), rustdoc with warnings denied, every test, and the quickstart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,10 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+# What users compile: each crate with its default features, and promote-core without the http gate (no TLS).
+echo "==> cargo clippy, per feature set"
+cargo clippy -p promote-core --no-default-features --quiet -- -D warnings
+cargo clippy -p promote-core -p promote-oci -p promote-aws -p promote-k8s --all-targets --quiet -- -D warnings
 echo "==> cargo doc"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features --quiet
 echo "==> quickstart (twice, in a scratch state directory)"
@@ -40,3 +44,5 @@ PROMOTE_QUICKSTART_DIR="$scratch/qs" cargo run --quiet --example quickstart >/de
 PROMOTE_QUICKSTART_DIR="$scratch/qs" cargo run --quiet --example quickstart >/dev/null
 echo "==> cargo test"
 cargo test --workspace --all-features
+echo "==> cargo test, promote-aws without oci-copy"
+cargo test -p promote-aws --quiet

@@ -331,7 +331,7 @@ async fn secret_values_never_reach_engine_events_the_ledger_or_a_plan() {
     pipeline.promote(&build.id, "prd", "ci").await.unwrap();
 
     let deployed = deployer.current("prd").await.unwrap().unwrap();
-    assert!(deployed.manifests()[0].expose_content().contains("engine-canary-7"), "the deploy gets the value");
+    assert!(deployed.objects()[0].expose_content().contains("engine-canary-7"), "the deploy gets the value");
     let mut shown = format!("{plan:?}\n{}\n{}", serde_json::to_string(&plan).unwrap(), plan.diff);
     while let Ok(event) = events.try_recv() {
         shown.push_str(&format!("{event:?}\n{}\n", serde_json::to_string(&event).unwrap()));

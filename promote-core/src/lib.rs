@@ -44,10 +44,10 @@ pub use engine::{
 };
 pub use engine::{ReconcileOutcome, ReconcileReport, StageReconcile};
 pub use error::{ApprovalRefusal, Error, ErrorClass, ErrorContext, Location, Resource, Result};
+#[cfg(feature = "http-gate")]
+pub use gate::HttpGate;
 pub use gate::{ApprovalGate, ApprovalPolicy, Gate, Identity};
-pub use gate::{
-    CommandGate, Comparison, Composite, Freeze, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
-};
+pub use gate::{CommandGate, Comparison, Composite, Freeze, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate};
 pub use integrity::IntegrityKey;
 pub use ledger::{
     FileLedger, FileLedgerOptions, FinalState, GateEvidence, Ledger, LedgerExt, MemoryLedger, PromotionRecord,

@@ -136,6 +136,7 @@ async fn built_in_gates_pass() {
 
 /// Gates that act run the clauses for acting gates, by their capabilities: a command and an HTTP check
 /// against a loopback server.
+#[cfg(feature = "http-gate")]
 #[tokio::test]
 async fn acting_gates_pass() {
     use promote_core::Gate;

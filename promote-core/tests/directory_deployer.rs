@@ -5,21 +5,29 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promote_core::deploy::{ApplyMode, ChangeAction, INDEX_FILE, Manifest};
+use promote_core::deploy::{ApplyMode, ChangeAction, INDEX_FILE, RenderedObject};
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::{
     Build, BuildRequest, Bundle, Deployer, DirectoryDeployer, Error, MemoryArtifactStore, MemoryConfigSource,
     MemoryLedger, Pipeline, SpecRegistry, Stage, Templates, conformance,
 };
 
-fn object(kind: &str, name: &str, namespace: Option<&str>, body: &str, secret: Option<&str>) -> Manifest {
+fn object(kind: &str, name: &str, namespace: Option<&str>, body: &str, secret: Option<&str>) -> RenderedObject {
     let ns = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
     let content = format!("apiVersion: v1\nkind: {kind}\nmetadata:\n  name: {name}\n{ns}{body}");
     let masked = match secret {
         Some(value) => content.replace(value, "[redacted]"),
         None => content.clone(),
     };
-    Manifest::new("v1".into(), kind.into(), name.into(), namespace.map(Into::into), "app.yaml".into(), content, masked)
+    RenderedObject::new(
+        "v1".into(),
+        kind.into(),
+        name.into(),
+        namespace.map(Into::into),
+        "app.yaml".into(),
+        content,
+        masked,
+    )
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -73,7 +81,7 @@ async fn writes_one_file_per_object_and_prunes_only_its_own_files() {
     );
     assert_eq!(
         std::fs::read_to_string(dev.join("shop/configmap-web.yaml")).unwrap(),
-        first.manifests()[1].expose_content(),
+        first.objects()[1].expose_content(),
         "a file holds the rendered document exactly"
     );
     // A file someone else keeps there (a kustomization for the GitOps tool) is not the deployer's.
@@ -188,7 +196,7 @@ async fn a_file_changed_outside_promote_is_shown_as_changed_never_as_content() {
     assert_eq!(changes[0].action, ChangeAction::Update);
     std::fs::remove_file(&file).unwrap();
     assert_eq!(deployer.apply(&bundle, ApplyMode::Apply).await.unwrap()[0].action, ChangeAction::Create);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), bundle.manifests()[0].expose_content());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), bundle.objects()[0].expose_content());
 }
 
 #[tokio::test]

@@ -589,7 +589,7 @@ impl Harness {
     async fn deployer_current(&self, stage: &str) -> String {
         use promote_core::Deployer;
         let bundle = self.deployer.current(stage).await.unwrap().expect("something deployed");
-        bundle.manifests().iter().map(|m| m.expose_content().to_owned()).collect()
+        bundle.objects().iter().map(|m| m.expose_content().to_owned()).collect()
     }
 
     async fn deployed_hash(&self, stage: &str) -> String {

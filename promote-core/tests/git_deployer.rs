@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use git_support::{GitWorld, available, free_port};
-use promote_core::deploy::{ApplyMode, ChangeAction, DeployContext, GitDeployer, INDEX_FILE, Manifest};
+use promote_core::deploy::{ApplyMode, ChangeAction, DeployContext, GitDeployer, INDEX_FILE, RenderedObject};
 use promote_core::gate::{GateCapabilities, GateContext, GateReport};
 use promote_core::ledger::{FinalState, PromotionId, Step, StepDetail, StepOutcome, Verdict};
 use promote_core::manifest::OCI_MANIFEST;
@@ -43,14 +43,22 @@ spec:
           image: {{artifacts.web.image}}
 ";
 
-fn object(kind: &str, name: &str, namespace: Option<&str>, body: &str, secret: Option<&str>) -> Manifest {
+fn object(kind: &str, name: &str, namespace: Option<&str>, body: &str, secret: Option<&str>) -> RenderedObject {
     let ns = namespace.map_or(String::new(), |ns| format!("  namespace: {ns}\n"));
     let content = format!("apiVersion: v1\nkind: {kind}\nmetadata:\n  name: {name}\n{ns}{body}");
     let masked = match secret {
         Some(value) => content.replace(value, "[redacted]"),
         None => content.clone(),
     };
-    Manifest::new("v1".into(), kind.into(), name.into(), namespace.map(Into::into), "app.yaml".into(), content, masked)
+    RenderedObject::new(
+        "v1".into(),
+        kind.into(),
+        name.into(),
+        namespace.map(Into::into),
+        "app.yaml".into(),
+        content,
+        masked,
+    )
 }
 
 async fn push_and_register(pipeline: &Pipeline, store: &MemoryArtifactStore, commit: &str) -> Build {
@@ -226,7 +234,7 @@ async fn a_re_run_of_a_promotion_whose_commit_is_on_the_branch_pushes_nothing() 
     deployer.apply(&other, ApplyMode::Apply).await.unwrap();
     let rendered = deployer.current("dev").await.unwrap().unwrap();
     let context = DeployContext::new(record.id.clone(), &build, "ci");
-    let again = Bundle::new("dev", rendered.manifests().to_vec()).with_context(context);
+    let again = Bundle::new("dev", rendered.objects().to_vec()).with_context(context);
     assert_eq!(again.hash(), record.bundle_hash.as_deref().unwrap());
     let changes = deployer.apply(&again, ApplyMode::Apply).await.unwrap();
     assert!(changes.iter().all(|c| c.action == ChangeAction::Unchanged), "{changes:?}");
@@ -237,7 +245,7 @@ async fn a_re_run_of_a_promotion_whose_commit_is_on_the_branch_pushes_nothing() 
     // The same objects promoted by another promotion are another commit: each promotion is evidence.
     let next = PromotionId::new("dev", &build.id, 2);
     let another =
-        Bundle::new("dev", rendered.manifests().to_vec()).with_context(DeployContext::new(next.clone(), &build, "ci"));
+        Bundle::new("dev", rendered.objects().to_vec()).with_context(DeployContext::new(next.clone(), &build, "ci"));
     let changes = deployer.apply(&another, ApplyMode::Apply).await.unwrap();
     assert!(changes.iter().all(|c| c.action == ChangeAction::Unchanged), "{changes:?}");
     let log = world.log(&bare, "main");

@@ -105,7 +105,7 @@ async fn a_missing_variable_names_the_template_line_and_the_key() {
 async fn artifacts_are_pinned_by_digest_and_carry_commit_and_version() {
     let bundle =
         render(DEPLOYMENT, &config(&[("REPLICAS", "3"), ("DB_URL", "postgres://db:5432/shop")], &[])).await.unwrap();
-    let text = bundle.manifests()[0].expose_content();
+    let text = bundle.objects()[0].expose_content();
     let build = build().await;
     let digest = &build.artifacts["web"].digest;
     assert!(text.contains(&format!("image: memory.local/shop/web@{digest}\n")), "{text}");
@@ -115,7 +115,7 @@ async fn artifacts_are_pinned_by_digest_and_carry_commit_and_version() {
     let fields = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: build\ndata:\n  digest: {{artifacts.web.digest}}\n  commit: {{artifacts.web.commit}}\n  version: {{quote artifacts.web.version}}\n  repository: {{artifacts.web.repository}}\n";
     let bundle = render(fields, &ConfigSet::new()).await.unwrap();
     assert_eq!(
-        bundle.manifests()[0].expose_content(),
+        bundle.objects()[0].expose_content(),
         format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: build\ndata:\n  digest: {digest}\n  commit: {COMMIT}\n  version: \"1.4.0\"\n  repository: memory.local/shop/web\n"
         )
@@ -141,7 +141,7 @@ async fn helpers_default_required_b64enc_quote_tojson_indent() {
     let set =
         config(&[("REGION", "eu-west-1"), ("REPLICAS", ""), ("SCRIPT", "set -e\necho hi")], &[("TOKEN", "t0ken")]);
     let bundle = render(HELPERS, &set).await.unwrap();
-    let manifest = &bundle.manifests()[0];
+    let manifest = &bundle.objects()[0];
     let text = manifest.expose_content();
     assert!(text.contains("  level: info\n"), "default fills a missing key: {text}");
     assert!(text.contains("  replicas: \"1\"\n"), "default fills an empty value, and composes: {text}");
@@ -158,7 +158,7 @@ async fn helpers_default_required_b64enc_quote_tojson_indent() {
     // A default given for a key that is set changes nothing.
     let set =
         config(&[("REGION", "eu"), ("LOG_LEVEL", "debug"), ("REPLICAS", "5"), ("SCRIPT", "x")], &[("TOKEN", "t")]);
-    let text = render(HELPERS, &set).await.unwrap().manifests()[0].expose_content().to_owned();
+    let text = render(HELPERS, &set).await.unwrap().objects()[0].expose_content().to_owned();
     assert!(text.contains("  level: debug\n") && text.contains("  replicas: \"5\"\n"), "{text}");
 }
 
@@ -178,14 +178,14 @@ async fn required_names_the_key_the_stage_the_message_and_the_line() {
 async fn quote_escapes_so_the_yaml_stays_valid() {
     let template = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  motd: {{quote config.MOTD}}\n";
     let bundle = render(template, &config(&[("MOTD", "say \"hi\": # not a comment\nbye")], &[])).await.unwrap();
-    assert!(bundle.manifests()[0].expose_content().contains(r#"motd: "say \"hi\": # not a comment\nbye""#));
+    assert!(bundle.objects()[0].expose_content().contains(r#"motd: "say \"hi\": # not a comment\nbye""#));
 }
 
 #[tokio::test]
 async fn output_is_validated_as_multi_document_yaml() {
     let two = "# leading comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: shop\n---\n# only a comment\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\n";
     let bundle = render(two, &ConfigSet::new()).await.unwrap();
-    let keys: Vec<String> = bundle.manifests().iter().map(|m| m.object_key()).collect();
+    let keys: Vec<String> = bundle.objects().iter().map(|m| m.object_key()).collect();
     assert_eq!(keys, ["ConfigMap/shop/a", "Service/b"]);
 
     for (broken, expected) in [
@@ -226,7 +226,7 @@ async fn the_same_inputs_render_byte_identical_bundles() {
     for _ in 0..3 {
         let again = render(HELPERS, &set).await.unwrap();
         assert_eq!(again.hash(), first.hash());
-        assert_eq!(again.manifests()[0].expose_content(), first.manifests()[0].expose_content());
+        assert_eq!(again.objects()[0].expose_content(), first.objects()[0].expose_content());
         assert_eq!(again.masked_text(), first.masked_text());
     }
     // A changed secret changes the hash, though the masked text stays the same.
@@ -260,7 +260,7 @@ async fn each_iterations_count_against_the_budget_one_by_one() {
             .with_budget(promote_core::RenderBudget::default().with_max_iterations(iterations))
     };
     let bundle = with(3).render("prd", &build, &BTreeMap::new(), &values).unwrap();
-    assert!(bundle.manifests()[0].masked().contains("C: \"3\""));
+    assert!(bundle.objects()[0].masked().contains("C: \"3\""));
     let (_, message) = template_error(with(2).render("prd", &build, &BTreeMap::new(), &values));
     assert!(message.contains("iterate more than 2 times"), "{message}");
 }

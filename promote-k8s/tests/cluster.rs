@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
-use promote_core::deploy::{ApplyMode, Bundle, ChangeAction, Deployer, Manifest};
+use promote_core::deploy::{ApplyMode, Bundle, ChangeAction, Deployer, RenderedObject};
 use promote_core::error::Error;
 use promote_core::progress::Progress;
 use promote_k8s::KubernetesDeployer;
@@ -54,18 +54,18 @@ where
     }
 }
 
-fn manifest(text: &str, kind: &str, api_version: &str, name: &str) -> Manifest {
-    Manifest::new(api_version.into(), kind.into(), name.into(), None, "it.yaml".into(), text.into(), text.into())
+fn manifest(text: &str, kind: &str, api_version: &str, name: &str) -> RenderedObject {
+    RenderedObject::new(api_version.into(), kind.into(), name.into(), None, "it.yaml".into(), text.into(), text.into())
 }
 
-fn web(image: &str) -> Manifest {
+fn web(image: &str) -> RenderedObject {
     let text = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  progressDeadlineSeconds: 120\n  selector: {{ matchLabels: {{ app: web }} }}\n  template:\n    metadata: {{ labels: {{ app: web }} }}\n    spec:\n      containers:\n        - name: web\n          image: {image}\n"
     );
     manifest(&text, "Deployment", "apps/v1", "web")
 }
 
-fn settings(level: &str) -> Manifest {
+fn settings(level: &str) -> RenderedObject {
     let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: {level}\n");
     manifest(&text, "ConfigMap", "v1", "settings")
 }

@@ -140,7 +140,7 @@ async fn a_secret_reaches_only_its_own_secret() {
     outputs.push(("dev status".into(), format!("{:?}", deployer.status("dev").await.unwrap())));
     let current = deployer.current("dev").await.unwrap().unwrap();
     outputs.push(("dev current".into(), format!("{current:?} {}", current.masked_text())));
-    for manifest in current.manifests() {
+    for manifest in current.objects() {
         outputs.push(("dev current content".into(), manifest.expose_content().to_owned()));
     }
 

@@ -4,14 +4,14 @@ use std::future::Future;
 
 /// The character every secret value a target plants starts with, and that the targets remove from every text
 /// that is not secret (templates, keys, plain values): wherever it shows up, part of a secret leaked.
-pub const SECRET_MARK: char = '\u{1F512}';
+pub(crate) const SECRET_MARK: char = '\u{1F512}';
 
 /// The start of every secret value a target plants.
-pub const CANARY: &str = "\u{1F512}Cnry9Q7z";
+pub(crate) const CANARY: &str = "\u{1F512}Cnry9Q7z";
 
 /// Runs `future` to completion on this thread's current-thread runtime (built once per thread: a fresh
 /// runtime per input would cost more than most inputs).
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     thread_local! {
         static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -22,7 +22,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// Splits `data` at every occurrence of `separator`, at most `max` parts (the last part keeps the rest).
-pub fn split<'a>(data: &'a [u8], separator: &[u8], max: usize) -> Vec<&'a [u8]> {
+pub(crate) fn split<'a>(data: &'a [u8], separator: &[u8], max: usize) -> Vec<&'a [u8]> {
     let mut parts = Vec::new();
     let mut rest = data;
     while parts.len() + 1 < max {
@@ -39,11 +39,11 @@ pub fn split<'a>(data: &'a [u8], separator: &[u8], max: usize) -> Vec<&'a [u8]> 
 }
 
 /// `text` without [`SECRET_MARK`], for text that is not secret.
-pub fn not_secret(text: &str) -> String {
+pub(crate) fn not_secret(text: &str) -> String {
     text.replace(SECRET_MARK, "")
 }
 
 /// Panics if `text` (an error message, a masked rendering) holds any part of a secret.
-pub fn assert_no_secret(text: &str, what: &str) {
+pub(crate) fn assert_no_secret(text: &str, what: &str) {
     assert!(!text.contains(SECRET_MARK), "a secret value reached {what}: {text:?}");
 }

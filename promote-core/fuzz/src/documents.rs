@@ -10,7 +10,7 @@ use crate::common::split;
 use crate::render::{check, config};
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let parts = split(text.as_bytes(), b"\n%%\n", 2);
     let (config_text, body) = match parts.as_slice() {

@@ -28,7 +28,7 @@ const HASH_MARK: &str = ",\"hash\":\"";
 const PREV_MARK: &str = ",\"prev\":\"";
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
     let parts = split(rest, SEPARATOR, 2);
     let (ledger, checkpoint) = (parts[0], parts.get(1).copied().unwrap_or_default());

@@ -26,7 +26,7 @@ const SEPARATOR: &[u8] = b"\n%%\n";
 const TAG: &str = "t";
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let Some((&flags, rest)) = data.split_first() else { return };
     let parts = split(rest, SEPARATOR, 10);
     for part in &parts {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use promote_core::{ArtifactRef, Digest, Error};
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let (text, payload) = match data.iter().position(|&b| b == 0) {
         Some(at) => (&data[..at], &data[at + 1..]),
         None => (data, &[][..]),

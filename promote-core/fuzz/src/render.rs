@@ -15,7 +15,7 @@ use crate::common::{CANARY, assert_no_secret, not_secret};
 /// by `value`. `\n` in a value stands for a line break. Keys and plain values lose any [`SECRET_MARK`].
 ///
 /// [`SECRET_MARK`]: crate::common::SECRET_MARK
-pub fn config(text: &str) -> ConfigSet {
+pub(crate) fn config(text: &str) -> ConfigSet {
     let mut set = ConfigSet::new();
     for line in text.lines().take(32) {
         let Some((key, value)) = line.split_once('=') else { continue };
@@ -30,7 +30,7 @@ pub fn config(text: &str) -> ConfigSet {
 }
 
 /// A registered build with one artifact, `web`, as a template sees it.
-pub fn build() -> &'static Build {
+pub(crate) fn build() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
     BUILD.get_or_init(|| {
         let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -54,7 +54,7 @@ pub fn build() -> &'static Build {
 /// the outcome.
 ///
 /// [`SECRET_MARK`]: crate::common::SECRET_MARK
-pub fn check(sources: &[(String, String)], config: &ConfigSet) {
+pub(crate) fn check(sources: &[(String, String)], config: &ConfigSet) {
     let sources: Vec<(String, String)> =
         sources.iter().map(|(name, text)| (not_secret(name), not_secret(text))).collect();
     let templates = match Templates::from_sources(sources.iter().map(|(name, text)| (name.as_str(), text.as_str()))) {
@@ -69,7 +69,7 @@ pub fn check(sources: &[(String, String)], config: &ConfigSet) {
             assert_no_secret(&format!("{bundle:?}"), "a bundle's Debug");
             assert_no_secret(&bundle.masked_text(), "the masked rendering");
             assert_no_secret(&format!("{:?}", diff_objects(None, &bundle)), "a diff");
-            for manifest in bundle.manifests() {
+            for manifest in bundle.objects() {
                 assert_no_secret(manifest.masked(), "a masked manifest");
                 assert_no_secret(&manifest.object_key(), "an object's key");
                 if !manifest.holds_secrets() {

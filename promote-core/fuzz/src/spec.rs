@@ -19,7 +19,7 @@ const TEMPLATE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\
 const CONFIG: &str = "dev:\n  REPLICAS: \"1\"\nprd:\n  REPLICAS: \"3\"\n";
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::create_dir(dir.path().join("manifests")).expect("manifests/");

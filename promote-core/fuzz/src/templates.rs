@@ -8,7 +8,7 @@ use crate::common::split;
 use crate::render::{check, config};
 
 /// Runs one input.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let parts = split(text.as_bytes(), b"\n%%\n", 5);
     let (config_text, templates) = parts.split_first().expect("split yields a part");

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::deploy::{ApplyMode, Bundle, ChangeAction, Deployer, Manifest};
+use crate::deploy::{ApplyMode, Bundle, ChangeAction, Deployer, RenderedObject};
 
-fn config_map(name: &str, value: &str) -> Manifest {
+fn config_map(name: &str, value: &str) -> RenderedObject {
     let content = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n");
-    Manifest::new(
+    RenderedObject::new(
         "v1".into(),
         "ConfigMap".into(),
         name.into(),

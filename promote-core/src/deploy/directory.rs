@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, Manifest, diff_objects,
+    ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, RenderedObject, diff_objects,
 };
 use crate::error::{Error, ErrorClass, Location, Result};
 use crate::progress::Progress;
@@ -61,11 +61,11 @@ const BACKEND: &str = "directory";
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use promote_core::deploy::{ApplyMode, Bundle, Deployer, DirectoryDeployer, Manifest};
+/// use promote_core::deploy::{ApplyMode, Bundle, Deployer, DirectoryDeployer, RenderedObject};
 /// let root = tempfile::tempdir().unwrap();
 /// let deployer = DirectoryDeployer::new(root.path());
 /// let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n".to_owned();
-/// let manifest = Manifest::new("v1".into(), "ConfigMap".into(), "web".into(), None, "app.yaml".into(), text.clone(), text.clone());
+/// let manifest = RenderedObject::new("v1".into(), "ConfigMap".into(), "web".into(), None, "app.yaml".into(), text.clone(), text.clone());
 /// deployer.apply(&Bundle::new("dev", vec![manifest]), ApplyMode::Apply).await?;
 /// assert_eq!(std::fs::read_to_string(root.path().join("dev/configmap-web.yaml")).unwrap(), text);
 /// # Ok::<(), promote_core::Error>(()) }).unwrap();
@@ -210,7 +210,7 @@ impl TryFrom<StoredObject> for IndexedObject {
 }
 
 impl IndexedObject {
-    fn of(manifest: &Manifest, file: OwnedFile) -> Self {
+    fn of(manifest: &RenderedObject, file: OwnedFile) -> Self {
         IndexedObject {
             file,
             api_version: manifest.api_version.clone(),
@@ -269,7 +269,7 @@ impl DirectoryDeployer {
     }
 
     /// The file an object goes into, relative to its stage's directory.
-    pub fn object_file(manifest: &Manifest) -> Result<PathBuf> {
+    pub fn object_file(manifest: &RenderedObject) -> Result<PathBuf> {
         Ok(PathBuf::from(relative_file(manifest)?))
     }
 
@@ -366,7 +366,7 @@ impl DirectoryDeployer {
                     format!("# {} was replaced by a symlink outside promote; it is not followed\n", object.file.0),
                 ),
             };
-            manifests.push(Manifest::new(
+            manifests.push(RenderedObject::new(
                 object.api_version.clone(),
                 object.kind.clone(),
                 object.name.clone(),
@@ -413,7 +413,7 @@ impl DirectoryDeployer {
 
         // Namespace directories whose entries changed, to be synced (the stage's own is synced with the index).
         let mut touched = BTreeSet::new();
-        for ((manifest, file), change) in bundle.manifests().iter().zip(&files).zip(&changes) {
+        for ((manifest, file), change) in bundle.objects().iter().zip(&files).zip(&changes) {
             if change.action == ChangeAction::Unchanged {
                 continue;
             }
@@ -458,7 +458,7 @@ impl DirectoryDeployer {
             format: 1,
             stage: stage.to_owned(),
             objects: bundle
-                .manifests()
+                .objects()
                 .iter()
                 .zip(files)
                 .map(|(manifest, file)| IndexedObject::of(manifest, file))
@@ -513,7 +513,7 @@ pub(crate) fn refuse_plaintext_secrets(
     place: &str,
     file_shown: impl Fn(&str) -> String,
 ) -> Result<()> {
-    for manifest in bundle.manifests() {
+    for manifest in bundle.objects() {
         let why = if manifest.kind == "Secret" && manifest.api_version == "v1" {
             "it is a Kubernetes Secret"
         } else if manifest.holds_secrets() {
@@ -546,7 +546,7 @@ pub(crate) fn check_bundle(bundle: &Bundle) -> Result<()> {
 fn bundle_files(bundle: &Bundle) -> Result<Vec<OwnedFile>> {
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
-    for manifest in bundle.manifests() {
+    for manifest in bundle.objects() {
         let file = OwnedFile(relative_file(manifest)?);
         if !seen.insert(file.clone()) {
             return Err(Error::invalid(
@@ -575,7 +575,7 @@ pub(crate) fn check_segment(segment: &str) -> std::result::Result<(), &'static s
 }
 
 /// `<kind>-<name>.yaml`, under `<namespace>/` when namespaced.
-fn relative_file(manifest: &Manifest) -> Result<String> {
+fn relative_file(manifest: &RenderedObject) -> Result<String> {
     file_for(&manifest.kind, &manifest.name, manifest.namespace.as_deref()).map_err(|(what, reason)| {
         Error::invalid("object", manifest.object_key(), format!("its {what} cannot be used in a file name: {reason}"))
     })
@@ -762,7 +762,7 @@ impl Deployer for DirectoryDeployer {
         Ok(format!(
             "wrote {} objects to {}; a GitOps tool (Argo CD, Flux) applies them, so their health is not \
              observed here",
-            bundle.manifests().len(),
+            bundle.objects().len(),
             dir.display()
         ))
     }
@@ -776,7 +776,7 @@ impl Deployer for DirectoryDeployer {
         let bundle = self.current(stage).await?;
         Ok(DeployStatus {
             bundle_hash: bundle.as_ref().map(|b| b.hash().to_owned()),
-            objects: bundle.map(|b| b.manifests().iter().map(Manifest::object_key).collect()).unwrap_or_default(),
+            objects: bundle.map(|b| b.objects().iter().map(RenderedObject::object_key).collect()).unwrap_or_default(),
             healthy: None,
         })
     }

@@ -79,10 +79,10 @@ impl Deployer for MemoryDeployer {
         let script = state.scripts.get_mut(&stage).and_then(VecDeque::pop_front).unwrap_or(HealthScript::Healthy);
         let outcome = match script {
             HealthScript::Healthy => {
-                for manifest in bundle.manifests() {
+                for manifest in bundle.objects() {
                     progress.report(ProgressUpdate::message(manifest.object_key(), "ready"));
                 }
-                Ok(format!("{} objects ready", bundle.manifests().len()))
+                Ok(format!("{} objects ready", bundle.objects().len()))
             }
             HealthScript::Fails(reason) => Err(Error::DeployFailed { stage: stage.clone(), reason }),
             HealthScript::NeverReady => {
@@ -102,7 +102,7 @@ impl Deployer for MemoryDeployer {
         let bundle = state.deployed.get(stage);
         Ok(DeployStatus {
             bundle_hash: bundle.map(|b| b.hash().to_owned()),
-            objects: bundle.map(|b| b.manifests().iter().map(|m| m.object_key()).collect()).unwrap_or_default(),
+            objects: bundle.map(|b| b.objects().iter().map(|m| m.object_key()).collect()).unwrap_or_default(),
             healthy: state.healthy.get(stage).copied(),
         })
     }

@@ -22,9 +22,10 @@ pub use memory::{HealthScript, MemoryDeployer};
 use crate::error::Result;
 use crate::progress::Progress;
 
-/// One rendered object (a Kubernetes document).
+/// One Kubernetes object as a stage's templates rendered it: a YAML document with its identity. (Not an OCI
+/// manifest: those are [`crate::manifest`]'s.)
 #[derive(Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub struct RenderedObject {
     /// `apiVersion`.
     pub api_version: String,
     /// `kind`.
@@ -35,14 +36,14 @@ pub struct Manifest {
     pub namespace: Option<String>,
     /// The template file it was rendered from.
     pub template: String,
-    /// The rendered YAML document. May hold secret values: never print it; use [`Manifest::masked`].
+    /// The rendered YAML document. May hold secret values: never print it; use [`RenderedObject::masked`].
     content: String,
     /// The same document rendered with every secret replaced by `[redacted]`.
     masked: String,
 }
 
-impl Manifest {
-    /// A manifest with its real and masked renderings.
+impl RenderedObject {
+    /// An object with its real and masked renderings.
     pub fn new(
         api_version: String,
         kind: String,
@@ -52,7 +53,7 @@ impl Manifest {
         content: String,
         masked: String,
     ) -> Self {
-        Manifest { api_version, kind, name, namespace, template, content, masked }
+        RenderedObject { api_version, kind, name, namespace, template, content, masked }
     }
 
     /// `Kind/name` or `Kind/namespace/name`: the object's identity within a bundle.
@@ -79,24 +80,24 @@ impl Manifest {
     }
 }
 
-impl Debug for Manifest {
+impl Debug for RenderedObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Manifest({})", self.object_key())
+        write!(f, "RenderedObject({})", self.object_key())
     }
 }
 
-/// A stage's rendered manifests: what a deployer applies.
+/// A stage's rendered objects: what a deployer applies.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bundle {
     stage: String,
-    manifests: Vec<Manifest>,
+    manifests: Vec<RenderedObject>,
     hash: String,
     context: Option<Arc<DeployContext>>,
 }
 
 impl Bundle {
     /// A bundle for `stage`. Its hash covers every object's identity and content, in order.
-    pub fn new(stage: impl Into<String>, manifests: Vec<Manifest>) -> Self {
+    pub fn new(stage: impl Into<String>, manifests: Vec<RenderedObject>) -> Self {
         Self::new_keyed(stage, manifests, None)
     }
 
@@ -104,7 +105,7 @@ impl Bundle {
     /// the ledger cannot test guesses at the secret values the content holds.
     pub fn new_keyed(
         stage: impl Into<String>,
-        manifests: Vec<Manifest>,
+        manifests: Vec<RenderedObject>,
         key: Option<&crate::integrity::IntegrityKey>,
     ) -> Self {
         let mut hasher = Sha256::new();
@@ -147,7 +148,7 @@ impl Bundle {
     }
 
     /// The manifests, in render order.
-    pub fn manifests(&self) -> &[Manifest] {
+    pub fn objects(&self) -> &[RenderedObject] {
         &self.manifests
     }
 
@@ -174,7 +175,7 @@ impl Debug for Bundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bundle")
             .field("stage", &self.stage)
-            .field("objects", &self.manifests.iter().map(Manifest::object_key).collect::<Vec<_>>())
+            .field("objects", &self.manifests.iter().map(RenderedObject::object_key).collect::<Vec<_>>())
             .field("hash", &self.hash)
             .field("promotion", &self.context.as_ref().map(|context| context.promotion.as_str()))
             .finish()

@@ -293,7 +293,7 @@ impl Pipeline {
                     config_fingerprint: config.fingerprint_with(self.inner.integrity_key.as_ref()),
                     provenance: config.provenance(),
                     bundle_hash: bundle.as_ref().map_or_else(String::new, |b| b.hash().to_owned()),
-                    objects: bundle.as_ref().map_or(0, |b| b.manifests().len()),
+                    objects: bundle.as_ref().map_or(0, |b| b.objects().len()),
                 };
                 Ok((bundle, detail))
             })

@@ -3,6 +3,7 @@
 mod approval;
 mod command;
 mod composite;
+#[cfg(feature = "http-gate")]
 mod http;
 mod metric;
 mod semver_policy;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use approval::{ApprovalGate, ApprovalPolicy, Identity};
 pub use command::CommandGate;
 pub use composite::Composite;
+#[cfg(feature = "http-gate")]
 pub use http::{HttpGate, MAX_RETRIES};
 pub use metric::{Comparison, MetricGate};
 pub use semver_policy::SemverGate;

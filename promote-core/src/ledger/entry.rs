@@ -505,10 +505,12 @@ impl LedgerEntry {
     }
 
     /// Parses one line as written by [`LedgerEntry::seal`], checking its hash against its exact bytes. A
-    /// keyed line does not verify here: it needs the key.
-    pub fn parse_line(line: &str) -> std::result::Result<LedgerEntry, String> {
-        let link = ChainLink::read(line.as_bytes(), None)?;
-        Self::from_checked_line(line.as_bytes(), &link)
+    /// keyed line does not verify here: it needs the key. A line that does not parse or verify is
+    /// [`Error::LedgerCorrupt`] at line 1 of `<line>` (the caller knows where the line came from).
+    pub fn parse_line(line: &str) -> Result<LedgerEntry> {
+        ChainLink::read(line.as_bytes(), None)
+            .and_then(|link| Self::from_checked_line(line.as_bytes(), &link))
+            .map_err(|reason| Error::LedgerCorrupt { path: "<line>".to_owned(), line: 1, reason })
     }
 
     /// Parses a line whose hash [`ChainLink::read`] has checked (the parser checks it is UTF-8).

@@ -35,7 +35,7 @@ pub use budget::{MAX_INDENT, RenderBudget};
 
 use crate::build::Build;
 use crate::config::{ConfigSet, ConfigValue};
-use crate::deploy::{Bundle, Manifest};
+use crate::deploy::{Bundle, RenderedObject};
 use crate::error::{Error, Location, Resource, Result};
 use crate::ledger::PlacedArtifact;
 use documents::{Identity, check_names, identify, split_documents};
@@ -185,7 +185,7 @@ impl Templates {
                 } else {
                     (document.clone(), document)
                 };
-                manifests.push(Manifest::new(
+                manifests.push(RenderedObject::new(
                     identity.api_version,
                     identity.kind,
                     identity.name,

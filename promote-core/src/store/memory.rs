@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{Artifact, ArtifactStore, StoreCapabilities};
-use crate::backend::{check_exists_args, check_promote_args};
+use super::{check_exists_args, check_promote_args};
 use crate::digest::Digest;
 use crate::error::{Error, Resource, Result};
 use crate::manifest::ManifestSummary;

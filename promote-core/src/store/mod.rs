@@ -1,5 +1,6 @@
 //! Artifact stores: where built images live, and how a digest is made available to a stage.
 
+mod contract;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -8,6 +9,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use contract::{check_exists_args, check_promote_args};
 pub use memory::{MEMORY_REGISTRY, MemoryArtifactStore};
 
 use crate::digest::Digest;

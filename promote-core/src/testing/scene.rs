@@ -29,7 +29,7 @@ pub fn at(text: &str) -> DateTime<Utc> {
 }
 
 /// A ledger view built entry by entry.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Scene {
     /// The ledger as the gates see it.
     pub view: LedgerView,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use promote_core::deploy::{GitDeployer, GitDeployerBuilder};
 
 /// Whether git can be run. Outside CI a test without it is skipped with a printed reason; under `CI` it fails.
-pub fn available(test: &str) -> bool {
+pub(crate) fn available(test: &str) -> bool {
     let found = Command::new("git").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
     match found {
         Ok(status) if status.success() => true,
@@ -24,12 +24,12 @@ pub fn available(test: &str) -> bool {
 
 /// A temporary directory with a git configuration of its own. Every git this test runs, and every git the
 /// deployers it builds run, sees only this configuration: never the developer's.
-pub struct GitWorld {
+pub(crate) struct GitWorld {
     dir: tempfile::TempDir,
 }
 
 impl GitWorld {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let world = GitWorld { dir: tempfile::tempdir().unwrap() };
         std::fs::create_dir_all(world.home().join(".config")).unwrap();
         world.git(world.path(), &["config", "--global", "user.name", "Promote Test"]);
@@ -38,16 +38,16 @@ impl GitWorld {
         world
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
     /// The variables that isolate git's configuration.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let home = self.home();
         vec![
             ("HOME", home.display().to_string()),
@@ -58,7 +58,7 @@ impl GitWorld {
     }
 
     /// A git command in `dir` under this configuration.
-    pub fn command(&self, dir: &Path) -> Command {
+    pub(crate) fn command(&self, dir: &Path) -> Command {
         self.program(Path::new("git"), dir)
     }
 
@@ -74,7 +74,7 @@ impl GitWorld {
     }
 
     /// Runs git in `dir` and returns its standard output; panics when it fails.
-    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn git(&self, dir: &Path, args: &[&str]) -> String {
         let output = self.command(dir).args(args).output().unwrap();
         assert!(
             output.status.success(),
@@ -86,7 +86,7 @@ impl GitWorld {
     }
 
     /// A new bare repository `name` (its `HEAD` on `main`).
-    pub fn bare(&self, name: &str) -> PathBuf {
+    pub(crate) fn bare(&self, name: &str) -> PathBuf {
         let path = self.path().join("served").join(name);
         std::fs::create_dir_all(&path).unwrap();
         self.git(&path, &["init", "--quiet", "--bare", "--initial-branch=main"]);
@@ -95,7 +95,7 @@ impl GitWorld {
 
     /// A deployer builder for `repository` and `branch` with a cache of its own (`cache`) and this
     /// configuration.
-    pub fn deployer(&self, repository: &str, branch: &str, cache: &str) -> GitDeployerBuilder {
+    pub(crate) fn deployer(&self, repository: &str, branch: &str, cache: &str) -> GitDeployerBuilder {
         let mut builder = GitDeployer::builder(repository, branch, self.path().join("caches").join(cache));
         for (name, value) in self.env() {
             builder = builder.env(name, value);
@@ -104,7 +104,7 @@ impl GitWorld {
     }
 
     /// The branch's commits in `repository`, newest first: (id, parents, author name, full message).
-    pub fn log(&self, repository: &Path, branch: &str) -> Vec<Commit> {
+    pub(crate) fn log(&self, repository: &Path, branch: &str) -> Vec<Commit> {
         let found = self
             .command(repository)
             .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
@@ -131,7 +131,7 @@ impl GitWorld {
     }
 
     /// The files of `rev`'s tree under `path` (all of them for an empty path), relative to it, sorted.
-    pub fn files(&self, repository: &Path, rev: &str, path: &str) -> Vec<String> {
+    pub(crate) fn files(&self, repository: &Path, rev: &str, path: &str) -> Vec<String> {
         let mut args = vec!["ls-tree", "-r", "--name-only", rev];
         if !path.is_empty() {
             args.extend(["--", path]);
@@ -146,17 +146,17 @@ impl GitWorld {
     }
 
     /// A file's content at `rev`.
-    pub fn show(&self, repository: &Path, rev: &str, file: &str) -> String {
+    pub(crate) fn show(&self, repository: &Path, rev: &str, file: &str) -> String {
         self.git(repository, &["show", &format!("{rev}:{file}")])
     }
 
     /// The id of the tree at `rev:path`.
-    pub fn tree(&self, repository: &Path, rev: &str, path: &str) -> String {
+    pub(crate) fn tree(&self, repository: &Path, rev: &str, path: &str) -> String {
         self.git(repository, &["rev-parse", &format!("{rev}:{path}")]).trim().to_owned()
     }
 
     /// Writes an executable hook `name` into the repository at `git_dir`.
-    pub fn hook(&self, git_dir: &Path, name: &str, script: &str) {
+    pub(crate) fn hook(&self, git_dir: &Path, name: &str, script: &str) {
         let hooks = git_dir.join("hooks");
         std::fs::create_dir_all(&hooks).unwrap();
         let path = hooks.join(name);
@@ -167,7 +167,7 @@ impl GitWorld {
     }
 
     /// The working clone a deployer keeps under `caches/<cache>` (there is one per repository).
-    pub fn cache_clone(&self, cache: &str) -> PathBuf {
+    pub(crate) fn cache_clone(&self, cache: &str) -> PathBuf {
         let dir = self.path().join("caches").join(cache);
         let clones: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -179,7 +179,7 @@ impl GitWorld {
     }
 
     /// `git daemon` serving every repository under `served/`, pushes allowed, on a free loopback port.
-    pub fn daemon(&self) -> Daemon {
+    pub(crate) fn daemon(&self) -> Daemon {
         let base = self.path().join("served");
         std::fs::create_dir_all(&base).unwrap();
         let port = free_port();
@@ -213,7 +213,7 @@ impl GitWorld {
 
 /// One commit of a branch.
 #[derive(Debug, Clone)]
-pub struct Commit {
+pub(crate) struct Commit {
     pub id: String,
     pub parents: Vec<String>,
     pub author: String,
@@ -223,20 +223,20 @@ pub struct Commit {
 
 impl Commit {
     /// The values of trailer `key`.
-    pub fn trailer(&self, key: &str) -> Vec<String> {
+    pub(crate) fn trailer(&self, key: &str) -> Vec<String> {
         self.message.lines().filter_map(|line| line.strip_prefix(&format!("{key}: "))).map(str::to_owned).collect()
     }
 }
 
 /// A running `git daemon`, killed on drop.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     pub port: u16,
 }
 
 impl Daemon {
     /// The `git://` URL of a repository under `served/`.
-    pub fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("git://127.0.0.1:{}/{name}", self.port)
     }
 }
@@ -249,6 +249,6 @@ impl Drop for Daemon {
 }
 
 /// A loopback port nothing listens on (at the time of asking).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

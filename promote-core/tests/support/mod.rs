@@ -10,13 +10,13 @@ use promote_core::{
     MemoryLedger, MemoryLock, Pipeline, Stage, Templates,
 };
 
-pub use promote_core::testing::faults::{
+pub(crate) use promote_core::testing::faults::{
     FaultMode as Mode, FaultPoint as Point, Faults, FaultyConfig, FaultyDeployer, FaultyGate, FaultyLedger, FaultyStore,
 };
 
-pub const SECRET_VALUE: &str = "s3cr3t-db-password-do-not-leak";
+pub(crate) const SECRET_VALUE: &str = "s3cr3t-db-password-do-not-leak";
 
-pub const TEMPLATE: &str = "apiVersion: apps/v1
+pub(crate) const TEMPLATE: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -37,7 +37,7 @@ data:
 ";
 
 /// The harness: a dev → stg → prd pipeline over faulty wrappers of the memory backends.
-pub struct Harness {
+pub(crate) struct Harness {
     pub pipeline: Pipeline,
     pub store: Arc<FaultyStore>,
     pub deployer: MemoryDeployer,
@@ -49,7 +49,7 @@ pub struct Harness {
     pub verify_gate: Arc<FaultyGate>,
 }
 
-pub fn oci_manifest(commit: &str, salt: &str) -> Vec<u8> {
+pub(crate) fn oci_manifest(commit: &str, salt: &str) -> Vec<u8> {
     format!(
         "{{\n    \"schemaVersion\": 2,\n    \"mediaType\": \"{OCI_MANIFEST}\",\n    \"annotations\": {{ \"{REVISION_ANNOTATION}\": \"{commit}\", \"salt\": \"{salt}\" }}\n}}"
     )
@@ -57,12 +57,12 @@ pub fn oci_manifest(commit: &str, salt: &str) -> Vec<u8> {
 }
 
 impl Harness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_stages(|stage| stage)
     }
 
     /// Builds the pipeline, letting a test adjust each stage.
-    pub fn with_stages(adjust: impl Fn(Stage) -> Stage) -> Self {
+    pub(crate) fn with_stages(adjust: impl Fn(Stage) -> Stage) -> Self {
         let faults = Arc::new(Faults::default());
         let store = Arc::new(FaultyStore::new(MemoryArtifactStore::new(), faults.clone()));
         let deployer = MemoryDeployer::new();
@@ -104,20 +104,20 @@ impl Harness {
     }
 
     /// Pushes a web image for `commit` and registers the build.
-    pub async fn build(&self, commit: &str) -> Build {
+    pub(crate) async fn build(&self, commit: &str) -> Build {
         let reference: ArtifactRef = format!("memory.local/shop/web:{}", &commit[..7]).parse().unwrap();
         self.store.inner.push(reference.clone(), OCI_MANIFEST, oci_manifest(commit, commit)).unwrap();
         self.pipeline.register(BuildRequest::new(commit).artifact("web", reference).author("dana"), "ci").await.unwrap()
     }
 
-    pub fn entries(&self) -> usize {
+    pub(crate) fn entries(&self) -> usize {
         self.ledger.len()
     }
 }
 
 /// Opens the file ledger at `path` and expects it refused as corrupt at `line`, for a reason that mentions
 /// `reason`.
-pub async fn assert_refused_at(path: &std::path::Path, line: u64, reason: &str) {
+pub(crate) async fn assert_refused_at(path: &std::path::Path, line: u64, reason: &str) {
     match promote_core::FileLedger::open(path).await {
         Err(Error::LedgerCorrupt { line: at, reason: why, .. }) => {
             assert_eq!(at, line, "the error names the damaged line: {why}");
@@ -128,7 +128,7 @@ pub async fn assert_refused_at(path: &std::path::Path, line: u64, reason: &str) 
 }
 
 /// An entry placing hold number `n` on prd, the simplest entry to fill a ledger with.
-pub fn hold_entry(n: usize, reason: String) -> NewEntry {
+pub(crate) fn hold_entry(n: usize, reason: String) -> NewEntry {
     use promote_core::ledger::{Hold, HoldScope, LedgerEvent};
     NewEntry {
         at: chrono::Utc::now(),

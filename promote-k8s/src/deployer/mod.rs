@@ -21,7 +21,7 @@ use kube::Client;
 use kube::api::{ListParams, Patch, PatchParams, TypeMeta};
 use kube::discovery::ApiResource;
 use promote_core::deploy::{
-    ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, Manifest,
+    ApplyMode, Bundle, Change, ChangeAction, DeployStatus, Deployer, DeployerCapabilities, RenderedObject,
 };
 use promote_core::error::{Error, Result};
 use promote_core::progress::Progress;
@@ -225,7 +225,7 @@ impl KubernetesDeployer {
             stage: applyset.namespace.clone(),
             allowed: settings.allow_namespaces.iter().map(|p| builder::expand(p, stage)).collect(),
         };
-        let parsed = bundle.manifests().iter().map(|m| objects::parse(stage, m)).collect::<Result<Vec<_>>>()?;
+        let parsed = bundle.objects().iter().map(|m| objects::parse(stage, m)).collect::<Result<Vec<_>>>()?;
         let mut discovered = self.inner.kinds.current().await?;
         if parsed.iter().any(|p| discovered.resolve(&p.group, &p.version, &p.kind).is_none()) {
             // A kind the cache does not know: a CRD may have been created since it was filled.
@@ -676,7 +676,7 @@ impl Deployer for KubernetesDeployer {
             .objects
             .into_iter()
             .map(|r| {
-                Manifest::new(
+                RenderedObject::new(
                     r.api_version,
                     r.kind,
                     r.name,

@@ -6,7 +6,7 @@ use std::fmt;
 
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use promote_core::deploy::Manifest;
+use promote_core::deploy::RenderedObject;
 use promote_core::error::{Error, Result};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -137,7 +137,7 @@ pub(crate) struct Namespaces {
 
 /// A manifest parsed, before its type is known.
 pub(crate) struct Parsed<'m> {
-    pub(crate) manifest: &'m Manifest,
+    pub(crate) manifest: &'m RenderedObject,
     pub(crate) group: String,
     pub(crate) version: String,
     pub(crate) kind: String,
@@ -151,7 +151,7 @@ impl Parsed<'_> {
 }
 
 /// Whether the object's content is secret: its rendering holds secret config values, or it is a `Secret`.
-pub(crate) fn is_secret(manifest: &Manifest) -> bool {
+pub(crate) fn is_secret(manifest: &RenderedObject) -> bool {
     manifest.holds_secrets() || (manifest.kind == "Secret" && manifest.api_version == "v1")
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn refused(stage: &str, reason: String) -> Error {
 }
 
 /// Parses one manifest. A parser message is shown only for objects without secrets: it may quote the text.
-pub(crate) fn parse<'m>(stage: &str, manifest: &'m Manifest) -> Result<Parsed<'m>> {
+pub(crate) fn parse<'m>(stage: &str, manifest: &'m RenderedObject) -> Result<Parsed<'m>> {
     let key = manifest.object_key();
     let body: Value = serde_saphyr::from_str(manifest.expose_content()).map_err(|error| {
         let detail = if is_secret(manifest) {
@@ -304,7 +304,7 @@ impl Desired {
 
 /// The rendering shown for an object: the masked rendering, and for a `Secret` also every value of `data`
 /// and `stringData` replaced, since a literal value in a template is not masked by the renderer.
-pub(crate) fn display_rendering(manifest: &Manifest) -> String {
+pub(crate) fn display_rendering(manifest: &RenderedObject) -> String {
     if !(manifest.kind == "Secret" && manifest.api_version == "v1") {
         return manifest.masked().to_owned();
     }
@@ -327,9 +327,9 @@ pub(crate) fn display_rendering(manifest: &Manifest) -> String {
 mod tests {
     use super::*;
 
-    fn manifest(kind: &str, content: &str) -> Manifest {
+    fn manifest(kind: &str, content: &str) -> RenderedObject {
         let api_version = if kind == "Deployment" { "apps/v1" } else { "v1" };
-        Manifest::new(
+        RenderedObject::new(
             api_version.into(),
             kind.into(),
             "web".into(),

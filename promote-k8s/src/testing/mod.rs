@@ -135,6 +135,16 @@ pub struct FakeApiServerBuilder {
     namespaces: Vec<String>,
 }
 
+impl std::fmt::Debug for FakeApiServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServerBuilder")
+            .field("history_limit", &self.history_limit)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for FakeApiServerBuilder {
     fn default() -> Self {
         FakeApiServerBuilder {

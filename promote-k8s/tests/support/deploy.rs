@@ -3,23 +3,23 @@
 use std::time::Duration;
 
 use promote_core::clock::ManualClock;
-use promote_core::deploy::{Bundle, Manifest};
+use promote_core::deploy::{Bundle, RenderedObject};
 use promote_k8s::KubernetesDeployer;
 use promote_k8s::testing::{FakeApiServer, PodOutcome, RecordedRequest};
 use serde_json::Value;
 
 /// The namespace stage `dev` deploys to with the pattern the tests use.
-pub const DEV: &str = "shop-dev";
+pub(crate) const DEV: &str = "shop-dev";
 
 /// A fake cluster on a manual clock, with the shop's namespaces, images scripted by name:
 /// `registry.local/<outcome>:*` (`pull`, `err`, `crash`, `config`, `never`, `slow` for 30 s).
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub fake: FakeApiServer,
     pub clock: ManualClock,
     pub client: kube::Client,
 }
 
-pub fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     let clock = ManualClock::at("2026-11-30T10:00:00Z".parse().unwrap());
     let fake = FakeApiServer::builder()
         .manual_clock(clock.clone())
@@ -37,23 +37,29 @@ pub fn cluster() -> Cluster {
 
 impl Cluster {
     /// A deployer to `shop-{stage}`, as the tests configure it.
-    pub async fn deployer(&self) -> KubernetesDeployer {
+    pub(crate) async fn deployer(&self) -> KubernetesDeployer {
         KubernetesDeployer::builder().namespace("shop-{stage}").client(self.client.clone()).build().await.unwrap()
     }
 
     /// Requests received since the log was last cleared, with this method.
-    pub fn requests(&self, method: &str) -> Vec<RecordedRequest> {
+    pub(crate) fn requests(&self, method: &str) -> Vec<RecordedRequest> {
         self.fake.requests().into_iter().filter(|r| r.method == method).collect()
     }
 
     /// An object as stored, through a plain GET.
-    pub async fn get(&self, api_version: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub(crate) async fn get(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         get(&self.client, api_version, plural, namespace, name).await
     }
 }
 
 /// An object as stored, through a plain GET with `client`.
-pub async fn get(
+pub(crate) async fn get(
     client: &kube::Client,
     api_version: &str,
     plural: &str,
@@ -76,15 +82,15 @@ pub async fn get(
 }
 
 /// A manifest whose rendering holds no secret, its identity read from the YAML.
-pub fn manifest(text: &str) -> Manifest {
+pub(crate) fn manifest(text: &str) -> RenderedObject {
     secret_manifest(text, text)
 }
 
 /// A manifest rendered as `content`, shown as `masked`.
-pub fn secret_manifest(content: &str, masked: &str) -> Manifest {
+pub(crate) fn secret_manifest(content: &str, masked: &str) -> RenderedObject {
     let value: Value = serde_saphyr::from_str(masked).unwrap();
     let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-    Manifest::new(
+    RenderedObject::new(
         text("/apiVersion").unwrap(),
         text("/kind").unwrap(),
         text("/metadata/name").unwrap(),
@@ -95,15 +101,15 @@ pub fn secret_manifest(content: &str, masked: &str) -> Manifest {
     )
 }
 
-pub fn bundle(stage: &str, texts: &[&str]) -> Bundle {
+pub(crate) fn bundle(stage: &str, texts: &[&str]) -> Bundle {
     Bundle::new(stage, texts.iter().map(|t| manifest(t)).collect())
 }
 
-pub fn config_map(name: &str, value: &str) -> String {
+pub(crate) fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  level: {value}\n")
 }
 
-pub fn deployment(name: &str, image: &str, replicas: u32) -> String {
+pub(crate) fn deployment(name: &str, image: &str, replicas: u32) -> String {
     format!(
         "apiVersion: apps/v1
 kind: Deployment
@@ -124,14 +130,14 @@ spec:
     )
 }
 
-pub fn service(name: &str, kind: &str) -> String {
+pub(crate) fn service(name: &str, kind: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: {kind}\n  selector: {{ app: {name} }}\n  ports:\n    - port: 80\n"
     )
 }
 
 /// Waits (bounded) until `check` holds, for something another task makes true.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..500 {
         if check() {
             return;

@@ -1,7 +1,7 @@
 //! Shared setup for the fake API server's tests.
 #![allow(dead_code)] // Each test crate uses a different part.
 
-pub mod deploy;
+pub(crate) mod deploy;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use promote_k8s::testing::FakeApiServer;
 use serde_json::json;
 
 /// A fake on a manual clock, with a client for namespace `ns1` (created).
-pub async fn manual_fake() -> (FakeApiServer, kube::Client, ManualClock) {
+pub(crate) async fn manual_fake() -> (FakeApiServer, kube::Client, ManualClock) {
     let clock = ManualClock::at("2026-11-30T10:00:00Z".parse().unwrap());
     let fake = FakeApiServer::builder().manual_clock(clock.clone()).build();
     let client = kube::Client::new(fake.service(), "ns1");
@@ -21,14 +21,14 @@ pub async fn manual_fake() -> (FakeApiServer, kube::Client, ManualClock) {
     (fake, client, clock)
 }
 
-pub async fn create_namespace(client: &kube::Client, name: &str) {
+pub(crate) async fn create_namespace(client: &kube::Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
 }
 
 /// A Deployment of `replicas` pods running `image`, labelled `app=<name>`.
-pub fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
+pub(crate) fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -46,7 +46,7 @@ pub fn deployment(name: &str, image: &str, replicas: i32) -> Deployment {
 }
 
 /// The kube error's Status, for asserting on what a user sees.
-pub fn status_of(error: kube::Error) -> kube::core::Status {
+pub(crate) fn status_of(error: kube::Error) -> kube::core::Status {
     match error {
         kube::Error::Api(status) => *status,
         other => panic!("expected an API error, got {other:?}"),
@@ -54,7 +54,7 @@ pub fn status_of(error: kube::Error) -> kube::core::Status {
 }
 
 /// Waits (bounded) for a condition a background task makes true.
-pub async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
+pub(crate) async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
     for _ in 0..200 {
         if check() {
             return;

@@ -161,7 +161,7 @@ pub(super) fn message(bundle: &Bundle, target: &Target, changes: &[Change]) -> S
         }
     }
     let _ = writeln!(text, "Target:  {}", one_line(&target.describe()));
-    let _ = writeln!(text, "Objects ({}, bundle {}):", bundle.manifests().len(), bundle.hash());
+    let _ = writeln!(text, "Objects ({}, bundle {}):", bundle.objects().len(), bundle.hash());
     for change in changes.iter().take(LISTED_OBJECTS) {
         let action = match change.action {
             ChangeAction::Create => "create",

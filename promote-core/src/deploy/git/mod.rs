@@ -26,7 +26,7 @@ use self::command::Git;
 use self::commit::Identity;
 use self::push::Landed;
 use super::directory::{check_bundle, refuse_plaintext_secrets};
-use super::{ApplyMode, Bundle, Change, DeployStatus, Deployer, DeployerCapabilities, Manifest};
+use super::{ApplyMode, Bundle, Change, DeployStatus, Deployer, DeployerCapabilities, RenderedObject};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ProgressUpdate};
 
@@ -255,7 +255,7 @@ impl Deployer for GitDeployer {
                         ),
                     });
                 };
-                Landed { identity, target, commit, pushed: false, objects: bundle.manifests().len() }
+                Landed { identity, target, commit, pushed: false, objects: bundle.objects().len() }
             }
         };
         progress.report(ProgressUpdate::message(
@@ -275,7 +275,7 @@ impl Deployer for GitDeployer {
         let bundle = self.current(stage).await?;
         Ok(DeployStatus {
             bundle_hash: bundle.as_ref().map(|b| b.hash().to_owned()),
-            objects: bundle.map(|b| b.manifests().iter().map(Manifest::object_key).collect()).unwrap_or_default(),
+            objects: bundle.map(|b| b.objects().iter().map(RenderedObject::object_key).collect()).unwrap_or_default(),
             healthy: None,
         })
     }

@@ -80,7 +80,7 @@ impl GitDeployer {
             target: target.clone(),
             commit,
             pushed,
-            objects: bundle.manifests().len(),
+            objects: bundle.objects().len(),
         };
         let mut retries = 0;
         loop {

@@ -15,7 +15,7 @@ impl OutputRedactor {
     /// A redactor for git's output while `bundle` (if any) is being written or pushed.
     pub(super) fn for_bundle(bundle: Option<&Bundle>) -> Self {
         let mut secrets = Redactor::default();
-        for manifest in bundle.into_iter().flat_map(Bundle::manifests).filter(|m| m.holds_secrets()) {
+        for manifest in bundle.into_iter().flat_map(Bundle::objects).filter(|m| m.holds_secrets()) {
             secrets.extend(secret_fragments(manifest.expose_content(), manifest.masked()).into_iter().map(Secret::new));
         }
         OutputRedactor { secrets }
@@ -97,7 +97,7 @@ pub(super) fn strip_userinfo(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::Manifest;
+    use crate::deploy::RenderedObject;
 
     #[test]
     fn credentials_in_urls_are_stripped_and_the_rest_kept() {
@@ -117,7 +117,7 @@ mod tests {
     fn secret_values_of_the_bundle_are_masked_in_output() {
         let content = "kind: Secret\nstringData:\n  password: hunter2-x\n  url: postgres://app:hunter2-x@db\n";
         let masked = "kind: Secret\nstringData:\n  password: [redacted]\n  url: postgres://app:[redacted]@db\n";
-        let manifest = Manifest::new(
+        let manifest = RenderedObject::new(
             "v1".into(),
             "Secret".into(),
             "db".into(),

@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
-use crate::gate::{
-    CommandGate, Composite, Freeze, Gate, HttpGate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate,
-};
+#[cfg(feature = "http-gate")]
+use crate::gate::HttpGate;
+use crate::gate::{CommandGate, Composite, Freeze, Gate, MetricGate, SemverGate, SoakCount, SoakGate, WindowGate};
 use crate::spec::{BackendSpec, SpecRegistry};
 
 #[derive(Deserialize)]
@@ -97,6 +97,7 @@ struct CommandSettings {
     safe_for_plan: bool,
 }
 
+#[cfg(feature = "http-gate")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HttpSettings {
@@ -243,6 +244,35 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         }
         Ok(Arc::new(gate) as Arc<dyn Gate>)
     });
+    register_http(registry);
+    type ListComposite = fn(String, Vec<Arc<dyn Gate>>) -> Composite;
+    let lists: [(&'static str, ListComposite); 2] = [("all", Composite::all), ("any", Composite::any)];
+    for (kind, composite) in lists {
+        registry.register_gate(kind, move |spec| async move {
+            let settings: ListSettings = spec.parse()?;
+            let children = spec.registry().build_nested_gates(&spec, "gates").await?;
+            if children.is_empty() {
+                return Err(spec.error_at("gates", "needs at least one gate"));
+            }
+            let name = settings.name.unwrap_or_else(|| kind.into());
+            Ok(Arc::new(composite(name, children)) as Arc<dyn Gate>)
+        });
+    }
+    registry.register_gate("not", |spec| async move {
+        let settings: NotSettings = spec.parse()?;
+        let mut children = spec.registry().build_nested_gates(&spec, "gate").await?;
+        if children.len() != 1 {
+            return Err(spec.error_at("gate", "`not` takes one gate, not a list"));
+        }
+        let name = settings.name.unwrap_or_else(|| "not".into());
+        let child = children.remove(0);
+        Ok(Arc::new(Composite::not(name, child)) as Arc<dyn Gate>)
+    });
+}
+
+/// `http`: calls a URL (feature `http-gate`).
+#[cfg(feature = "http-gate")]
+fn register_http(registry: &mut SpecRegistry) {
     registry.register_gate("http", |spec| async move {
         spec.refuse_if_untrusted("calls URLs")?;
         let settings: HttpSettings = spec.parse()?;
@@ -269,27 +299,12 @@ pub(crate) fn register(registry: &mut SpecRegistry) {
         }
         Ok(Arc::new(gate) as Arc<dyn Gate>)
     });
-    type ListComposite = fn(String, Vec<Arc<dyn Gate>>) -> Composite;
-    let lists: [(&'static str, ListComposite); 2] = [("all", Composite::all), ("any", Composite::any)];
-    for (kind, composite) in lists {
-        registry.register_gate(kind, move |spec| async move {
-            let settings: ListSettings = spec.parse()?;
-            let children = spec.registry().build_nested_gates(&spec, "gates").await?;
-            if children.is_empty() {
-                return Err(spec.error_at("gates", "needs at least one gate"));
-            }
-            let name = settings.name.unwrap_or_else(|| kind.into());
-            Ok(Arc::new(composite(name, children)) as Arc<dyn Gate>)
-        });
-    }
-    registry.register_gate("not", |spec| async move {
-        let settings: NotSettings = spec.parse()?;
-        let mut children = spec.registry().build_nested_gates(&spec, "gate").await?;
-        if children.len() != 1 {
-            return Err(spec.error_at("gate", "`not` takes one gate, not a list"));
-        }
-        let name = settings.name.unwrap_or_else(|| "not".into());
-        let child = children.remove(0);
-        Ok(Arc::new(Composite::not(name, child)) as Arc<dyn Gate>)
+}
+
+/// Without feature `http-gate`, a spec naming `http` is told what is missing instead of "unknown kind".
+#[cfg(not(feature = "http-gate"))]
+fn register_http(registry: &mut SpecRegistry) {
+    registry.register_gate("http", |spec| async move {
+        Err(spec.error("gate kind `http` needs promote-core's feature `http-gate`, which this build leaves out"))
     });
 }
