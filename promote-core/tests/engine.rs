@@ -248,6 +248,28 @@ async fn a_backend_failing_at_each_step_leaves_an_open_record_that_a_re_run_comp
     }
 }
 
+/// A store failing in step 4 reaches the caller with the promotion, the stage, the step and the artifact, and
+/// its own error is still there to match and still answers `is_retryable` for itself.
+#[tokio::test]
+async fn a_store_error_in_step_four_names_the_promotion_stage_and_artifact() {
+    let h = Harness::new();
+    let build = h.build(C1).await;
+    h.faults.set(Point::StorePromote, Mode::Error);
+    let error = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap_err();
+    assert!(matches!(error.root(), Error::Backend { backend, .. } if *backend == "faulty"), "{error:?}");
+    assert_eq!(error.is_retryable(), error.root().is_retryable(), "the root decides");
+    let context = error.context().expect("the engine names where it happened");
+    assert_eq!(
+        (context.stage.as_deref(), context.step.as_deref(), context.artifact.as_deref()),
+        (Some("dev"), Some("artifacts"), Some("web"))
+    );
+    let promotion = context.promotion.clone().expect("the promotion's id");
+    let history = h.pipeline.history(Some("dev")).await.unwrap();
+    assert_eq!(history[0].id.to_string(), promotion, "the id the ledger holds");
+    let message = error.to_string();
+    assert!(message.contains(&promotion) && message.contains("artifact web"), "{message}");
+}
+
 /// An error no re-run can get past (not `is_retryable`) ends the promotion as failed at that step, with the
 /// reason recorded, instead of leaving it open for good; a later call starts a new attempt.
 #[tokio::test]
