@@ -77,3 +77,21 @@ impl ManifestSummary {
         self.config.iter().chain(self.layers.iter())
     }
 }
+
+/// The media type a manifest declares or implies, for servers and layouts that do not say.
+pub fn infer_media_type(bytes: &[u8], hint: Option<&str>) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Option<Probe> = serde_json::from_slice(bytes).ok();
+    if let Some(media_type) = probe.as_ref().and_then(|p| p.media_type.clone()) {
+        return media_type;
+    }
+    if let Some(hint) = hint {
+        return hint.to_owned();
+    }
+    if probe.is_some_and(|p| p.manifests.is_some()) { OCI_INDEX.to_owned() } else { OCI_MANIFEST.to_owned() }
+}

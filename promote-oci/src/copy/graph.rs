@@ -14,9 +14,8 @@ use oci_client::manifest::{
     IMAGE_LAYER_NONDISTRIBUTABLE_GZIP_MEDIA_TYPE, IMAGE_LAYER_NONDISTRIBUTABLE_MEDIA_TYPE, ImageIndexEntry,
     OciDescriptor, OciManifest,
 };
-use promote_core::manifest::{self, Descriptor};
+use promote_core::manifest::Descriptor;
 use promote_core::{ArtifactRef, Digest, Error, Result};
-use serde::Deserialize;
 
 use crate::error::FailResult;
 
@@ -92,27 +91,7 @@ pub(crate) fn is_foreign(descriptor: &Descriptor) -> bool {
         || media_type.contains("nondistributable")
 }
 
-/// The media type a manifest declares or implies, for servers and layouts that do not say.
-pub(crate) fn infer_media_type(bytes: &[u8], hint: Option<&str>) -> String {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-    }
-    let probe: Option<Probe> = serde_json::from_slice(bytes).ok();
-    if let Some(media_type) = probe.as_ref().and_then(|p| p.media_type.clone()) {
-        return media_type;
-    }
-    if let Some(hint) = hint {
-        return hint.to_owned();
-    }
-    if probe.is_some_and(|p| p.manifests.is_some()) {
-        manifest::OCI_INDEX.to_owned()
-    } else {
-        manifest::OCI_MANIFEST.to_owned()
-    }
-}
+pub(crate) use promote_core::manifest::infer_media_type;
 
 /// A tag or a digest within one repository or layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +158,7 @@ pub(crate) trait GraphTarget: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use promote_core::manifest;
 
     fn manifest(text: &str) -> Manifest {
         Manifest {
