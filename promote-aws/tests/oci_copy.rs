@@ -6,49 +6,25 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use common::proxy::Proxy;
-use common::{ChildGuard, Moto, find_binary, free_port, missing, sdk_config, sha256, wait_for_port};
+use common::{sdk_config, sha256};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use promote_aws::{EcrCredentialProvider, EcrStore};
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::{ArtifactRef, ArtifactStore};
+use promote_testkit::registry::{self, Registry};
+use promote_testkit::{Moto, free_port, require};
 
-/// A `docker-registry` on a free loopback port with htpasswd auth; killed on drop.
-struct Registry {
-    _child: ChildGuard,
-    _dir: tempfile::TempDir,
-    host: String,
-}
-
+/// A `docker-registry` on a free loopback port that accepts exactly the users in `htpasswd`; killed on drop.
 fn start_registry(htpasswd: &std::path::Path) -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{ level: error }}\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n  delete: {{ enabled: true }}\nhttp: {{ addr: 127.0.0.1:{port} }}\nauth:\n  htpasswd: {{ realm: test, path: {} }}\n",
-            dir.path().join("data").display(),
-            htpasswd.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "docker-registry");
-    Registry { _child: ChildGuard(child), _dir: dir, host: format!("127.0.0.1:{port}") }
+    let auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", htpasswd.display());
+    Registry::spawn(tempfile::tempdir().unwrap(), free_port(), &auth, None)
 }
 
 /// One HTTP/1.1 request; returns the status, the `Location` header and the body.
@@ -107,10 +83,8 @@ async fn push_blob(host: &str, repository: &str, auth: &str, content: &[u8]) {
 
 #[tokio::test]
 async fn promotes_across_registries_with_an_ecr_token() {
-    for binary in ["docker-registry", "htpasswd"] {
-        if find_binary(binary).is_none() {
-            return missing(binary);
-        }
+    if !(require("docker-registry", registry::INSTALL) & require("htpasswd", registry::INSTALL)) {
+        return;
     }
     let Some(moto) = Moto::start() else { return };
     let counter = Proxy::start(&moto.endpoint).await;

@@ -1,13 +1,8 @@
 //! What the integration tests share: a moto server, a counting and fault-injecting proxy, fixtures.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod blob_server;
 pub mod proxy;
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::config::Credentials;
@@ -18,78 +13,7 @@ pub const REGION: &str = "us-east-1";
 /// moto's default account, as an ECR registry host.
 pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
-/// Finds `binary` on `PATH`.
-pub fn find_binary(binary: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|candidate| candidate.is_file())
-}
-
-/// Skips the test with a printed reason outside CI; fails it in CI.
-pub fn missing(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{what} is required when CI is set (pip install 'moto[server]'; apt-get install -y docker-registry apache2-utils)"
-        );
-    }
-    eprintln!("SKIPPED: {what} is not installed (this test fails instead when CI is set)");
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Waits until something accepts connections on `addr`.
-pub fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before it listened: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed when the guard drops.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `moto_server` on a free loopback port, killed on drop.
-pub struct Moto {
-    _child: ChildGuard,
-    _dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`
-    pub endpoint: String,
-}
-
-impl Moto {
-    /// Starts moto, or returns `None` (after printing why) when it is not installed and CI is unset.
-    pub fn start() -> Option<Moto> {
-        let Some(binary) = find_binary("moto_server") else {
-            missing("moto_server");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), &mut child, "moto_server");
-        Some(Moto { _child: ChildGuard(child), _dir: dir, endpoint: format!("http://127.0.0.1:{port}") })
-    }
-}
+pub use promote_testkit::Moto;
 
 /// An SDK configuration for `endpoint` with static credentials and the fixed region.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {

@@ -2,7 +2,7 @@
 //! test user), bare repositories on disk, and `git daemon` on a loopback port, killed on drop.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -248,7 +248,4 @@ impl Drop for Daemon {
     }
 }
 
-/// A loopback port nothing listens on (at the time of asking).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub(crate) use promote_testkit::free_port;

@@ -14,7 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::proxy::Body;
+use promote_testkit::proxy::Body;
 
 /// The most request body a server reads (a blob upload in these tests is a few bytes).
 const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;

@@ -1,176 +1,26 @@
 //! Real services for the integration tests: a `docker-registry` per test on a free loopback port, skopeo as
 //! the independent client, fixtures whose bytes re-serialising would change, and a fault-injecting proxy.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod hostile;
 pub mod proxy;
 pub mod token;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use promote_core::Digest;
+pub use promote_testkit::registry::{Registry, raw_from_layout, run};
+pub use promote_testkit::{free_port, random_bytes};
 
 /// Whether `binary` is on PATH. Outside CI a missing binary skips the test with a printed reason; with
 /// `CI` set it fails the test.
 pub fn require(binary: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {binary}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("`{binary}` is required (apt-get install -y docker-registry skopeo apache2-utils openssl)");
-    }
-    eprintln!("SKIPPED: `{binary}` is not installed (apt-get install -y docker-registry skopeo apache2-utils openssl)");
-    false
+    promote_testkit::require(binary, "apt-get install -y docker-registry skopeo apache2-utils openssl")
 }
 
 /// The registry, skopeo, and (for auth tests) htpasswd.
 pub fn require_tools() -> bool {
     require("docker-registry") & require("skopeo") & require("htpasswd")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A `docker-registry serve` child on 127.0.0.1, killed on drop.
-pub struct Registry {
-    child: Child,
-    pub host: String,
-    pub dir: tempfile::TempDir,
-    pub credentials: Option<(String, String)>,
-}
-
-impl Registry {
-    pub fn start() -> Registry {
-        Self::start_with(None)
-    }
-
-    pub fn start_with_auth(username: &str, password: &str) -> Registry {
-        Self::start_with(Some((username.to_owned(), password.to_owned())))
-    }
-
-    fn start_with(credentials: Option<(String, String)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut auth = String::new();
-        if let Some((user, password)) = &credentials {
-            let htpasswd = dir.path().join("htpasswd");
-            let status = Command::new("htpasswd")
-                .args(["-B", "-b", "-c"])
-                .arg(&htpasswd)
-                .args([user, password])
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "htpasswd failed");
-            auth = format!("auth:\n  htpasswd:\n    realm: promote-test\n    path: {}\n", htpasswd.display());
-        }
-        Self::spawn(dir, port, &auth, credentials)
-    }
-
-    /// Starts the registry in `dir` on `port` with `auth` (a YAML `auth:` section, or empty). `credentials`
-    /// are what the skopeo helpers send.
-    pub fn spawn(dir: tempfile::TempDir, port: u16, auth: &str, credentials: Option<(String, String)>) -> Registry {
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry { child, host: format!("127.0.0.1:{port}"), dir, credentials };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(&registry.host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start on {}", registry.host);
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        registry
-    }
-
-    fn creds_args(&self, flag: &str) -> Vec<String> {
-        match &self.credentials {
-            Some((user, password)) => vec![flag.to_owned(), format!("{user}:{password}")],
-            None => vec![],
-        }
-    }
-
-    /// Pushes `oci:layout:tag` to `repo:tag` with skopeo, keeping every digest.
-    pub fn push(&self, layout: &Path, tag: &str, repo: &str) {
-        self.push_as(layout, tag, repo, tag)
-    }
-
-    pub fn push_as(&self, layout: &Path, tag: &str, repo: &str, target_tag: &str) {
-        let mut command = Command::new("skopeo");
-        command.args(["--insecure-policy", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
-        command.args(self.creds_args("--dest-creds"));
-        command.arg(format!("oci:{}:{tag}", layout.display()));
-        command.arg(format!("docker://{}/{repo}:{target_tag}", self.host));
-        run(command);
-    }
-
-    /// `skopeo inspect --raw` of `repo:tag` or `repo@digest`: the exact bytes the registry serves.
-    pub fn raw(&self, reference: &str) -> Vec<u8> {
-        let mut command = Command::new("skopeo");
-        command.args(["inspect", "--raw", "--tls-verify=false"]);
-        command.args(self.creds_args("--creds"));
-        command.arg(format!("docker://{}/{reference}", self.host));
-        run(command)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn run(mut command: Command) -> Vec<u8> {
-    let output = command.output().expect("run command");
-    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    output.stdout
-}
-
-/// `skopeo inspect --raw oci:DIR:TAG`.
-pub fn raw_from_layout(layout: &Path, tag: &str) -> Vec<u8> {
-    let mut command = Command::new("skopeo");
-    command.args(["inspect", "--raw"]).arg(format!("oci:{}:{tag}", layout.display()));
-    run(command)
-}
-
-/// Deterministic incompressible bytes.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A fixture layout written with plain file operations (not the crate under test), with manifests whose

@@ -33,7 +33,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 
 use super::Registry;
-use super::proxy::{Body, forward};
+use promote_testkit::proxy::{Body, forward};
 
 pub const SERVICE: &str = "promote-test";
 pub const ISSUER: &str = "promote-test-issuer";
