@@ -4,8 +4,10 @@ mod connection;
 mod deployer;
 mod error;
 pub mod kinds;
+mod lock;
 mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use deployer::{KubernetesDeployer, KubernetesDeployerBuilder, PlannedChange};
+pub use lock::{KubernetesLock, KubernetesLockBuilder};
