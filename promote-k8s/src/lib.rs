@@ -4,10 +4,12 @@ mod connection;
 mod deployer;
 mod error;
 pub mod kinds;
+mod ledger;
 mod lock;
 mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use deployer::{KubernetesDeployer, KubernetesDeployerBuilder, PlannedChange};
+pub use ledger::{DEFAULT_SEGMENT_BYTES, KubernetesLedger, KubernetesLedgerBuilder};
 pub use lock::{KubernetesLock, KubernetesLockBuilder};
