@@ -448,6 +448,11 @@ impl KubernetesLedgerBuilder {
         self
     }
 
+    pub(crate) fn connection(mut self, connection: Connection) -> Self {
+        self.connection = connection;
+        self
+    }
+
     pub(crate) fn settings(mut self, settings: LedgerSettings) -> Self {
         self.settings = settings;
         self

@@ -72,7 +72,7 @@ pub(crate) struct LockSettings {
 }
 
 impl LockSettings {
-    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+    pub(crate) fn check(&self) -> std::result::Result<(), (&'static str, String)> {
         if self.lease_duration_seconds == 0 || self.lease_duration_seconds > 3600 {
             return Err(("lease_duration_seconds", "must be 1 to 3600 seconds".into()));
         }
@@ -107,7 +107,7 @@ pub struct KubernetesLock {
     poll_every: Duration,
     clock: Arc<dyn Clock>,
     /// What this lock saw of each Lease it waited on: its resourceVersion and since when (on `clock`).
-    observed: Arc<Mutex<HashMap<String, (String, DateTime<Utc>)>>>,
+    observed: Arc<Mutex<HashMap<String, Sighting>>>,
     suspended: Arc<AtomicBool>,
 }
 
@@ -259,6 +259,9 @@ fn api_namespace(pattern: &str, stage: &str) -> String {
     pattern.replace(STAGE_PLACEHOLDER, stage)
 }
 
+/// A Lease's resourceVersion as first seen, and when (on the lock's clock).
+type Sighting = (String, DateTime<Utc>);
+
 /// Who holds a stage, for [`Error::Locked`].
 #[derive(Debug, Default)]
 struct HeldBy {
@@ -368,6 +371,11 @@ impl KubernetesLockBuilder {
     /// A client built by the caller (an in-process fake API server, a custom transport).
     pub fn client(mut self, client: kube::Client) -> Self {
         self.connection = Connection::Client(client);
+        self
+    }
+
+    pub(crate) fn connection(mut self, connection: Connection) -> Self {
+        self.connection = connection;
         self
     }
 
