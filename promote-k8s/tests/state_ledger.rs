@@ -92,6 +92,10 @@ async fn writers_on_separate_clients_never_share_a_sequence_number() {
     let all = reader.read_since(0).await.unwrap();
     assert_eq!(all.len(), 60);
     verify_chain("test", (0, GENESIS_HASH), &all).unwrap();
+    for after in [7, 31, 59, 60] {
+        let tail = reader.read_since(after).await.unwrap();
+        assert_eq!(tail, all[after as usize..], "read_since({after}) walks back across segments");
+    }
     let segments = config_maps(&fake).list(&ListParams::default().labels("promote.dev/ledger-role=segment")).await;
     assert!(segments.unwrap().items.len() > 3, "small segments roll over");
 }

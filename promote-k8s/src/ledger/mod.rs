@@ -2,7 +2,8 @@
 //!
 //! - **Segments.** Entries are stored as sealed lines (the file ledger's exact lines) in ConfigMaps named
 //!   `<ledger>-000001`, `<ledger>-000002`, …, each holding at most [`DEFAULT_SEGMENT_BYTES`] of lines by
-//!   default (a ConfigMap holds at most 1 MiB): a 100k-entry ledger is a few hundred objects, not 100k.
+//!   default (a ConfigMap holds at most 1 MiB; an append rewrites its segment, so smaller segments make
+//!   cheaper appends): a 100k-entry ledger is about a thousand objects, not 100k.
 //! - **Conditional appends.** An append replaces the head segment with a precondition on the
 //!   resourceVersion it read, or, when the head is full, creates the next segment (a name only one writer
 //!   can create). Two writers can never both append at one sequence number: the loser gets 409, reads the
@@ -36,7 +37,7 @@ use crate::retry::retrying;
 use segment::{LEDGER_LABEL, ROLE_LABEL, Segment, SegmentStart, config_maps};
 
 /// How many bytes of entries a segment holds by default before the next one is started.
-pub const DEFAULT_SEGMENT_BYTES: usize = 256 * 1024;
+pub const DEFAULT_SEGMENT_BYTES: usize = 64 * 1024;
 /// The most bytes of entries one segment may hold (a ConfigMap holds at most 1 MiB, metadata included).
 const MAX_SEGMENT_BYTES: usize = 900 * 1024;
 /// How many times one append goes after a head that keeps moving before it gives up (as a temporary error).
@@ -361,9 +362,25 @@ impl Ledger for KubernetesLedger {
     }
 
     async fn read_since(&self, after: u64) -> Result<Vec<LedgerEntry>> {
-        let mut entries = self.read_all().await?;
-        entries.retain(|entry| entry.seq > after);
-        Ok(entries)
+        if after == 0 {
+            return self.read_all().await;
+        }
+        let mut state = self.state.lock().await;
+        self.refresh(&mut state).await?;
+        let Some(head) = state.head.clone() else { return Ok(Vec::new()) };
+        // Back from the head to the segment holding `after + 1`, each linked to the one after it.
+        let mut segments = vec![head];
+        while let Some(later) =
+            segments.last().filter(|segment| segment.start.first_seq > after + 1 && segment.index > 1)
+        {
+            let index = later.index - 1;
+            let earlier = self.segment(index).await?.ok_or_else(|| self.vanished(index))?;
+            let last = earlier.entries.last().expect("a segment read holds an entry");
+            later.check_follows(&self.namespace, last.seq, &last.hash, None)?;
+            segments.push(earlier);
+        }
+        let entries = segments.iter().rev().flat_map(|segment| segment.entries.iter());
+        Ok(entries.filter(|entry| entry.seq > after).cloned().collect())
     }
 
     async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {
