@@ -38,10 +38,15 @@ use segment::{LEDGER_LABEL, ROLE_LABEL, Segment, SegmentStart, config_maps};
 
 /// How many bytes of entries a segment holds by default before the next one is started.
 pub const DEFAULT_SEGMENT_BYTES: usize = 64 * 1024;
-/// The most bytes of entries one segment may hold (a ConfigMap holds at most 1 MiB, metadata included).
-const MAX_SEGMENT_BYTES: usize = 900 * 1024;
+/// The most a segment may be set to hold before it is full.
+const MAX_SEGMENT_BYTES: usize = 512 * 1024;
+/// The most bytes one append may write: a segment not yet full may take it, and stays under a ConfigMap's
+/// 1 MiB (metadata included).
+const MAX_APPEND_BYTES: usize = 256 * 1024;
 /// How many times one append goes after a head that keeps moving before it gives up (as a temporary error).
 const APPEND_RACES: usize = 200;
+/// How many segment reads one catch-up makes at most (a reader far behind the head reads one per segment).
+const CATCH_UP_READS: usize = 100_000;
 
 /// A ledger shared by runners on many machines, in ConfigMaps. See the [module docs](self).
 ///
@@ -163,8 +168,15 @@ impl KubernetesLedger {
         if !state.loaded {
             return self.load(state).await;
         }
-        let mut index = match &state.head {
-            Some(head) => {
+        self.catch_up(state, true).await
+    }
+
+    /// Reads the head again (when `reread_head`) and every segment after it. Two reads are not one
+    /// snapshot: a next segment that starts past the tip means the head grew (and filled) between them, so
+    /// the head is read again.
+    async fn catch_up(&self, state: &mut State, mut reread_head: bool) -> Result<()> {
+        for _ in 0..CATCH_UP_READS {
+            if reread_head && let Some(head) = &state.head {
                 let again = self.segment(head.index).await?.ok_or_else(|| self.vanished(head.index))?;
                 let known = head.entries.len();
                 if again.start != head.start || again.entries.get(..known) != Some(&head.entries[..]) {
@@ -175,17 +187,23 @@ impl KubernetesLedger {
                     });
                 }
                 state.advance(&again.entries[known..]);
-                let next = again.index + 1;
                 state.head = Some(again);
-                next
             }
-            None => 1,
-        };
-        while let Some(segment) = self.segment(index).await? {
-            self.follow(state, segment)?;
-            index += 1;
+            let index = state.head.as_ref().map_or(1, |head| head.index + 1);
+            match self.segment(index).await? {
+                None => return Ok(()),
+                Some(next) if state.head.is_some() && next.start.first_seq > state.tip.seq() + 1 => reread_head = true,
+                Some(next) => {
+                    self.follow(state, next)?;
+                    reread_head = false;
+                }
+            }
         }
-        Ok(())
+        Err(Error::backend(
+            crate::error::BACKEND,
+            promote_core::ErrorClass::Temporary,
+            format!("{}: still more segments after {CATCH_UP_READS} reads", self.shown()),
+        ))
     }
 
     /// Takes `segment`, the one after the state's head, as the new head.
@@ -222,12 +240,7 @@ impl KubernetesLedger {
                 };
                 state.advance(&segment.entries);
                 state.head = Some(segment);
-                let mut index = next + 1;
-                while let Some(segment) = self.segment(index).await? {
-                    self.follow(state, segment)?;
-                    index += 1;
-                }
-                return Ok(());
+                return self.catch_up(state, false).await;
             }
             tracing::warn!(ledger = %self.shown(), "the checkpoint does not match the segments; reading them all");
         }
@@ -236,7 +249,8 @@ impl KubernetesLedger {
             self.follow(&mut fresh, segment)?;
         }
         *state = fresh;
-        Ok(())
+        // The list is one snapshot; a segment started since is read next.
+        self.catch_up(state, false).await
     }
 
     /// Seals and writes `entries` after the state's tip: `Ok(None)` when another writer got there first.
@@ -255,7 +269,7 @@ impl KubernetesLedger {
             lines.push_str(line);
             lines.push('\n');
         }
-        if lines.len() > MAX_SEGMENT_BYTES {
+        if lines.len() > MAX_APPEND_BYTES {
             return Err(Error::invalid(
                 "ledger append",
                 format!("{} entries", sealed.len()),
@@ -263,7 +277,7 @@ impl KubernetesLedger {
             ));
         }
         let recorded: Vec<LedgerEntry> = sealed.into_iter().map(|(entry, _)| entry).collect();
-        let fits = state.head.as_ref().is_some_and(|head| head.lines.len() + lines.len() <= self.segment_bytes);
+        let fits = state.head.as_ref().is_some_and(|head| !head.is_full());
         let (index, written, started) = match &state.head {
             Some(head) if fits => {
                 let object = head.appended(&lines);
@@ -277,6 +291,7 @@ impl KubernetesLedger {
                     first_seq: state.tip.seq() + 1,
                     prev: state.tip.hash().to_owned(),
                     fences: state.fences.clone(),
+                    full_at: self.segment_bytes,
                 };
                 let object = Segment::new_object(&self.name, index, &start, &lines);
                 (index, self.api.create(&PostParams::default(), &object).await, true)
@@ -433,8 +448,9 @@ impl KubernetesLedgerBuilder {
         self
     }
 
-    /// How many bytes of entries a segment holds before the next is started (default
-    /// [`DEFAULT_SEGMENT_BYTES`], at most 900 KiB).
+    /// How many bytes of entries make a segment full, so that the next is started (default
+    /// [`DEFAULT_SEGMENT_BYTES`], at most 512 KiB). The last append may take a segment past it. Recorded in
+    /// each segment when it is created: writers with other settings agree on when a segment is full.
     pub fn segment_bytes(mut self, bytes: usize) -> Self {
         self.segment_bytes = bytes;
         self
@@ -483,7 +499,7 @@ impl KubernetesLedgerBuilder {
             }
         }
         if self.segment_bytes == 0 || self.segment_bytes > MAX_SEGMENT_BYTES {
-            return Err(Error::invalid("Kubernetes ledger setting", "segment_bytes", "must be 1 byte to 900 KiB"));
+            return Err(Error::invalid("Kubernetes ledger setting", "segment_bytes", "must be 1 byte to 512 KiB"));
         }
         let connection = match self.connection {
             Connection::Client(client) => Connection::Client(client),

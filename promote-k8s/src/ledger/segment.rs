@@ -49,6 +49,11 @@ pub(super) struct SegmentStart {
     /// The newest fencing token per stage among every entry before this segment: the fences an appender
     /// enforces come from here and from the segment's own entries, never from the checkpoint.
     pub(super) fences: BTreeMap<String, u64>,
+    /// The segment is full once its lines reach this many bytes; then, and only then, the next segment may
+    /// be created. Fullness is read from the segment's own content, never from a writer's settings, so every
+    /// writer agrees on it: nobody appends to a full segment, so nobody appends after the first entries of
+    /// the next one.
+    pub(super) full_at: usize,
 }
 
 /// A segment as read.
@@ -144,6 +149,11 @@ impl Segment {
         let start = serde_json::to_string(start).expect("a segment start serialises");
         object.data = json!({ "data": { "start": start, "entries": lines } });
         object
+    }
+
+    /// Whether the segment takes no more entries.
+    pub(super) fn is_full(&self) -> bool {
+        self.lines.len() >= self.start.full_at
     }
 
     /// This segment's object with `more` lines appended, its resourceVersion kept as the precondition.
