@@ -3,8 +3,17 @@
 //! segment after it starts where it says the ledger stood, and the fences an appender enforces never come
 //! from it.
 //!
-//! A summary larger than one object may hold goes into parts (`<ledger>-checkpoint-1`, …), written before
-//! the main object; a reader takes the parts only if each names the head the main object names.
+//! The summary is stored deflated (zlib), in `binaryData`: the JSON of a 100k-entry ledger's summary
+//! (about 9,000 promotions) is a few MiB, deflated a few hundred KiB. One larger than one object may hold
+//! goes into parts (`<ledger>-checkpoint-1`, …), written before the main object; a reader takes the parts
+//! only if each names the head the main object names.
+
+use std::io::{Read as _, Write as _};
+
+use base64::Engine as _;
+use flate2::Compression;
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
 
 use kube::api::{Api, DynamicObject, PostParams};
 use promote_core::error::Result;
@@ -16,8 +25,11 @@ use super::segment::{FORMAT, LEDGER_LABEL, ROLE_LABEL, config_map_resource};
 use crate::error::from_kube;
 use crate::retry::retrying;
 
-/// The most summary text one object holds (a ConfigMap holds at most 1 MiB in all).
-const PART_BYTES: usize = 900 * 1024;
+/// The most deflated summary bytes one object holds (a ConfigMap holds at most 1 MiB in all; these go into
+/// `binaryData`, base64 in JSON).
+const PART_BYTES: usize = 700 * 1024;
+/// The key of the deflated summary (or part of it).
+const SUMMARY_KEY: &str = "summary.json.z";
 
 /// What the main object says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +69,7 @@ pub(super) async fn load(api: &Api<DynamicObject>, ledger: &str) -> Result<Optio
         tracing::warn!(ledger, "the ledger checkpoint does not parse; reading every segment");
         return Ok(None);
     };
-    let mut text = main.data["data"]["summary"].as_str().unwrap_or_default().to_owned();
+    let mut deflated = part_bytes(&main);
     for part in 1..head.parts {
         let Some(object) = get(api, &name(ledger, part)).await? else {
             return Ok(None);
@@ -65,7 +77,12 @@ pub(super) async fn load(api: &Api<DynamicObject>, ledger: &str) -> Result<Optio
         if object.data["data"]["head"].as_str() != Some(head.head_hash.as_str()) {
             return Ok(None);
         }
-        text.push_str(object.data["data"]["summary"].as_str().unwrap_or_default());
+        deflated.extend(part_bytes(&object));
+    }
+    let mut text = String::new();
+    if ZlibDecoder::new(&deflated[..]).read_to_string(&mut text).is_err() {
+        tracing::warn!(ledger, "the ledger checkpoint does not inflate; reading every segment");
+        return Ok(None);
     }
     match serde_json::from_str::<LedgerSummary>(&text) {
         Ok(summary) if head.format == FORMAT && summary.head_seq() == head.head_seq => {
@@ -88,7 +105,15 @@ pub(super) async fn store(api: &Api<DynamicObject>, ledger: &str, next_segment: 
             return;
         }
     };
-    let parts = split(&text);
+    let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
+    let deflated = match encoder.write_all(text.as_bytes()).and_then(|()| encoder.finish()) {
+        Ok(deflated) => deflated,
+        Err(error) => {
+            tracing::warn!(ledger, %error, "cannot deflate the ledger summary");
+            return;
+        }
+    };
+    let parts: Vec<&[u8]> = deflated.chunks(PART_BYTES).collect();
     let head = CheckpointHead {
         format: FORMAT,
         next_segment,
@@ -96,15 +121,14 @@ pub(super) async fn store(api: &Api<DynamicObject>, ledger: &str, next_segment: 
         head_hash: summary.head_hash().to_owned(),
         parts: parts.len(),
     };
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut objects: Vec<DynamicObject> = Vec::new();
     for (index, part) in parts.iter().enumerate().skip(1) {
-        objects.push(object(ledger, index, json!({ "head": head.head_hash, "summary": part })));
+        objects.push(object(ledger, index, json!({ "head": head.head_hash }), json!({ SUMMARY_KEY: encode(part) })));
     }
-    let main = json!({
-        "checkpoint": serde_json::to_string(&head).expect("a checkpoint head serialises"),
-        "summary": parts[0],
-    });
-    objects.push(object(ledger, 0, main));
+    let main = json!({ "checkpoint": serde_json::to_string(&head).expect("a checkpoint head serialises") });
+    let main_bytes = json!({ SUMMARY_KEY: encode(parts.first().copied().unwrap_or_default()) });
+    objects.push(object(ledger, 0, main, main_bytes));
     for object in objects {
         if let Err(error) = put(api, object).await {
             tracing::warn!(ledger, %error, "cannot write the ledger checkpoint");
@@ -113,7 +137,7 @@ pub(super) async fn store(api: &Api<DynamicObject>, ledger: &str, next_segment: 
     }
 }
 
-fn object(ledger: &str, part: usize, data: serde_json::Value) -> DynamicObject {
+fn object(ledger: &str, part: usize, data: serde_json::Value, binary: serde_json::Value) -> DynamicObject {
     let mut object = DynamicObject::new(&name(ledger, part), &config_map_resource());
     object.metadata.labels = Some(
         [
@@ -123,25 +147,14 @@ fn object(ledger: &str, part: usize, data: serde_json::Value) -> DynamicObject {
         ]
         .into(),
     );
-    object.data = json!({ "data": data });
+    object.data = json!({ "data": data, "binaryData": binary });
     object
 }
 
-/// `text` in pieces of at most [`PART_BYTES`], cut between characters.
-fn split(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while rest.len() > PART_BYTES {
-        let mut cut = PART_BYTES;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (part, tail) = rest.split_at(cut);
-        parts.push(part);
-        rest = tail;
-    }
-    parts.push(rest);
-    parts
+/// The deflated bytes an object holds (none if they do not decode).
+fn part_bytes(object: &DynamicObject) -> Vec<u8> {
+    let text = object.data["binaryData"][SUMMARY_KEY].as_str().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default()
 }
 
 async fn get(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>> {
@@ -158,20 +171,5 @@ async fn put(api: &Api<DynamicObject>, object: DynamicObject) -> std::result::Re
             api.replace(&name, &PostParams::default(), &object).await.map(|_| ())
         }
         Err(error) => Err(error),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_are_cut_between_characters_and_join_back() {
-        let text = "é".repeat(PART_BYTES);
-        let parts = split(&text);
-        assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| p.len() <= PART_BYTES));
-        assert_eq!(parts.concat(), text);
-        assert_eq!(split("{}"), ["{}"]);
     }
 }

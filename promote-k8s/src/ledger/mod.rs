@@ -2,8 +2,9 @@
 //!
 //! - **Segments.** Entries are stored as sealed lines (the file ledger's exact lines) in ConfigMaps named
 //!   `<ledger>-000001`, `<ledger>-000002`, …, each holding at most [`DEFAULT_SEGMENT_BYTES`] of lines by
-//!   default (a ConfigMap holds at most 1 MiB; an append rewrites its segment, so smaller segments make
-//!   cheaper appends): a 100k-entry ledger is about a thousand objects, not 100k.
+//!   default (a ConfigMap holds at most 1 MiB; an append rewrites its segment, and etcd keeps each
+//!   revision until compaction, so smaller segments make cheaper appends): a 100k-entry ledger is about
+//!   2,000 objects, not 100k.
 //! - **Conditional appends.** An append replaces the head segment with a precondition on the
 //!   resourceVersion it read, or, when the head is full, creates the next segment (a name only one writer
 //!   can create). Two writers can never both append at one sequence number: the loser gets 409, reads the
@@ -37,7 +38,7 @@ use crate::retry::retrying;
 use segment::{LEDGER_LABEL, ROLE_LABEL, Segment, SegmentStart, config_maps};
 
 /// How many bytes of entries a segment holds by default before the next one is started.
-pub const DEFAULT_SEGMENT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_SEGMENT_BYTES: usize = 16 * 1024;
 /// The most a segment may be set to hold before it is full.
 const MAX_SEGMENT_BYTES: usize = 512 * 1024;
 /// The most bytes one append may write: a segment not yet full may take it, and stays under a ConfigMap's
