@@ -89,7 +89,7 @@ pub(crate) struct ConfigSettings {
     pub(crate) kubeconfig: Option<PathBuf>,
 }
 
-/// Configuration from ConfigMaps or Secrets. See the [module docs](self).
+/// Configuration from ConfigMaps or Secrets. How it works: the crate docs, "Shared state for runners on many machines".
 ///
 /// ```rust,no_run
 /// # async fn demo() -> promote_core::Result<()> {

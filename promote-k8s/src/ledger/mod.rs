@@ -49,7 +49,7 @@ const APPEND_RACES: usize = 200;
 /// How many segment reads one catch-up makes at most (a reader far behind the head reads one per segment).
 const CATCH_UP_READS: usize = 100_000;
 
-/// A ledger shared by runners on many machines, in ConfigMaps. See the [module docs](self).
+/// A ledger shared by runners on many machines, in ConfigMaps. How it works: the crate docs, "Shared state for runners on many machines".
 ///
 /// ```rust,no_run
 /// # async fn demo() -> promote_core::Result<()> {

@@ -85,7 +85,7 @@ impl LockSettings {
     }
 }
 
-/// Locks stages with Kubernetes Leases, for runners on many machines. See the [module docs](self).
+/// Locks stages with Kubernetes Leases, for runners on many machines. How it works: the crate docs, "Shared state for runners on many machines".
 ///
 /// ```rust,no_run
 /// # async fn demo() -> promote_core::Result<()> {
