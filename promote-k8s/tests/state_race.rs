@@ -10,7 +10,7 @@
 //!   frozen one, thawed, stops with `LockLost` before its next side effect: the ledger shows its interrupted
 //!   step and nothing after it.
 //!
-//! Rounds per promoter: 20 by default (about a minute for the debug build on 2 shared cores), 50 with
+//! Rounds per promoter: 12 by default (about a minute for the debug build on 2 shared cores), 50 with
 //! `RELIABILITY_LONG=1`.
 #![cfg(feature = "testing")]
 
@@ -175,7 +175,7 @@ async fn build(pipeline: &Pipeline, store: &MemoryArtifactStore, commit: &str) -
 }
 
 fn rounds() -> usize {
-    if std::env::var_os("RELIABILITY_LONG").is_some_and(|v| v == "1") { 50 } else { 20 }
+    if std::env::var_os("RELIABILITY_LONG").is_some_and(|v| v == "1") { 50 } else { 12 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
