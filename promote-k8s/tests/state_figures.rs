@@ -1,7 +1,8 @@
 //! Measurements for the README (ignored by default; no timed assertions): API requests and wall time per
 //! promotion with the Kubernetes lock and ledger, and `status` on a 100k-record ledger with and without its
 //! checkpoint. Run with
-//! `cargo test -p promote-k8s --features testing --test state_figures -- --ignored --nocapture`.
+//! `cargo test -p promote-k8s --features testing --test state_figures -- --ignored --nocapture`
+//! (`SEGMENT_BYTES=65536` measures the per-promotion figures with other segment sizes).
 #![cfg(feature = "testing")]
 
 use std::collections::BTreeMap;
