@@ -1,7 +1,13 @@
-//! The spec kind this crate adds: deployer `kubernetes`.
+//! The spec kinds this crate adds: deployer `kubernetes`, ledger `kubernetes`, lock `kubernetes`, and config
+//! sources `kubernetes-configmap` and `kubernetes-secret`.
 //!
 //! ```yaml
 //! deployer: { kind: kubernetes, namespace: "shop-{stage}" }
+//! ledger: { kind: kubernetes, namespace: promote-system }        # name: promote (its ConfigMaps' prefix)
+//! lock: { kind: kubernetes, namespace: promote-system }          # name: "promote-lock-{stage}", lease_duration_seconds: 15
+//! config:
+//!   - { kind: kubernetes-configmap, namespace: "shop-{stage}", objects: [settings] }
+//!   - { kind: kubernetes-secret, namespace: "shop-{stage}", objects: [db], keys: [DB_PASSWORD] }
 //! stages:
 //!   - name: prd
 //!     deployer:
@@ -17,31 +23,120 @@
 //!       field_manager: promote         # the server-side apply field manager
 //! ```
 //!
-//! Without `context` and `kubeconfig`, the cluster is found as `kubectl` finds it (`$KUBECONFIG`,
-//! `~/.kube/config`), or from the pod's service account inside a cluster.
+//! Every kind takes `context` and `kubeconfig`. Without them, the cluster is found as `kubectl` finds it
+//! (`$KUBECONFIG`, `~/.kube/config`), or from the pod's service account inside a cluster. Every kind is
+//! refused in an untrusted spec: each acts with the runner's Kubernetes credentials.
 
 use std::sync::Arc;
 
-use promote_core::Deployer;
+use std::path::PathBuf;
+
 use promote_core::spec::{BackendSpec, SpecRegistry};
+use promote_core::{ConfigSource, Deployer, EnvironmentLock, Ledger};
 
 use crate::KubernetesDeployer;
+use crate::config::{ConfigObjects, ConfigSettings, KubernetesConfigSource};
 use crate::connection::Connection;
 use crate::deployer::Settings;
+use crate::ledger::{KubernetesLedger, LedgerSettings};
+use crate::lock::{KubernetesLock, LockSettings};
 
-/// Registers deployer kind `kubernetes` on `registry`: the cluster from the settings' kubeconfig and
-/// context, or as `Config::infer()` finds it.
+/// Registers this crate's kinds on `registry` (deployer, ledger and lock `kubernetes`, config sources
+/// `kubernetes-configmap` and `kubernetes-secret`): the cluster from the settings' kubeconfig and context,
+/// or as `Config::infer()` finds it.
 pub fn register(registry: &mut SpecRegistry) {
     registry.register_deployer("kubernetes", |spec| async move { build(spec, None).await });
+    registry.register_ledger("kubernetes", |spec| async move { build_ledger(spec, None).await });
+    registry.register_lock("kubernetes", |spec| async move { build_lock(spec, None).await });
+    for (kind, from) in CONFIG_KINDS {
+        registry.register_config(kind, move |spec| async move { build_config(spec, from, None).await });
+    }
 }
 
-/// Registers deployer kind `kubernetes` on `registry`, every deployer using `client` (an in-process fake
-/// API server, a client built some other way). Settings `context` and `kubeconfig` are refused.
+/// Registers the same kinds as [`register`], every backend using `client` (an in-process fake API server, a
+/// client built some other way). Settings `context` and `kubeconfig` are refused.
 pub fn register_with_client(registry: &mut SpecRegistry, client: kube::Client) {
+    let given = client.clone();
     registry.register_deployer("kubernetes", move |spec| {
-        let client = client.clone();
+        let client = given.clone();
         async move { build(spec, Some(client)).await }
     });
+    let given = client.clone();
+    registry.register_ledger("kubernetes", move |spec| {
+        let client = given.clone();
+        async move { build_ledger(spec, Some(client)).await }
+    });
+    let given = client.clone();
+    registry.register_lock("kubernetes", move |spec| {
+        let client = given.clone();
+        async move { build_lock(spec, Some(client)).await }
+    });
+    for (kind, from) in CONFIG_KINDS {
+        let given = client.clone();
+        registry.register_config(kind, move |spec| {
+            let client = given.clone();
+            async move { build_config(spec, from, Some(client)).await }
+        });
+    }
+}
+
+/// The config source kinds and what each reads.
+const CONFIG_KINDS: [(&str, ConfigObjects); 2] =
+    [("kubernetes-configmap", ConfigObjects::ConfigMaps), ("kubernetes-secret", ConfigObjects::Secrets)];
+
+/// The client for a backend: `client` when the registry gives one (then `context` and `kubeconfig` are
+/// refused), else from the settings (a kubeconfig path resolved against the spec).
+fn connection(
+    spec: &BackendSpec,
+    client: Option<kube::Client>,
+    context: Option<String>,
+    kubeconfig: Option<PathBuf>,
+) -> promote_core::Result<Connection> {
+    match client {
+        Some(client) => {
+            for (setting, set) in [("context", context.is_some()), ("kubeconfig", kubeconfig.is_some())] {
+                if set {
+                    return Err(spec.error_at(setting, "this registry gives every kubernetes backend one client"));
+                }
+            }
+            Ok(Connection::Client(client))
+        }
+        None => {
+            let kubeconfig = kubeconfig.map(|path| spec.resolve_path("kubeconfig", &path)).transpose()?;
+            Ok(Connection::from_settings(kubeconfig, context))
+        }
+    }
+}
+
+async fn build_ledger(spec: BackendSpec, client: Option<kube::Client>) -> promote_core::Result<Arc<dyn Ledger>> {
+    spec.refuse_if_untrusted("reads and writes the ledger in a cluster with the runner's Kubernetes credentials,")?;
+    let mut settings: LedgerSettings = spec.parse()?;
+    let connection = connection(&spec, client, settings.context.take(), settings.kubeconfig.take())?;
+    let ledger = KubernetesLedger::builder().settings(settings).connection(connection).build().await?;
+    Ok(Arc::new(ledger))
+}
+
+async fn build_lock(spec: BackendSpec, client: Option<kube::Client>) -> promote_core::Result<Arc<dyn EnvironmentLock>> {
+    spec.refuse_if_untrusted("takes and holds Leases in a cluster with the runner's Kubernetes credentials,")?;
+    let mut settings: LockSettings = spec.parse()?;
+    if let Err((setting, message)) = settings.check() {
+        return Err(spec.error_at(setting, message));
+    }
+    let connection = connection(&spec, client, settings.context.take(), settings.kubeconfig.take())?;
+    let lock = KubernetesLock::builder().settings(settings).connection(connection).build().await?;
+    Ok(Arc::new(lock))
+}
+
+async fn build_config(
+    spec: BackendSpec,
+    from: ConfigObjects,
+    client: Option<kube::Client>,
+) -> promote_core::Result<Arc<dyn ConfigSource>> {
+    spec.refuse_if_untrusted("reads ConfigMaps and Secrets from a cluster with the runner's Kubernetes credentials,")?;
+    let mut settings: ConfigSettings = spec.parse()?;
+    let connection = connection(&spec, client, settings.context.take(), settings.kubeconfig.take())?;
+    let source = KubernetesConfigSource::builder(from).settings(settings).connection(connection).build().await;
+    Ok(Arc::new(source.map_err(|error| spec.error(error.to_string()))?))
 }
 
 async fn build(spec: BackendSpec, client: Option<kube::Client>) -> promote_core::Result<Arc<dyn Deployer>> {
