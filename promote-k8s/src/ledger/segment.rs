@@ -91,7 +91,10 @@ impl Segment {
         let mut entries = Vec::new();
         for (offset, line) in lines.lines().enumerate() {
             let seq = start.first_seq + offset as u64;
-            entries.push(LedgerEntry::parse_line(line).map_err(|reason| corrupt(seq, reason))?);
+            entries.push(LedgerEntry::parse_line(line).map_err(|error| match error {
+                promote_core::Error::LedgerCorrupt { reason, .. } => corrupt(seq, reason),
+                other => corrupt(seq, other.to_string()),
+            })?);
         }
         if entries.is_empty() {
             return Err(corrupt(start.first_seq, "the segment holds no entry".into()));
