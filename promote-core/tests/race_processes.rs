@@ -28,7 +28,7 @@ use promote_core::lock::Lease;
 use promote_core::manifest::{OCI_MANIFEST, REVISION_ANNOTATION};
 use promote_core::progress::Progress;
 use promote_core::{
-    ArtifactRef, Bundle, BuildRequest, Deployer, DirectoryDeployer, EnvironmentLock, FileLedger, FileLock, Ledger,
+    ArtifactRef, BuildRequest, Bundle, Deployer, DirectoryDeployer, EnvironmentLock, FileLedger, FileLock, Ledger,
     LockWait, MemoryArtifactStore, MemoryConfigSource, Pipeline, Result, Stage, Templates,
 };
 
