@@ -262,10 +262,10 @@ fn race() {
             }
         }
     }
+    // The observer first: a broken lock shows there as two holders at once.
+    let holdings = check_observer(&dir.path().join("observer.log"));
     assert!(failures.is_empty(), "promotions failed: {failures:#?}");
     assert_eq!(reported.len(), processes * rounds, "every round reported");
-
-    let holdings = check_observer(&dir.path().join("observer.log"));
     assert_eq!(holdings.len(), processes * rounds, "one holding per promotion: {holdings:?}");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
