@@ -2,6 +2,7 @@
 //! the independent client, fixtures whose bytes re-serialising would change, and a fault-injecting proxy.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fault_proxy;
 pub mod hostile;
 pub mod proxy;
 pub mod token;
