@@ -1,8 +1,9 @@
 //! The crash matrix: a promotion killed at every step by a real process abort, then run again.
 //!
 //! The test binary is its own child. Run with `PROMOTE_CRASH_DIR` set, it is one `promote` run: it loads
-//! `promote.yaml` from that directory (file ledger, file lock, directory deployer, an OCI image layout per
-//! repository as the artifact store), registers the build, and promotes it into `dev`. With
+//! `promote.yaml` from that directory (file ledger, file lock, directory deployer, and as the artifact
+//! store an OCI image layout per repository, or a docker-registry when `PROMOTE_CRASH_REGISTRY` names
+//! one), registers the build, and promotes it into `dev`. With
 //! `PROMOTE_CRASH_POINT=<failpoint>` and `PROMOTE_CRASH_HIT=<n>` it aborts the process
 //! (`std::process::abort`: no unwinding, no destructor, no lock release but the OS's) the n-th time the
 //! promotion passes that failpoint (promote-core's feature `failpoints`).
@@ -15,9 +16,14 @@
 //! - the step journal shows the interruption: once the promotion was journalled before the crash, it was
 //!   resumed (not started again) under a new fencing token, and a step the crash cut short is journalled
 //!   as started with no finish before the resume;
-//! - the target holds exactly the bundle recorded: each stage tag in the image layouts resolves to the
-//!   recorded digest and its graph is complete, and the stage's directory holds the recorded bundle and no
-//!   other file.
+//! - the target holds exactly the bundle recorded: each stage tag (in the image layouts, or in the
+//!   registry, asked directly) resolves to the recorded digest over a complete graph, and the stage's
+//!   directory holds the recorded bundle and no other file.
+//!
+//! The matrix runs with the OCI layouts always, and with docker-registry when it is installed (skipped
+//! with a reason outside CI, required in CI).
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +36,7 @@ use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, Pro
 use promote_core::manifest::REVISION_ANNOTATION;
 use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
 use promote_oci::{OciLayoutStore, image_manifest};
+use support::{Registry, require};
 
 const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
 const SERVICES: [&str; 2] = ["web", "worker"];
@@ -49,8 +56,9 @@ const FAILPOINTS: [&str; 9] = [
     "promote::after_append",
 ];
 
+/// The spec, with the store and the placement's repository prefix to fill in.
 const SPEC: &str = r#"pipeline: crash
-store: { kind: oci-layout, root: images }
+store: STORE
 ledger: { kind: file, path: state/ledger.jsonl }
 lock: { kind: file, dir: state/locks }
 templates: manifests
@@ -59,7 +67,7 @@ config:
   - { kind: inline, name: defaults, values: { REPLICAS: "2" } }
 stages:
   - name: dev
-    placement: { repository: "dev/{name}", tag: "{stage}" }
+    placement: { repository: "PREFIX/{name}", tag: "{stage}" }
     gates:
       - { kind: command, name: tests, program: "true" }
       - { kind: command, name: lint, program: "true" }
@@ -111,9 +119,14 @@ async fn child(dir: PathBuf) {
     promote_oci::kinds::register(&mut registry);
     let pipeline = registry.load_file(dir.join("promote.yaml"), None).await.expect("load the spec");
     let images = OciLayoutStore::new(dir.join("images"));
+    let registry = std::env::var("PROMOTE_CRASH_REGISTRY").ok();
     let mut request = BuildRequest::new(COMMIT);
     for service in SERVICES {
-        request = request.artifact(service, images.reference(&format!("src/{service}"), "build").unwrap());
+        let reference = match &registry {
+            Some(host) => format!("{host}/src/{service}:build").parse().unwrap(),
+            None => images.reference(&format!("src/{service}"), "build").unwrap(),
+        };
+        request = request.artifact(service, reference);
     }
     let build = pipeline.register(request, "ci").await.expect("register the build");
 
@@ -135,13 +148,44 @@ async fn child(dir: PathBuf) {
     println!("passes {}", passes.load(Ordering::SeqCst));
 }
 
-/// Writes the spec, the templates and the two built images into a new directory.
-async fn prepare() -> tempfile::TempDir {
+/// Where the artifacts live.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    /// An OCI image layout per repository, in the run's directory.
+    Layout,
+    /// A docker-registry (host:port), the built images pushed there once.
+    Registry(&'a str),
+}
+
+impl Backend<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Layout => "oci-layout",
+            Backend::Registry(_) => "docker-registry",
+        }
+    }
+}
+
+/// Writes the spec and the templates into a new directory, and the two built images into its layouts.
+/// `case` keeps each run's stage repositories apart in a shared registry.
+async fn prepare(backend: Backend<'_>, case: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("promote.yaml"), SPEC).unwrap();
+    let (store, prefix) = match backend {
+        Backend::Layout => ("{ kind: oci-layout, root: images }".to_owned(), "dev".to_owned()),
+        Backend::Registry(host) => {
+            (format!("{{ kind: oci-registry, insecure: [\"{host}\"], docker_config: false }}"), format!("case{case}"))
+        }
+    };
+    std::fs::write(dir.path().join("promote.yaml"), SPEC.replace("STORE", &store).replace("PREFIX", &prefix)).unwrap();
     std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
     std::fs::write(dir.path().join("manifests/app.yaml"), TEMPLATE).unwrap();
-    let images = OciLayoutStore::new(dir.path().join("images"));
+    write_images(dir.path()).await;
+    dir
+}
+
+/// The two built images, each in its own layout under `dir/images`, tagged `build`.
+async fn write_images(dir: &Path) {
+    let images = OciLayoutStore::new(dir.join("images"));
     for service in SERVICES {
         let config = format!(
             "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{\"Labels\":{{\"{REVISION_ANNOTATION}\":\"{COMMIT}\"}}}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}}}}"
@@ -153,12 +197,15 @@ async fn prepare() -> tempfile::TempDir {
         let layout = images.layout(&format!("src/{service}")).await.unwrap();
         layout.write_image(Some("build"), config.as_bytes(), &layers, &manifest).await.unwrap();
     }
-    dir
 }
 
-fn run(dir: &Path, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
+fn run(dir: &Path, backend: Backend<'_>, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.env("PROMOTE_CRASH_DIR", dir).env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS");
+    command.env_remove("PROMOTE_CRASH_REGISTRY");
+    if let Backend::Registry(host) = backend {
+        command.env("PROMOTE_CRASH_REGISTRY", host);
+    }
     if let Some((point, hit)) = crash {
         command.env("PROMOTE_CRASH_POINT", point).env("PROMOTE_CRASH_HIT", hit.to_string());
     }
@@ -183,6 +230,7 @@ fn aborted(status: ExitStatus) -> bool {
 
 /// What one cell of the matrix showed.
 struct Cell {
+    backend: &'static str,
     point: &'static str,
     /// How many times the promotion passes the failpoint in all.
     passes: u32,
@@ -196,17 +244,50 @@ struct Cell {
 
 async fn matrix() {
     let mut cells = Vec::new();
+    sweep(Backend::Layout, &mut cells).await;
+    if require("docker-registry") & require("skopeo") {
+        let registry = Registry::start();
+        let images = tempfile::tempdir().unwrap();
+        write_images(images.path()).await;
+        for service in SERVICES {
+            let layout = images.path().join("images/src").join(service);
+            registry.push(&layout, "build", &format!("src/{service}"));
+        }
+        sweep(Backend::Registry(&registry.host), &mut cells).await;
+    }
+    let backends: std::collections::BTreeSet<&str> = cells.iter().map(|cell| cell.backend).collect();
+    println!(
+        "crash matrix: {} crashes at {} failpoints x {} backends ({}), each run again to one succeeded record",
+        cells.len(),
+        FAILPOINTS.len(),
+        backends.len(),
+        backends.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    println!("{:<16} {:<30} {:>4}  {:<8} interrupted step", "store", "failpoint", "pass", "resumed");
+    for cell in &cells {
+        let step = cell.interrupted.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        println!("{:<16} {:<30} {:>4}  {:<8} {step}", cell.backend, cell.point, cell.hit, cell.resumed);
+    }
+    expect_interruptions(&cells);
+    println!("\ntest result: ok. 1 passed; 0 failed");
+}
+
+/// Every failpoint, every pass, on one backend.
+async fn sweep(backend: Backend<'_>, cells: &mut Vec<Cell>) {
+    let mut case = 0;
     for point in FAILPOINTS {
         let mut hit = 1;
         loop {
             assert!(hit <= MAX_HITS, "{point} passed more than {MAX_HITS} times in one promotion");
-            let dir = prepare().await;
-            let (status, out) = run(dir.path(), Some((point, hit)));
+            case += 1;
+            let dir = prepare(backend, case).await;
+            let (status, out) = run(dir.path(), backend, Some((point, hit)));
             if !aborted(status) {
                 // The promotion passed this point fewer than `hit` times: the sweep of this point is done.
                 assert!(out.contains("promoted "), "{point} #{hit}: {out}");
                 assert!(hit > 1, "{point} was never reached: {out}");
-                for cell in cells.iter_mut().filter(|cell: &&mut Cell| cell.point == point) {
+                let this = |cell: &&mut Cell| cell.point == point && cell.backend == backend.name();
+                for cell in cells.iter_mut().filter(this) {
                     cell.passes = hit - 1;
                 }
                 break;
@@ -219,25 +300,17 @@ async fn matrix() {
                 .read_since(0)
                 .await
                 .unwrap();
-            let (status, out) = run(dir.path(), None);
+            let (status, out) = run(dir.path(), backend, None);
             assert!(status.success() && out.contains("promoted "), "{point} #{hit}: the re-run: {out}");
-            cells.push(check(dir.path(), point, hit, &crashed).await);
+            cells.push(check(dir.path(), backend, point, hit, &crashed).await);
             hit += 1;
         }
     }
-    println!("crash matrix: {} crashes at {} failpoints, each run again to one succeeded record", cells.len(), 9);
-    println!("{:<30} {:>4}  {:<8} interrupted step", "failpoint", "pass", "resumed");
-    for cell in &cells {
-        let step = cell.interrupted.map_or_else(|| "-".to_owned(), |s| s.to_string());
-        println!("{:<30} {:>4}  {:<8} {step}", cell.point, cell.hit, cell.resumed);
-    }
-    expect_interruptions(&cells);
-    println!("\ntest result: ok. 1 passed; 0 failed");
 }
 
 /// The assertions of one cell, after the crash and the re-run.
-async fn check(dir: &Path, point: &'static str, hit: u32, crashed: &[LedgerEntry]) -> Cell {
-    let at = format!("{point} #{hit}");
+async fn check(dir: &Path, backend: Backend<'_>, point: &'static str, hit: u32, crashed: &[LedgerEntry]) -> Cell {
+    let at = format!("{}: {point} #{hit}", backend.name());
     let ledger = FileLedger::open(dir.join("state/ledger.jsonl"))
         .await
         .unwrap_or_else(|e| panic!("{at}: the ledger does not open: {e}"));
@@ -268,10 +341,15 @@ async fn check(dir: &Path, point: &'static str, hit: u32, crashed: &[LedgerEntry
         assert!(record.fencing_tokens[0] < record.fencing_tokens[1], "{at}: {:?}", record.fencing_tokens);
     }
 
-    // The image layouts: each stage tag is the recorded digest, over a complete graph.
-    let images = OciLayoutStore::new(dir.join("images"));
+    // Each stage tag is the recorded digest, over a complete graph.
     assert_eq!(record.artifacts.len(), SERVICES.len(), "{at}");
-    for (name, placed) in &record.artifacts {
+    if let Backend::Registry(host) = backend {
+        for (name, placed) in &record.artifacts {
+            check_registry_tag(host, &placed.target, &placed.digest, &format!("{at}: {name}")).await;
+        }
+    }
+    let images = OciLayoutStore::new(dir.join("images"));
+    for (name, placed) in record.artifacts.iter().filter(|_| matches!(backend, Backend::Layout)) {
         let found = images.resolve(&placed.target).await.unwrap_or_else(|e| panic!("{at}: {name}: {e}"));
         assert_eq!(found.digest, placed.digest, "{at}: {name} at {}", placed.target);
         images.verify_digest(&placed.target, &placed.digest).await.unwrap_or_else(|e| panic!("{at}: {name}: {e}"));
@@ -304,7 +382,30 @@ async fn check(dir: &Path, point: &'static str, hit: u32, crashed: &[LedgerEntry
             }
         }
     }
-    Cell { point, passes: 0, interrupted, resumed, hit }
+    Cell { backend: backend.name(), point, passes: 0, interrupted, resumed, hit }
+}
+
+/// Asks the registry directly (not through the store under test) what `target`'s tag serves: the recorded
+/// digest, with every blob of the image there.
+async fn check_registry_tag(host: &str, target: &promote_core::ArtifactRef, digest: &promote_core::Digest, at: &str) {
+    let client = reqwest::Client::new();
+    let repo = target.repository();
+    let tag = target.tag().expect("a stage tag");
+    let response = client
+        .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("accept", promote_core::manifest::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{at}: {target}: {}", response.status());
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(&promote_core::Digest::sha256_of(&bytes), digest, "{at}: {target} serves another manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for blob in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+        let blob_digest = blob["digest"].as_str().unwrap();
+        let response = client.head(format!("http://{host}/v2/{repo}/blobs/{blob_digest}")).send().await.unwrap();
+        assert!(response.status().is_success(), "{at}: {target} points at a missing blob {blob_digest}");
+    }
 }
 
 /// Reads the journal up to the resume: whether the promotion was resumed, and which step the crash left
@@ -359,8 +460,13 @@ fn expect_interruptions(cells: &[Cell]) {
             assert!(cell.resumed, "{at}: the promotion was journalled before the crash, so it was resumed");
         }
     }
-    let passes = |point: &str| cells.iter().filter(|cell| cell.point == point).count();
-    assert_eq!(passes("promote::after_gate"), 3, "two entry gates and one verification gate");
-    assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "one pass per artifact");
-    assert_eq!(passes("promote::before_append"), passes("promote::after_append"));
+    for backend in ["oci-layout", "docker-registry"] {
+        let passes = |point: &str| cells.iter().filter(|cell| cell.backend == backend && cell.point == point).count();
+        if passes("promote::after_lock") == 0 {
+            continue;
+        }
+        assert_eq!(passes("promote::after_gate"), 3, "{backend}: two entry gates and one verification gate");
+        assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "{backend}: one pass per artifact");
+        assert_eq!(passes("promote::before_append"), passes("promote::after_append"), "{backend}");
+    }
 }
