@@ -175,7 +175,7 @@ async fn copies_survive_fault_storms() {
                         assert_typed(error, &at);
                         // A failed copy leaves the tag absent, never on a partial graph.
                         check_target(&client, &target.host, &repo, "stg", &at).await;
-                        format!("failed, retryable: {}", kind_of(error))
+                        format!("failed, retryable: {}", error.root().kind())
                     }
                 };
                 if outcome.is_err() {
@@ -212,13 +212,4 @@ fn assert_typed(error: &Error, at: &str) {
         matches!(error.root(), Error::Backend { .. } | Error::DigestMismatch { .. } | Error::Timeout { .. }),
         "{at}: {error:?}"
     );
-}
-
-fn kind_of(error: &Error) -> &'static str {
-    match error.root() {
-        Error::Backend { .. } => "Backend",
-        Error::DigestMismatch { .. } => "DigestMismatch",
-        Error::Timeout { .. } => "Timeout",
-        _ => "other",
-    }
 }

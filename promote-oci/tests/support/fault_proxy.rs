@@ -2,6 +2,10 @@
 //! answers some of the requests it forwards with one kind of fault, on a fixed schedule, so that a run is
 //! repeatable. Every fault is bounded: a plan injects at most `budget` faults, and a stalled body resumes
 //! after `STALL`. The proxy stops on drop.
+//!
+//! It knows two protocols: the OCI distribution API (a manifest GET is `GET /v2/<repo>/manifests/<ref>`)
+//! and AWS JSON (`POST /` with `X-Amz-Target`; ECR's manifests come in `BatchGetImage` answers). Shared by
+//! promote-oci's and promote-aws's storm tests (`#[path]`), so it depends on neither crate.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -20,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::proxy::{Body, forward};
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// How long a stalled body waits before it goes on.
 pub const STALL: Duration = Duration::from_secs(2);
@@ -73,9 +77,13 @@ impl Fault {
         }
     }
 
-    /// Whether this fault can hit `request`: a status anywhere; a body fault on a GET (its answer has a
-    /// body); wrong bytes on a manifest GET.
-    fn applies(self, method: &str, path: &str) -> bool {
+    /// Whether this fault can hit a request: a status anywhere; a body fault on a GET (its answer has a
+    /// body); wrong bytes on a manifest GET. Every AWS call (`amz_target`) answers with a body, and ECR's
+    /// manifests come from `BatchGetImage`.
+    fn applies(self, method: &str, path: &str, amz_target: Option<&str>) -> bool {
+        if let Some(target) = amz_target {
+            return self != Fault::WrongManifestBytes || target.ends_with(".BatchGetImage");
+        }
         match self {
             Fault::Status500 | Fault::Status503 | Fault::RetryAfterSeconds | Fault::RetryAfterDate => path != "/v2/",
             Fault::ResetMidBody | Fault::TruncatedBody | Fault::StalledBody => method == "GET" && path != "/v2/",
@@ -113,8 +121,8 @@ impl Plan {
         self.budget.store(0, Ordering::SeqCst);
     }
 
-    fn decide(&self, method: &str, path: &str) -> bool {
-        let hit = self.fault.applies(method, path)
+    fn decide(&self, method: &str, path: &str, amz_target: Option<&str>) -> bool {
+        let hit = self.fault.applies(method, path, amz_target)
             && (self.seen.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(self.every)
             && self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if hit {
@@ -210,11 +218,22 @@ impl AsyncWrite for Resettable {
     }
 }
 
-fn status(code: StatusCode, retry_after: Option<String>) -> Response<Body> {
-    let body = Full::new(Bytes::from_static(b"{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"storm\"}]}"));
-    let mut response = Response::new(body.map_err(|never: Infallible| match never {}).boxed());
+/// An error answer in the protocol's own shape: the distribution API's `errors` list, or an AWS JSON error
+/// whose `__type` the SDK classifies (as real services send them).
+fn status(code: StatusCode, retry_after: Option<String>, aws: bool) -> Response<Body> {
+    let (body, content_type) = if aws {
+        let kind = match code {
+            StatusCode::TOO_MANY_REQUESTS => "ThrottlingException",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableException",
+            _ => "ServerException",
+        };
+        (format!("{{\"__type\":\"{kind}\",\"message\":\"storm\"}}"), "application/x-amz-json-1.1")
+    } else {
+        ("{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"storm\"}]}".to_owned(), "application/json")
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed());
     *response.status_mut() = code;
-    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    response.headers_mut().insert("content-type", content_type.parse().unwrap());
     if let Some(value) = retry_after {
         response.headers_mut().insert("retry-after", value.parse().unwrap());
     }
@@ -229,28 +248,32 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
-    if !plan.decide(&method, &path) {
+    let amz_target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if !plan.decide(&method, &path, amz_target.as_deref()) {
         return Ok(forward(request, &upstream).await);
     }
     let fault = plan.fault;
+    let aws = amz_target.is_some();
     match fault {
-        Fault::Status500 => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, None)),
-        Fault::Status503 => return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None)),
-        Fault::RetryAfterSeconds => return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1".into()))),
+        Fault::Status500 => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, None, aws)),
+        Fault::Status503 => return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None, aws)),
+        Fault::RetryAfterSeconds => return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1".into()), aws)),
         Fault::RetryAfterDate => {
             let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(1));
-            return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some(date)));
+            return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some(date), aws));
         }
         _ => {}
     }
     let response = forward(request, &upstream).await;
     let (mut parts, body) = response.into_parts();
-    let Ok(collected) = body.collect().await else { return Ok(status(StatusCode::BAD_GATEWAY, None)) };
+    let Ok(collected) = body.collect().await else { return Ok(bad_gateway()) };
     let bytes = collected.to_bytes();
     if fault == Fault::WrongManifestBytes {
         // The same JSON with one more space: a client that trusts it without hashing is fooled.
-        let mut lie = bytes.to_vec();
-        lie.push(b' ');
+        let lie = match amz_target {
+            Some(_) => lie_in_batch_get_image(&bytes),
+            None => [bytes.as_ref(), b" "].concat(),
+        };
         parts.headers.remove("content-length");
         let body = Full::new(Bytes::from(lie)).map_err(|never: Infallible| match never {}).boxed();
         return Ok(Response::from_parts(parts, body));
@@ -277,4 +300,35 @@ async fn handle(
         frame
     });
     Ok(Response::from_parts(parts, http_body_util::BodyExt::boxed(StreamBody::new(frames))))
+}
+
+/// An ECR `BatchGetImage` answer whose manifests each have one more space than their `imageDigest` says.
+fn lie_in_batch_get_image(bytes: &[u8]) -> Vec<u8> {
+    let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(bytes) else { return bytes.to_vec() };
+    for image in answer["images"].as_array_mut().into_iter().flatten() {
+        if let Some(manifest) = image["imageManifest"].as_str() {
+            image["imageManifest"] = serde_json::Value::String(format!("{manifest} "));
+        }
+    }
+    serde_json::to_vec(&answer).unwrap()
+}
+
+fn bad_gateway() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed());
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// Sends `request` on to `upstream` (host:port) and returns its answer, or 502 when it cannot.
+async fn forward(request: Request<Incoming>, upstream: &str) -> Response<Body> {
+    let Ok(stream) = TcpStream::connect(upstream).await else { return bad_gateway() };
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        return bad_gateway();
+    };
+    tokio::spawn(connection);
+    let (parts, body) = request.into_parts();
+    let forwarded = Request::from_parts(parts, body.map_err(std::io::Error::other).boxed());
+    let Ok(response) = sender.send_request(forwarded).await else { return bad_gateway() };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
 }
