@@ -49,9 +49,14 @@ spec:
 const RACE_DEADLINE: Duration = Duration::from_secs(900);
 
 fn main() {
-    if std::env::args().any(|arg| arg == "--list") {
-        // `cargo test -- --list` asks every test binary; this one is a single test.
+    // A harness-less test: answer `--list` and filters as libtest would, so `cargo test <filter>` skips it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--list") {
         println!("race_processes: test");
+        return;
+    }
+    if skipped(&args, "race_processes") {
+        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out");
         return;
     }
     match std::env::var("PROMOTE_RACE_CHILD") {
@@ -342,4 +347,27 @@ async fn check_ledger(dir: &Path, reported: &BTreeMap<String, u64>, holdings: &[
     let current = view.current(STAGE).expect("the stage has a current promotion");
     let deployed = DirectoryDeployer::new(dir.join("deploy")).current(STAGE).await.unwrap().expect("a deployed bundle");
     assert_eq!(Some(deployed.hash()), current.bundle_hash.as_deref(), "the directory holds the current bundle");
+}
+
+/// Whether libtest's arguments leave this test out: a filter it does not match (`--exact`: equal), a
+/// `--skip` it matches, or `--ignored` (it is not an ignored test).
+fn skipped(args: &[String], name: &str) -> bool {
+    const WITH_VALUE: [&str; 7] =
+        ["--test-threads", "--skip", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
+    let exact = args.iter().any(|arg| arg == "--exact");
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skips.extend(args.next());
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    let matches = |pattern: &String| if exact { name == pattern } else { name.contains(pattern.as_str()) };
+    (!filters.is_empty() && !filters.iter().any(|f| matches(f)))
+        || skips.iter().any(|s| name.contains(s.as_str()))
+        || std::env::args().any(|arg| arg == "--ignored")
 }

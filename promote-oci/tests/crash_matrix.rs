@@ -100,8 +100,14 @@ spec:
 ";
 
 fn main() {
-    if std::env::args().any(|arg| arg == "--list") {
+    // A harness-less test: answer `--list` and filters as libtest would, so `cargo test <filter>` skips it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--list") {
         println!("crash_matrix: test");
+        return;
+    }
+    if skipped(&args, "crash_matrix") {
+        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out");
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -469,4 +475,27 @@ fn expect_interruptions(cells: &[Cell]) {
         assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "{backend}: one pass per artifact");
         assert_eq!(passes("promote::before_append"), passes("promote::after_append"), "{backend}");
     }
+}
+
+/// Whether libtest's arguments leave this test out: a filter it does not match (`--exact`: equal), a
+/// `--skip` it matches, or `--ignored` (it is not an ignored test).
+fn skipped(args: &[String], name: &str) -> bool {
+    const WITH_VALUE: [&str; 7] =
+        ["--test-threads", "--skip", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
+    let exact = args.iter().any(|arg| arg == "--exact");
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skips.extend(args.next());
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    let matches = |pattern: &String| if exact { name == pattern } else { name.contains(pattern.as_str()) };
+    (!filters.is_empty() && !filters.iter().any(|f| matches(f)))
+        || skips.iter().any(|s| name.contains(s.as_str()))
+        || std::env::args().any(|arg| arg == "--ignored")
 }
