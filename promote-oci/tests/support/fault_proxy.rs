@@ -70,7 +70,7 @@ impl Fault {
             Fault::Status503 => "503",
             Fault::RetryAfterSeconds => "429 Retry-After: seconds",
             Fault::RetryAfterDate => "429 Retry-After: HTTP-date",
-            Fault::ResetMidBody => "reset mid-body",
+            Fault::ResetMidBody => "reset mid-body (down and up)",
             Fault::TruncatedBody => "body short of Content-Length",
             Fault::StalledBody => "stalled body",
             Fault::WrongManifestBytes => "manifest bytes not the digest",
@@ -78,7 +78,8 @@ impl Fault {
     }
 
     /// Whether this fault can hit a request: a status anywhere; a body fault on a GET (its answer has a
-    /// body); wrong bytes on a manifest GET. Every AWS call (`amz_target`) answers with a body, and ECR's
+    /// body), and a reset on a blob upload too (in the middle of the request's body); wrong bytes on a
+    /// manifest GET. Every AWS call (`amz_target`) answers with a body, and ECR's
     /// manifests come from `BatchGetImage`.
     fn applies(self, method: &str, path: &str, amz_target: Option<&str>) -> bool {
         if let Some(target) = amz_target {
@@ -86,6 +87,7 @@ impl Fault {
         }
         match self {
             Fault::Status500 | Fault::Status503 | Fault::RetryAfterSeconds | Fault::RetryAfterDate => path != "/v2/",
+            Fault::ResetMidBody if method == "PUT" || method == "PATCH" => path.contains("/blobs/uploads/"),
             Fault::ResetMidBody | Fault::TruncatedBody | Fault::StalledBody => method == "GET" && path != "/v2/",
             Fault::WrongManifestBytes => method == "GET" && path.contains("/manifests/"),
         }
@@ -245,7 +247,7 @@ async fn handle(
     upstream: String,
     plan: Arc<Plan>,
     reset: Arc<AtomicBool>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, std::io::Error> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let amz_target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -261,6 +263,13 @@ async fn handle(
         Fault::RetryAfterDate => {
             let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(1));
             return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some(date), aws));
+        }
+        Fault::ResetMidBody if method != "GET" && !aws => {
+            // An upload cut off: take the first part of what the client sends, then reset the connection.
+            let mut body = request.into_body();
+            let _ = body.frame().await;
+            reset.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "storm: upload cut"));
         }
         _ => {}
     }
