@@ -1,5 +1,6 @@
 //! Fault storms against moto: the ECR store promotes a multi-platform index (retag by digest, then verify
-//! the digest the tag serves) through the fault proxy of promote-oci's storm tests, for each kind of fault.
+//! the digest the tag serves) through the fault proxy of promote-oci's storm tests, for each kind of fault;
+//! and the Secrets Manager config source loads a stage's secrets through the same storms.
 //!
 //! Each storm either completes, or fails with an error that may succeed later; then the storm ends and
 //! the promotion runs again. The tag is then read from moto directly (not through the proxy or the store):
@@ -187,4 +188,82 @@ async fn manifest_bytes_that_are_not_the_digest_are_never_put() {
     assert!(matches!(error.root(), Error::DigestMismatch { .. }), "{error:?}");
     assert!(error.is_retryable(), "bytes changed in transit may arrive whole next time: {error}");
     assert_eq!(put.num_calls(), 0, "nothing was put");
+}
+
+/// Secrets Manager through the same storms: loading a stage's secrets either returns exactly the stored
+/// values, or fails with an error worth retrying, and no error (Display or Debug) carries any part of a
+/// secret value, even when the body that held it was cut in half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_loads_survive_fault_storms_without_leaking() {
+    use promote_aws::{SecretSpec, SecretsManagerSource};
+    use promote_core::{ConfigRequest, ConfigSource};
+
+    const DB_URL: &str = "postgres://storm-user:Qv7-leak-canary-db@db.internal/app";
+    const TOKEN: &str = "tok-Qv7-leak-canary-token-5b1f";
+    let Some(moto) = Moto::start() else { return };
+    let direct = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto.endpoint).await);
+    let app = serde_json::json!({ "DB_URL": DB_URL, "PORT": "5432" }).to_string();
+    direct.create_secret().name("prd/app").secret_string(&app).send().await.expect("create secret");
+    direct.create_secret().name("prd/token").secret_string(TOKEN).send().await.expect("create secret");
+
+    let proxy = FaultProxy::start(moto.endpoint.trim_start_matches("http://")).await;
+    let source = SecretsManagerSource::builder()
+        .sdk_config(&sdk_config(&format!("http://{}", proxy.host)).await)
+        .retry_policy(
+            RetryPolicy::default().with_max_attempts(4).with_delays(Duration::from_millis(20), Duration::from_secs(2)),
+        )
+        .stage("prd", [SecretSpec::json("prd/app"), SecretSpec::string("prd/token", "TOKEN")])
+        .build()
+        .await
+        .unwrap();
+    let expected = [("DB_URL", DB_URL), ("PORT", "5432"), ("TOKEN", TOKEN)];
+    // Pieces of each value, so that half a value in an error is found too.
+    let pieces: Vec<&str> = [DB_URL, TOKEN].iter().flat_map(|v| [&v[..v.len() / 2], &v[v.len() / 2..]]).collect();
+    // One load is one call (`BatchGetSecretValue`): a gust is a few faults in a row, fewer than the attempts.
+    let shapes: &[(&str, u32, u32)] = if long() {
+        &[("gust", 1, 2), ("gust-3", 1, 3), ("gale", 1, 8), ("gale-12", 1, 12)]
+    } else {
+        &[("gust", 1, 2), ("gale", 1, 8)]
+    };
+    let mut rows = Vec::new();
+    // Secrets Manager serves no manifests: the wrong-bytes fault has nothing to hit.
+    for fault in Fault::ALL.into_iter().filter(|fault| *fault != Fault::WrongManifestBytes) {
+        for (shape, every, budget) in shapes {
+            let at = format!("{} ({shape})", fault.name());
+            let budget = if fault == Fault::StalledBody { (*budget).min(2) } else { *budget };
+            let plan = proxy.storm(fault, *every, budget);
+            let outcome = tokio::time::timeout(DEADLINE, source.load(&ConfigRequest::new("prd")))
+                .await
+                .unwrap_or_else(|_| panic!("{at}: the load did not end within {DEADLINE:?}"));
+            proxy.calm();
+            let loaded = match outcome {
+                Ok(loaded) => {
+                    rows.push((at.clone(), plan.injected.load(std::sync::atomic::Ordering::SeqCst), "loaded"));
+                    loaded
+                }
+                Err(error) => {
+                    assert!(error.may_succeed_later(), "{at}: a fault must give an error worth retrying: {error}");
+                    let shown = format!("{error} {error:?}");
+                    for piece in &pieces {
+                        assert!(!shown.contains(piece), "{at}: the error shows part of a secret: {shown}");
+                    }
+                    rows.push((
+                        at.clone(),
+                        plan.injected.load(std::sync::atomic::Ordering::SeqCst),
+                        "failed, retryable",
+                    ));
+                    source.load(&ConfigRequest::new("prd")).await.unwrap_or_else(|e| panic!("{at}: the re-run: {e}"))
+                }
+            };
+            for (key, value) in expected {
+                let entry = loaded.get(key).unwrap_or_else(|| panic!("{at}: {key} missing"));
+                assert_eq!(entry.value.expose(), value, "{at}: {key}");
+            }
+            assert_eq!(loaded.len(), expected.len(), "{at}");
+        }
+    }
+    println!("{:<44} {:>7}  first run", "storm (Secrets Manager on moto)", "faults");
+    for (at, injected, first) in &rows {
+        println!("{at:<44} {injected:>7}  {first}");
+    }
 }
