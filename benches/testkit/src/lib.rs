@@ -12,6 +12,7 @@ pub mod net;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod storm;
 
 pub use blobs::random_bytes;
 pub use ci::{find_binary, require};

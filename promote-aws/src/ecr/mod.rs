@@ -265,6 +265,16 @@ impl EcrStore {
             return Err(Error::TagConflict { reference: target.to_string(), existing, wanted: digest.clone() });
         }
         let manifest_text = image.image_manifest().unwrap_or_default();
+        // The bytes are written as read: check they are the digest's before they go under a tag (a proxy or
+        // a cache can change them in transit; real ECR would refuse the put, an emulator may not).
+        if digest.is_verifiable() {
+            digest.verify(manifest_text.as_bytes()).map_err(|error| match error {
+                Error::DigestMismatch { expected, actual, .. } => {
+                    Error::digest_mismatch(format!("{source} (BatchGetImage)"), expected, actual)
+                }
+                other => other,
+            })?;
+        }
         let put = self
             .client
             .put_image()

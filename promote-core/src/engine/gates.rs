@@ -107,5 +107,7 @@ async fn evaluate_gate(gate: &dyn Gate, context: &GateContext<'_>) -> Result<Gat
         let verdict = Verdict::Pending("not run by plan: the gate has side effects".into());
         return Ok(GateReport::new(verdict).into_evidence(gate));
     }
-    gate.evaluate(context).await.map(|report| report.into_evidence(gate))
+    let evidence = gate.evaluate(context).await.map(|report| report.into_evidence(gate));
+    failpoint!("promote::after_gate");
+    evidence
 }

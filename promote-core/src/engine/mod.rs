@@ -1,5 +1,18 @@
 //! The engine: one [`Pipeline`] handle that registers builds and promotes them through stages.
 
+// Crash-test hooks (feature `failpoints`, the `fail` crate): each names a moment of a promotion at which the
+// crash matrix kills the process. Without the feature they compile to nothing.
+#[cfg(feature = "failpoints")]
+macro_rules! failpoint {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! failpoint {
+    ($name:literal) => {};
+}
+
 mod eligibility;
 mod event;
 mod gates;
@@ -326,7 +339,9 @@ impl Pipeline {
             .into_iter()
             .map(|event| NewEntry { at, actor: actor.to_owned(), fence: fence.clone(), event })
             .collect();
+        failpoint!("promote::before_append");
         let written = self.inner.ledger.append(entries).await?;
+        failpoint!("promote::after_append");
         if let (Some(first), Some(last)) = (written.first(), written.last()) {
             tracing::trace!(first_seq = first.seq, last_seq = last.seq, fence = ?fence, "ledger entries appended");
         }

@@ -148,6 +148,7 @@ impl Pipeline {
             let lease = self.inner.lock.acquire(stage_name, actor, stage.lock_wait).await?;
             let fence = Fence { stage: stage_name.to_owned(), token: lease.token() };
             debug!(stage = stage_name, token = fence.token, "lock acquired");
+            failpoint!("promote::after_lock");
             let view = self.view().await?;
             if let Some(done) = already_current(&view, stage_name, build_id) {
                 return Ok(done);
@@ -298,6 +299,7 @@ impl Pipeline {
                 Ok((bundle, detail))
             })
             .await?;
+        failpoint!("promote::after_render");
 
         // Step 6: deploy and wait for healthy.
         if let (Some(deployer), Some(bundle)) = (&run.stage.deployer, &rendered) {
@@ -308,8 +310,14 @@ impl Pipeline {
                     run.lease.ensure_held()?;
                     let applied = match deployer.apply(bundle, ApplyMode::Apply).await {
                         Ok(_) => {
+                            failpoint!("promote::after_apply");
                             let progress = self.progress(run, Step::Deploy);
                             let wait = deployer.wait_healthy(bundle, run.stage.health_timeout, &progress);
+                            #[cfg(feature = "failpoints")]
+                            let wait = async {
+                                failpoint!("promote::during_health_wait");
+                                wait.await
+                            };
                             // A lock lost during a long rollout wait stops the wait at once.
                             tokio::select! {
                                 health = wait => health,
@@ -349,6 +357,7 @@ impl Pipeline {
                     Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
                 })
                 .await?;
+            failpoint!("promote::after_verify");
             for evidence in &verdicts {
                 self.emit(Event::GateEvaluated { promotion: run.id.clone(), evidence: evidence.clone() });
             }
@@ -507,6 +516,7 @@ impl Pipeline {
         }
         // The target must hold exactly the bytes that were built.
         store.verify_digest(&target, &artifact.digest).await.map_err(at)?;
+        failpoint!("promote::after_artifact");
         debug!(artifact = name, target = %target, digest = %artifact.digest, already_present = present, "artifact placed");
         self.emit(Event::ArtifactPromoted {
             promotion: run.id.clone(),

@@ -1,0 +1,501 @@
+//! The crash matrix: a promotion killed at every step by a real process abort, then run again.
+//!
+//! The test binary is its own child. Run with `PROMOTE_CRASH_DIR` set, it is one `promote` run: it loads
+//! `promote.yaml` from that directory (file ledger, file lock, directory deployer, and as the artifact
+//! store an OCI image layout per repository, or a docker-registry when `PROMOTE_CRASH_REGISTRY` names
+//! one), registers the build, and promotes it into `dev`. With
+//! `PROMOTE_CRASH_POINT=<failpoint>` and `PROMOTE_CRASH_HIT=<n>` it aborts the process
+//! (`std::process::abort`: no unwinding, no destructor, no lock release but the OS's) the n-th time the
+//! promotion passes that failpoint (promote-core's feature `failpoints`).
+//!
+//! For every failpoint and every time a promotion passes it, the parent runs the command with the crash,
+//! then again without, and asserts:
+//! - the crashed run died by abort, and the ledger then opens with its chain verified;
+//! - the re-run succeeds, and the ledger opens with its chain verified;
+//! - exactly one promotion of the build exists, and exactly one succeeded record, and nothing failed;
+//! - the step journal shows the interruption: once the promotion was journalled before the crash, it was
+//!   resumed (not started again) under a new fencing token, and a step the crash cut short is journalled
+//!   as started with no finish before the resume;
+//! - the target holds exactly the bundle recorded: each stage tag (in the image layouts, or in the
+//!   registry, asked directly) resolves to the recorded digest over a complete graph, and the stage's
+//!   directory holds the recorded bundle and no other file.
+//!
+//! The matrix runs with the OCI layouts always, and with docker-registry when it is installed (skipped
+//! with a reason outside CI, required in CI).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use promote_core::SpecRegistry;
+use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionState, Step};
+use promote_core::manifest::REVISION_ANNOTATION;
+use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
+use promote_oci::{OciLayoutStore, image_manifest};
+use support::{Registry, require};
+
+const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+const SERVICES: [&str; 2] = ["web", "worker"];
+/// More passes than any failpoint sees in one promotion: a sweep that gets here is broken.
+const MAX_HITS: u32 = 40;
+
+/// Every failpoint of a promotion, as promote-core names them.
+const FAILPOINTS: [&str; 9] = [
+    "promote::after_lock",
+    "promote::after_gate",
+    "promote::after_artifact",
+    "promote::after_render",
+    "promote::after_apply",
+    "promote::during_health_wait",
+    "promote::after_verify",
+    "promote::before_append",
+    "promote::after_append",
+];
+
+/// The spec, with the store and the placement's repository prefix to fill in.
+const SPEC: &str = r#"pipeline: crash
+store: STORE
+ledger: { kind: file, path: state/ledger.jsonl }
+lock: { kind: file, dir: state/locks }
+templates: manifests
+deployer: { kind: directory, root: deploy }
+config:
+  - { kind: inline, name: defaults, values: { REPLICAS: "2" } }
+stages:
+  - name: dev
+    placement: { repository: "PREFIX/{name}", tag: "{stage}" }
+    gates:
+      - { kind: command, name: tests, program: "true" }
+      - { kind: command, name: lint, program: "true" }
+    verify:
+      - { kind: command, name: smoke, program: "true" }
+"#;
+
+const TEMPLATE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{config.REPLICAS}}
+  template:
+    spec:
+      containers:
+        - name: web
+          image: {{artifacts.web.image}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: worker
+spec:
+  template:
+    spec:
+      containers:
+        - name: worker
+          image: {{artifacts.worker.image}}
+";
+
+fn main() {
+    // A harness-less test: answer `--list` and filters as libtest would, so `cargo test <filter>` skips it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--list") {
+        println!("crash_matrix: test");
+        return;
+    }
+    if skipped(&args, "crash_matrix") {
+        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match std::env::var_os("PROMOTE_CRASH_DIR") {
+        Some(dir) => runtime.block_on(child(PathBuf::from(dir))),
+        None => runtime.block_on(matrix()),
+    }
+}
+
+/// One run of the command: register the build, promote it into `dev`, print `promoted <id>` and how many
+/// times the armed failpoint was passed.
+async fn child(dir: PathBuf) {
+    let _scenario = fail::FailScenario::setup();
+    let mut registry = SpecRegistry::with_defaults();
+    promote_oci::kinds::register(&mut registry);
+    let pipeline = registry.load_file(dir.join("promote.yaml"), None).await.expect("load the spec");
+    let images = OciLayoutStore::new(dir.join("images"));
+    let registry = std::env::var("PROMOTE_CRASH_REGISTRY").ok();
+    let mut request = BuildRequest::new(COMMIT);
+    for service in SERVICES {
+        let reference = match &registry {
+            Some(host) => format!("{host}/src/{service}:build").parse().unwrap(),
+            None => images.reference(&format!("src/{service}"), "build").unwrap(),
+        };
+        request = request.artifact(service, reference);
+    }
+    let build = pipeline.register(request, "ci").await.expect("register the build");
+
+    let passes = Arc::new(AtomicU32::new(0));
+    if let Ok(point) = std::env::var("PROMOTE_CRASH_POINT") {
+        let hit: u32 = std::env::var("PROMOTE_CRASH_HIT").expect("PROMOTE_CRASH_HIT").parse().unwrap();
+        let seen = passes.clone();
+        fail::cfg_callback(point, move || {
+            if seen.fetch_add(1, Ordering::SeqCst) + 1 == hit {
+                std::process::abort();
+            }
+        })
+        .unwrap();
+    }
+    match pipeline.promote(&build.id, "dev", "ci").await {
+        Ok(record) => println!("promoted {}", record.id),
+        Err(error) => println!("error {error}"),
+    }
+    println!("passes {}", passes.load(Ordering::SeqCst));
+}
+
+/// Where the artifacts live.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    /// An OCI image layout per repository, in the run's directory.
+    Layout,
+    /// A docker-registry (host:port), the built images pushed there once.
+    Registry(&'a str),
+}
+
+impl Backend<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Layout => "oci-layout",
+            Backend::Registry(_) => "docker-registry",
+        }
+    }
+}
+
+/// Writes the spec and the templates into a new directory, and the two built images into its layouts.
+/// `case` keeps each run's stage repositories apart in a shared registry.
+async fn prepare(backend: Backend<'_>, case: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, prefix) = match backend {
+        Backend::Layout => ("{ kind: oci-layout, root: images }".to_owned(), "dev".to_owned()),
+        Backend::Registry(host) => {
+            (format!("{{ kind: oci-registry, insecure: [\"{host}\"], docker_config: false }}"), format!("case{case}"))
+        }
+    };
+    std::fs::write(dir.path().join("promote.yaml"), SPEC.replace("STORE", &store).replace("PREFIX", &prefix)).unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(dir.path().join("manifests/app.yaml"), TEMPLATE).unwrap();
+    write_images(dir.path()).await;
+    dir
+}
+
+/// The two built images, each in its own layout under `dir/images`, tagged `build`.
+async fn write_images(dir: &Path) {
+    let images = OciLayoutStore::new(dir.join("images"));
+    for service in SERVICES {
+        let config = format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{\"Labels\":{{\"{REVISION_ANNOTATION}\":\"{COMMIT}\"}}}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}}}}"
+        );
+        let layers: [Vec<u8>; 2] = [format!("{service} layer one\n").into_bytes(), vec![service.len() as u8; 4096]];
+        let layers: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        let annotations = BTreeMap::from([(REVISION_ANNOTATION.to_owned(), COMMIT.to_owned())]);
+        let manifest = image_manifest(config.as_bytes(), &layers, &annotations);
+        let layout = images.layout(&format!("src/{service}")).await.unwrap();
+        layout.write_image(Some("build"), config.as_bytes(), &layers, &manifest).await.unwrap();
+    }
+}
+
+fn run(dir: &Path, backend: Backend<'_>, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("PROMOTE_CRASH_DIR", dir).env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS");
+    command.env_remove("PROMOTE_CRASH_REGISTRY");
+    if let Backend::Registry(host) = backend {
+        command.env("PROMOTE_CRASH_REGISTRY", host);
+    }
+    if let Some((point, hit)) = crash {
+        command.env("PROMOTE_CRASH_POINT", point).env("PROMOTE_CRASH_HIT", hit.to_string());
+    }
+    let Output { status, stdout, stderr } = command.output().expect("run the command");
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    if !aborted(status) && !status.success() {
+        panic!("the command failed ({status}): {stdout}{}", String::from_utf8_lossy(&stderr));
+    }
+    (status, stdout)
+}
+
+#[cfg(unix)]
+fn aborted(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.signal() == Some(6)
+}
+
+#[cfg(not(unix))]
+fn aborted(status: ExitStatus) -> bool {
+    !status.success()
+}
+
+/// What one cell of the matrix showed.
+struct Cell {
+    backend: &'static str,
+    point: &'static str,
+    /// How many times the promotion passes the failpoint in all.
+    passes: u32,
+    hit: u32,
+    /// The step the crash cut short, as journalled; `None` when it fell between steps or before anything
+    /// was journalled.
+    interrupted: Option<Step>,
+    /// Whether the promotion was journalled before the crash (and so resumed).
+    resumed: bool,
+}
+
+async fn matrix() {
+    let mut cells = Vec::new();
+    sweep(Backend::Layout, &mut cells).await;
+    if require("docker-registry") & require("skopeo") {
+        let registry = Registry::start();
+        let images = tempfile::tempdir().unwrap();
+        write_images(images.path()).await;
+        for service in SERVICES {
+            let layout = images.path().join("images/src").join(service);
+            registry.push(&layout, "build", &format!("src/{service}"));
+        }
+        sweep(Backend::Registry(&registry.host), &mut cells).await;
+    }
+    let backends: std::collections::BTreeSet<&str> = cells.iter().map(|cell| cell.backend).collect();
+    println!(
+        "crash matrix: {} crashes at {} failpoints x {} backends ({}), each run again to one succeeded record",
+        cells.len(),
+        FAILPOINTS.len(),
+        backends.len(),
+        backends.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    println!("{:<16} {:<30} {:>4}  {:<8} interrupted step", "store", "failpoint", "pass", "resumed");
+    for cell in &cells {
+        let step = cell.interrupted.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        println!("{:<16} {:<30} {:>4}  {:<8} {step}", cell.backend, cell.point, cell.hit, cell.resumed);
+    }
+    expect_interruptions(&cells);
+    println!("\ntest result: ok. 1 passed; 0 failed");
+}
+
+/// Every failpoint, every pass, on one backend.
+async fn sweep(backend: Backend<'_>, cells: &mut Vec<Cell>) {
+    let mut case = 0;
+    for point in FAILPOINTS {
+        let mut hit = 1;
+        loop {
+            assert!(hit <= MAX_HITS, "{point} passed more than {MAX_HITS} times in one promotion");
+            case += 1;
+            let dir = prepare(backend, case).await;
+            let (status, out) = run(dir.path(), backend, Some((point, hit)));
+            if !aborted(status) {
+                // The promotion passed this point fewer than `hit` times: the sweep of this point is done.
+                assert!(out.contains("promoted "), "{point} #{hit}: {out}");
+                assert!(hit > 1, "{point} was never reached: {out}");
+                let this = |cell: &&mut Cell| cell.point == point && cell.backend == backend.name();
+                for cell in cells.iter_mut().filter(this) {
+                    cell.passes = hit - 1;
+                }
+                break;
+            }
+            // A crash leaves a ledger that opens with its chain verified.
+            let ledger = dir.path().join("state/ledger.jsonl");
+            let crashed = FileLedger::open(&ledger)
+                .await
+                .unwrap_or_else(|e| panic!("{point} #{hit}: after the crash: {e}"))
+                .read_since(0)
+                .await
+                .unwrap();
+            let (status, out) = run(dir.path(), backend, None);
+            assert!(status.success() && out.contains("promoted "), "{point} #{hit}: the re-run: {out}");
+            cells.push(check(dir.path(), backend, point, hit, &crashed).await);
+            hit += 1;
+        }
+    }
+}
+
+/// The assertions of one cell, after the crash and the re-run.
+async fn check(dir: &Path, backend: Backend<'_>, point: &'static str, hit: u32, crashed: &[LedgerEntry]) -> Cell {
+    let at = format!("{}: {point} #{hit}", backend.name());
+    let ledger = FileLedger::open(dir.join("state/ledger.jsonl"))
+        .await
+        .unwrap_or_else(|e| panic!("{at}: the ledger does not open: {e}"));
+    let entries = ledger.read_since(0).await.unwrap();
+    let mut view = LedgerView::new();
+    view.apply_all(entries.clone());
+    let promotions = view.promotions();
+    assert_eq!(promotions.len(), 1, "{at}: one promotion, resumed rather than started again: {promotions:#?}");
+    let record = &promotions[0];
+    assert_eq!(record.state, PromotionState::Finished(FinalState::Succeeded), "{at}");
+    let finished: Vec<&FinalState> = entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            LedgerEvent::PromotionFinished { state, .. } => Some(state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, [&FinalState::Succeeded], "{at}: exactly one outcome, a success");
+
+    let (resumed, interrupted) = journal(&entries, &at);
+    let outcome_written = crashed.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. }));
+    if outcome_written {
+        // The crash came after the outcome was written: the re-run found the build current and wrote nothing.
+        assert_eq!(crashed, entries.as_slice(), "{at}: the re-run of a finished promotion changed the ledger");
+    }
+    if resumed {
+        assert_eq!(record.fencing_tokens.len(), 2, "{at}: one token per run: {:?}", record.fencing_tokens);
+        assert!(record.fencing_tokens[0] < record.fencing_tokens[1], "{at}: {:?}", record.fencing_tokens);
+    }
+
+    // Each stage tag is the recorded digest, over a complete graph.
+    assert_eq!(record.artifacts.len(), SERVICES.len(), "{at}");
+    if let Backend::Registry(host) = backend {
+        for (name, placed) in &record.artifacts {
+            check_registry_tag(host, &placed.target, &placed.digest, &format!("{at}: {name}")).await;
+        }
+    }
+    let images = OciLayoutStore::new(dir.join("images"));
+    for (name, placed) in record.artifacts.iter().filter(|_| matches!(backend, Backend::Layout)) {
+        let found = images.resolve(&placed.target).await.unwrap_or_else(|e| panic!("{at}: {name}: {e}"));
+        assert_eq!(found.digest, placed.digest, "{at}: {name} at {}", placed.target);
+        images.verify_digest(&placed.target, &placed.digest).await.unwrap_or_else(|e| panic!("{at}: {name}: {e}"));
+        let layout = images.layout(&format!("dev/{name}")).await.unwrap();
+        let manifest = layout.read_blob(&placed.digest).await.unwrap().expect("the manifest");
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let blobs = std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap());
+        for blob in blobs {
+            let digest = blob["digest"].as_str().unwrap().parse().unwrap();
+            let bytes = layout.read_blob(&digest).await.unwrap().unwrap_or_else(|| panic!("{at}: {digest} missing"));
+            assert_eq!(bytes.len() as u64, blob["size"].as_u64().unwrap(), "{at}: {digest}");
+        }
+    }
+
+    // The directory tree: the recorded bundle, and no other file (no temporary file left by the crash).
+    let deployer = DirectoryDeployer::new(dir.join("deploy"));
+    let deployed = deployer.current("dev").await.unwrap().unwrap_or_else(|| panic!("{at}: nothing deployed"));
+    assert_eq!(Some(deployed.hash()), record.bundle_hash.as_deref(), "{at}: the directory holds the recorded bundle");
+    let mut files: Vec<String> = std::fs::read_dir(deployer.stage_dir("dev"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, [".promote-index", "deployment-web.yaml", "deployment-worker.yaml"], "{at}");
+    for file in &files[1..] {
+        let text = std::fs::read_to_string(deployer.stage_dir("dev").join(file)).unwrap();
+        for placed in record.artifacts.values() {
+            if text.contains("image:") && text.contains(placed.target.repository()) {
+                assert!(text.contains(placed.digest.as_str()), "{at}: {file} runs the recorded digest");
+            }
+        }
+    }
+    Cell { backend: backend.name(), point, passes: 0, interrupted, resumed, hit }
+}
+
+/// Asks the registry directly (not through the store under test) what `target`'s tag serves: the recorded
+/// digest, with every blob of the image there.
+async fn check_registry_tag(host: &str, target: &promote_core::ArtifactRef, digest: &promote_core::Digest, at: &str) {
+    let client = reqwest::Client::new();
+    let repo = target.repository();
+    let tag = target.tag().expect("a stage tag");
+    let response = client
+        .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("accept", promote_core::manifest::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{at}: {target}: {}", response.status());
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(&promote_core::Digest::sha256_of(&bytes), digest, "{at}: {target} serves another manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for blob in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+        let blob_digest = blob["digest"].as_str().unwrap();
+        let response = client.head(format!("http://{host}/v2/{repo}/blobs/{blob_digest}")).send().await.unwrap();
+        assert!(response.status().is_success(), "{at}: {target} points at a missing blob {blob_digest}");
+    }
+}
+
+/// Reads the journal up to the resume: whether the promotion was resumed, and which step the crash left
+/// started and unfinished. Checks that the crashed run wrote no outcome.
+fn journal(entries: &[LedgerEntry], at: &str) -> (bool, Option<Step>) {
+    let resume = entries.iter().position(|entry| matches!(entry.event, LedgerEvent::PromotionResumed { .. }));
+    let Some(resume) = resume else { return (false, None) };
+    let before = &entries[..resume];
+    assert!(
+        before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionStarted { .. })),
+        "{at}: resumed a promotion that never started"
+    );
+    assert!(
+        !before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. })),
+        "{at}: the crashed run recorded an outcome"
+    );
+    let mut open = None;
+    for entry in before {
+        match &entry.event {
+            LedgerEvent::StepStarted { step, .. } => open = Some(*step),
+            LedgerEvent::StepFinished { step, .. } if open == Some(*step) => open = None,
+            _ => {}
+        }
+    }
+    let tokens: Vec<u64> = entries.iter().filter_map(|e| e.fence.as_ref().map(|f| f.token)).collect();
+    assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "{at}: fencing tokens went back: {tokens:?}");
+    (true, open)
+}
+
+/// Where each failpoint must leave the journal.
+fn expect_interruptions(cells: &[Cell]) {
+    for cell in cells {
+        let at = format!("{} #{}", cell.point, cell.hit);
+        let expected = match cell.point {
+            // Nothing was journalled: the re-run starts the promotion afresh, and that is all.
+            "promote::after_lock" => Some((false, None)),
+            "promote::after_gate" if cell.hit <= 2 => Some((true, Some(Step::EntryGates))),
+            "promote::after_gate" => Some((true, Some(Step::Verify))),
+            "promote::after_artifact" => Some((true, Some(Step::Artifacts))),
+            "promote::after_render" => Some((true, None)),
+            "promote::after_apply" | "promote::during_health_wait" => Some((true, Some(Step::Deploy))),
+            "promote::after_verify" => Some((true, None)),
+            // Appends: the first opens the promotion; before it nothing is journalled. The last writes the
+            // outcome: after it, the re-run finds the build current and does nothing.
+            "promote::before_append" if cell.hit == 1 => Some((false, None)),
+            "promote::after_append" if cell.hit == cell.passes => Some((false, None)),
+            _ => None,
+        };
+        if let Some((resumed, interrupted)) = expected {
+            assert_eq!((cell.resumed, cell.interrupted), (resumed, interrupted), "{at}");
+        } else {
+            assert!(cell.resumed, "{at}: the promotion was journalled before the crash, so it was resumed");
+        }
+    }
+    for backend in ["oci-layout", "docker-registry"] {
+        let passes = |point: &str| cells.iter().filter(|cell| cell.backend == backend && cell.point == point).count();
+        if passes("promote::after_lock") == 0 {
+            continue;
+        }
+        assert_eq!(passes("promote::after_gate"), 3, "{backend}: two entry gates and one verification gate");
+        assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "{backend}: one pass per artifact");
+        assert_eq!(passes("promote::before_append"), passes("promote::after_append"), "{backend}");
+    }
+}
+
+/// Whether libtest's arguments leave this test out: a filter it does not match (`--exact`: equal), a
+/// `--skip` it matches, or `--ignored` (it is not an ignored test).
+fn skipped(args: &[String], name: &str) -> bool {
+    const WITH_VALUE: [&str; 7] =
+        ["--test-threads", "--skip", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
+    let exact = args.iter().any(|arg| arg == "--exact");
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skips.extend(args.next());
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    let matches = |pattern: &String| if exact { name == pattern } else { name.contains(pattern.as_str()) };
+    (!filters.is_empty() && !filters.iter().any(|f| matches(f)))
+        || skips.iter().any(|s| name.contains(s.as_str()))
+        || std::env::args().any(|arg| arg == "--ignored")
+}
