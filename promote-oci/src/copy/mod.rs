@@ -155,6 +155,13 @@ impl CopyEndpoint {
     }
 }
 
+impl CopyEndpoint {
+    /// The reading side, for the trust module's referrer discovery.
+    pub(crate) fn reader(&self) -> &dyn GraphSource {
+        &*self.source
+    }
+}
+
 impl fmt::Debug for CopyEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CopyEndpoint").field("place", &self.place).field("pointer", &self.pointer).finish()
