@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use oci_client::manifest::{OciImageIndex, OciImageManifest};
+use oci_client::manifest::OciImageManifest;
 use promote_core::manifest::Descriptor;
 use promote_core::retry::RetryPolicy;
-use promote_core::{Digest, Error, Result};
+use promote_core::{Digest, Result};
 
+use crate::copy::referrers;
+pub(crate) use crate::copy::referrers::{Listing, tag_schema_tag};
 use crate::copy::{GraphSource, Pointer};
 use crate::error::{FailResult, persistent, verify_bytes};
 
@@ -17,27 +19,6 @@ use crate::error::{FailResult, persistent, verify_bytes};
 pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 /// The largest bundle we read: DSSE attestations with large predicates stay well under it.
 const MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Where the referrers were listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Listing {
-    /// `GET /v2/<repo>/referrers/<digest>`.
-    ReferrersApi,
-    /// The `sha256-<hex>` index.
-    TagSchema,
-    /// No referrers API, and no `sha256-<hex>` index.
-    Nothing,
-}
-
-impl Listing {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Listing::ReferrersApi => "referrers API",
-            Listing::TagSchema => "tag-schema index",
-            Listing::Nothing => "none",
-        }
-    }
-}
 
 /// A bundle found as a referrer of the digest: its exact bytes, checked against the layer digest.
 #[derive(Debug, Clone)]
@@ -60,56 +41,18 @@ pub(crate) struct Discovery {
     pub(crate) requests: u32,
 }
 
-/// The tag the referrers tag schema uses for `digest`: `sha256-<hex>`.
-pub(crate) fn tag_schema_tag(digest: &Digest) -> String {
-    format!("{}-{}", digest.algorithm(), digest.hex())
-}
-
-/// A referrer as an index lists it.
-struct Listed {
-    digest: Digest,
-    media_type: String,
-    artifact_type: Option<String>,
-}
-
 fn is_bundle_type(media_type: &str) -> bool {
     media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX)
 }
 
 /// Lists and reads the sigstore bundles attached to `digest` in `source`.
 pub(crate) async fn discover(source: &dyn GraphSource, digest: &Digest, retry: &RetryPolicy) -> Result<Discovery> {
-    let requests = AtomicU32::new(0);
+    let listed = referrers::list(source, digest, retry).await?;
+    let requests = AtomicU32::new(listed.requests);
     let counted = || {
         requests.fetch_add(1, Ordering::Relaxed);
     };
-    let listed: Option<Vec<Descriptor>> = retry
-        .run("list referrers", || {
-            counted();
-            source.referrers(digest)
-        })
-        .await?;
-    let (listing, entries) = match listed {
-        Some(descriptors) => (
-            Listing::ReferrersApi,
-            descriptors
-                .into_iter()
-                .map(|d| Listed { digest: d.digest, media_type: d.media_type, artifact_type: None })
-                .collect(),
-        ),
-        None => {
-            let pointer = Pointer::Tag(tag_schema_tag(digest));
-            let index = retry
-                .run("read the referrers index", || {
-                    counted();
-                    source.fetch_manifest(&pointer, None)
-                })
-                .await?;
-            match index {
-                Some(index) => (Listing::TagSchema, index_entries(&index.bytes, &index.digest)?),
-                None => (Listing::Nothing, Vec::new()),
-            }
-        }
-    };
+    let (listing, entries) = (listed.listing, listed.entries);
     let referrers = entries.len();
     let mut bundles = Vec::new();
     for entry in entries {
@@ -138,22 +81,6 @@ pub(crate) async fn discover(source: &dyn GraphSource, digest: &Digest, retry: &
         bundles.push(FoundBundle { referrer: entry.digest, bundle_digest: layer.digest, bytes });
     }
     Ok(Discovery { listing, referrers, bundles, requests: requests.load(Ordering::Relaxed) })
-}
-
-fn index_entries(bytes: &[u8], index_digest: &Digest) -> Result<Vec<Listed>> {
-    let index: OciImageIndex = serde_json::from_slice(bytes)
-        .map_err(|error| Error::invalid("referrers index", index_digest.to_string(), error.to_string()))?;
-    Ok(index
-        .manifests
-        .into_iter()
-        .filter_map(|entry| {
-            Some(Listed {
-                digest: Digest::parse(&entry.digest).ok()?,
-                media_type: entry.media_type,
-                artifact_type: entry.artifact_type,
-            })
-        })
-        .collect())
 }
 
 /// The bundle layer of a referrer manifest whose subject is `subject`, if it is a sigstore bundle
