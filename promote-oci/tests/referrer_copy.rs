@@ -138,8 +138,9 @@ impl Signed {
             .collect()
     }
 
-    /// The gate, with the source's trust root, on `host/app@digest`: both signers must verify.
-    async fn gate_passes(&self, host: &str) -> bool {
+    /// The gate, with the source's trust root, on `host/app@digest`: both signers must verify. Returns the
+    /// registry requests the gate made.
+    async fn gate_passes(&self, host: &str) -> u64 {
         let pem = std::fs::read_to_string(&self.ci_pub).unwrap();
         let policies =
             vec![SignaturePolicy::keyless("ci", SAN, ISSUER), SignaturePolicy::public_key("release", &pem).unwrap()];
@@ -165,7 +166,7 @@ impl Signed {
             .await
             .unwrap();
         assert!(report.verdict.is_pass(), "{:?}\n{:#?}", report.verdict, report.evidence);
-        true
+        report.evidence["artifacts"]["app"]["requests"].as_u64().unwrap()
     }
 
     /// Both judges on the bundles read back from `host` (the layer blobs of these referrers).
@@ -384,6 +385,7 @@ async fn with_the_referrers_api_on_both_sides_referrers_are_listed_by_the_api_an
     let source_entries = source.listed.lock().unwrap().clone();
     let target_entries = target.listed.lock().unwrap().clone();
     assert_eq!(source_entries.values().next(), target_entries.values().next(), "same entries, artifact types included");
-    signed.gate_passes(&target.host).await;
+    let requests = signed.gate_passes(&target.host).await;
+    assert_eq!(requests, 5, "with the referrers API: the listing, then a manifest and a blob per bundle (2)");
     signed.judges_accept(&target.host, &seeded);
 }

@@ -604,3 +604,66 @@ async fn the_signature_kind_loads_from_a_spec_and_names_bad_settings() {
         assert!(error.to_string().contains(key), "{gate}: {error}");
     }
 }
+
+/// Figures for the README (no timed assertion): the median time to verify one bundle with the trust root
+/// loaded once, and the registry requests the gate makes per artifact (docker-registry 2.8.2, tag schema).
+/// `cargo test --release -p promote-oci --test signature_gate -- --ignored --nocapture measure`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints the figures of notes-trust.md"]
+async fn measure_verification_time_and_requests() {
+    if !toolchain::available() {
+        return;
+    }
+    let mut world = World::start();
+    let digest = world.digest.to_string();
+    let mock_url = world.mock.url().to_owned();
+    let keyless = world.keyless_args();
+    let keyless: Vec<&str> = keyless.iter().map(String::as_str).collect();
+    let ci_key = world.ci_key.display().to_string();
+    world.sign_js("js-keyless", &[&["--digest", &digest][..], keyless.as_slice()].concat());
+    world.sign_js("js-keyed", &["--digest", &digest, "--key", &ci_key, "--rekor", &mock_url]);
+    world.sign_py("py-keyless", &[]);
+    world.repo("one", &["js-keyless"]);
+    world.repo("three", &["js-keyless", "js-keyed", "py-keyless"]);
+
+    let root = TrustRoot::from_file(&world.root).unwrap();
+    let pem = std::fs::read_to_string(&world.ci_pub).unwrap();
+    let keyed = SignaturePolicy::public_key("release", &pem).unwrap();
+    let ci = SignaturePolicy::keyless("ci", SAN, ISSUER);
+    const RUNS: usize = 200;
+    for (name, policy) in [("js-keyless", &ci), ("py-keyless", &ci), ("js-keyed", &keyed)] {
+        let bytes = std::fs::read(world.bundle(name)).unwrap();
+        let mut times: Vec<std::time::Duration> = (0..RUNS)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                root.verify_bundle(&bytes, policy, &world.digest).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        eprintln!(
+            "verify {name}: median {:?}, p90 {:?} over {RUNS} runs (parse + verify, trust root loaded once)",
+            times[RUNS / 2],
+            times[RUNS * 9 / 10]
+        );
+    }
+    for (repo, policies, require) in [("one", vec![ci.clone()], 1), ("three", vec![ci.clone(), keyed.clone()], 2)] {
+        let gate =
+            SignatureGate::new("signed", world.store(), root.clone(), policies).unwrap().require(require).unwrap();
+        let mut times = Vec::new();
+        let mut requests = Value::Null;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let report = evaluate(&gate, &world, repo, REVISION).await;
+            times.push(started.elapsed());
+            assert!(report.verdict.is_pass());
+            requests = report.evidence["artifacts"]["app"]["requests"].clone();
+        }
+        times.sort();
+        eprintln!(
+            "gate on {repo} ({} bundles): {requests} registry requests per artifact, median {:?} per evaluation (loopback)",
+            world.attached[repo].len(),
+            times[times.len() / 2]
+        );
+    }
+}

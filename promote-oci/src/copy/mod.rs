@@ -165,6 +165,11 @@ impl CopyEndpoint {
     pub(crate) fn reader(&self) -> &dyn GraphSource {
         &*self.source
     }
+
+    /// The writing side (readable too), for the trust module's attestation writes.
+    pub(crate) fn writer(&self) -> &dyn GraphEndpoint {
+        &*self.target
+    }
 }
 
 impl fmt::Debug for CopyEndpoint {

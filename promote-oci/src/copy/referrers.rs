@@ -3,8 +3,10 @@
 //!
 //! Registries without the referrers API (docker-registry 2.8.2 among them) also ignore `If-Match`, so an
 //! index update is a read-modify-write that a concurrent writer can undo. [`merge_into_index`] therefore
-//! re-reads after each write and writes again until its entries are there on two reads in a row, a pause
-//! apart, within a bounded number of rounds. It never removes an entry it did not add (it adds only).
+//! re-reads after each write and writes again until its entries, and every entry it has seen listed, are
+//! there on two reads in a row, a pause apart, within a bounded number of rounds. It only ever adds. What
+//! it cannot repair without a compare-and-swap: an entry another writer adds between our read and our write
+//! and that we therefore never see; a writer that also re-reads (every promote) puts its own back.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -164,6 +166,7 @@ pub(crate) async fn merge_into_index(
     let pointer = Pointer::Tag(tag_schema_tag(subject));
     let mut report = MergeReport::default();
     let mut confirmed = false;
+    let mut seen: Vec<Value> = Vec::new();
     for round in 0..MERGE_ROUNDS {
         report.reads += 1;
         let current =
@@ -174,12 +177,24 @@ pub(crate) async fn merge_into_index(
             })?,
             None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
         };
-        let listed: Vec<String> = index["manifests"]
-            .as_array()
-            .map(|m| m.iter().filter_map(|e| e["digest"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let missing: Vec<&Value> =
-            entries.iter().filter(|e| e["digest"].as_str().is_some_and(|d| !listed.iter().any(|l| l == d))).collect();
+        let current: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
+        // Everyone's entries we have seen stay listed too: a writer that wrote from a stale copy may have
+        // dropped one since.
+        for entry in &current {
+            if !seen.iter().any(|s| s["digest"] == entry["digest"]) {
+                seen.push(entry.clone());
+            }
+        }
+        let missing: Vec<&Value> = entries
+            .iter()
+            .chain(&seen)
+            .filter(|wanted| !current.iter().any(|e| e["digest"] == wanted["digest"]))
+            .fold(Vec::new(), |mut unique: Vec<&Value>, wanted| {
+                if !unique.iter().any(|u| u["digest"] == wanted["digest"]) {
+                    unique.push(wanted);
+                }
+                unique
+            });
         if missing.is_empty() {
             // Nothing written: nothing to confirm. Written: confirmed once more after a pause, in case a
             // writer that read before our write puts its older copy back.

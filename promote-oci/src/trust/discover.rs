@@ -86,7 +86,7 @@ pub(crate) async fn discover(source: &dyn GraphSource, digest: &Digest, retry: &
 /// The bundle layer of a referrer manifest whose subject is `subject`, if it is a sigstore bundle
 /// referrer: `artifactType` (or, for older writers, the config media type) a bundle type, and a layer
 /// of a bundle type (or the only layer).
-fn bundle_layer(bytes: &[u8], subject: &Digest) -> Option<Descriptor> {
+pub(crate) fn bundle_layer(bytes: &[u8], subject: &Digest) -> Option<Descriptor> {
     let manifest: OciImageManifest = serde_json::from_slice(bytes).ok()?;
     if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.as_str()) {
         return None;

@@ -54,6 +54,17 @@ impl TrustRoot {
     pub(crate) fn verifier(&self) -> &Verifier {
         &self.verifier
     }
+
+    /// Verifies one sigstore bundle (its JSON bytes) as a signature of `digest` by `policy`, offline: what
+    /// the [`SignatureGate`](super::SignatureGate) does for each bundle it finds.
+    pub fn verify_bundle(
+        &self,
+        bundle: &[u8],
+        policy: &SignaturePolicy,
+        digest: &Digest,
+    ) -> std::result::Result<super::VerifiedSignature, super::Rejection> {
+        super::verify::ParsedBundle::parse(bundle).judge(self, policy, digest)
+    }
 }
 
 /// How a value (a certificate identity, an OIDC issuer) is matched.

@@ -74,14 +74,20 @@ impl fmt::Display for Rejection {
 
 /// What a bundle that satisfies a policy proves.
 #[derive(Debug, Clone)]
-pub(crate) struct Accepted {
-    /// The certificate identity, or `key:<key id>`.
-    pub(crate) signer: String,
-    pub(crate) issuer: Option<String>,
-    pub(crate) log_index: Option<u64>,
-    /// The verified in-toto statement (DSSE bundles).
-    pub(crate) statement: Option<Statement>,
+#[non_exhaustive]
+pub struct VerifiedSignature {
+    /// The certificate identity (SAN), or `key:<hex SHA-256 of the DER public key>`.
+    pub signer: String,
+    /// The certificate's OIDC issuer (keyless signatures).
+    pub issuer: Option<String>,
+    /// The transparency-log index of the signature's entry, when it has one.
+    pub log_index: Option<u64>,
+    /// The verified in-toto statement (DSSE bundles; `None` for message signatures).
+    pub statement: Option<Statement>,
 }
+
+/// The crate's short name for it.
+pub(crate) type Accepted = VerifiedSignature;
 
 /// A bundle parsed once and judged against every policy.
 pub(crate) struct ParsedBundle {
