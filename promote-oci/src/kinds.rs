@@ -1,5 +1,5 @@
-//! The spec kinds this crate adds: artifact stores `oci-registry` and `oci-layout`, and the `signature`
-//! gate ([`SignatureGate`]).
+//! The spec kinds this crate adds: artifact stores `oci-registry` and `oci-layout`, the `signature`
+//! gate ([`SignatureGate`]), and the `oci-attestation` stage attestor ([`PromotionAttestor`]).
 //!
 //! ```yaml
 //! store:
@@ -30,6 +30,14 @@
 //!         public_key: trust/scanner.pub      # PEM; tlog: false accepts bundles without a log entry
 //!     registry: { insecure: ["127.0.0.1:5000"] }   # how to read referrers; the oci-registry settings
 //! ```
+//! ```yaml
+//! stages:
+//!   - name: prd
+//!     attest:                                 # after each success: a signed statement, attached as a referrer
+//!       - kind: oci-attestation
+//!         key_env: PROMOTE_ATTESTATION_KEY    # a P-256 PKCS#8 PEM private key (or key_file: path)
+//!         registry: { insecure: ["127.0.0.1:5000"] }
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +49,7 @@ use serde::Deserialize;
 
 use crate::layout::OciLayoutConfig;
 use crate::registry::{OciRegistryConfig, OciRegistryStore};
-use crate::trust::{Match, SignatureGate, SignaturePolicy, TrustRoot};
+use crate::trust::{Match, PromotionAttestor, SignatureGate, SignaturePolicy, TrustRoot};
 
 /// A registry store from `config`, found at `prefix` (`""` for a store, `"registry."` inside a gate).
 fn registry_store(spec: &BackendSpec, mut config: OciRegistryConfig, prefix: &str) -> Result<OciRegistryStore> {
@@ -98,6 +106,19 @@ struct PolicySettings {
     tlog: bool,
     #[serde(default)]
     predicate_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestationSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    key_env: Option<String>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    registry: Option<OciRegistryConfig>,
 }
 
 fn tlog_default() -> bool {
@@ -175,6 +196,25 @@ pub fn register(registry: &mut SpecRegistry) {
             gate = gate.require(require).map_err(|error| spec.error_at("require", error.to_string()))?;
         }
         Ok(Arc::new(gate.require_provenance(settings.provenance)) as Arc<dyn Gate>)
+    });
+    registry.register_attestor("oci-attestation", |spec| async move {
+        spec.refuse_if_untrusted("signs with a private key and writes to registries")?;
+        let settings: AttestationSettings = spec.parse()?;
+        let pem = match (settings.key_env, settings.key_file) {
+            (Some(variable), None) => std::env::var(&variable)
+                .map_err(|_| spec.error_at("key_env", format!("the environment variable {variable} is not set")))?,
+            (None, Some(path)) => {
+                let path = spec.resolve_path("key_file", &path)?;
+                std::fs::read_to_string(&path)
+                    .map_err(|error| spec.error_at("key_file", format!("{}: {error}", path.display())))?
+            }
+            _ => return Err(spec.error_at("key_env", "give the signing key as `key_env` or `key_file` (one of them)")),
+        };
+        let store = registry_store(&spec, settings.registry.unwrap_or_default(), "registry.")?;
+        let attestor = PromotionAttestor::new(store, &promote_core::Secret::new(pem))
+            .map_err(|error| spec.error_at("key_env", error.to_string()))?
+            .named(settings.name.unwrap_or_else(|| "attestation".into()));
+        Ok(Arc::new(attestor) as Arc<dyn promote_core::attest::Attestor>)
     });
     registry.register_store("oci-layout", |spec| async move {
         let mut config: OciLayoutConfig = spec.parse()?;

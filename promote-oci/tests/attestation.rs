@@ -91,12 +91,14 @@ async fn a_promotion_attestation_is_attached_once_judged_by_third_parties_and_su
         vec![SignaturePolicy::keyless("ci", SAN, ISSUER)],
     )
     .unwrap();
+    let pem = std::fs::read_to_string(&attest_key).unwrap();
+    let attestor = PromotionAttestor::new(store.clone(), &Secret::new(pem)).unwrap();
     let ledger = MemoryLedger::new();
     let pipeline = Pipeline::builder("shop")
         .store(Arc::new(store.clone()))
         .ledger(Arc::new(ledger.clone()))
         .stage(Stage::new("stg"))
-        .stage(Stage::new("prd").entry_gate(gate))
+        .stage(Stage::new("prd").entry_gate(gate).attestor(attestor.clone()))
         .build()
         .unwrap();
     let build = pipeline
@@ -107,22 +109,26 @@ async fn a_promotion_attestation_is_attached_once_judged_by_third_parties_and_su
         .await
         .unwrap();
     let stg = pipeline.promote(&build.id, "stg", "ci").await.unwrap();
-    let prd = pipeline.promote(&build.id, "prd", "release-manager").await.unwrap();
+    // Two promotions of the same digest attach at once: prd's (the stage option, after its success) and
+    // stg's (called directly). Both read the index and write it (2.8.2 ignores If-Match); each re-reads
+    // after its write and puts back what the other's write dropped.
+    let (prd, stg_report) =
+        tokio::join!(pipeline.promote(&build.id, "prd", "release-manager"), attestor.attest(&ledger, &stg.id));
+    let (prd, stg_report) = (prd.unwrap(), stg_report.unwrap());
     assert_eq!(prd.artifacts["app"].digest, digest);
-
-    let pem = std::fs::read_to_string(&attest_key).unwrap();
-    let attestor = PromotionAttestor::new(store.clone(), &Secret::new(pem)).unwrap();
-    // Two promotions of the same digest attest at once: both read the index, both write it (2.8.2 ignores
-    // If-Match); each re-reads after its write and puts back what the other's write dropped.
-    let (stg_report, report) = tokio::join!(attestor.attest(&ledger, &stg.id), attestor.attest(&ledger, &prd.id));
-    let (stg_report, report) = (stg_report.unwrap(), report.unwrap());
-    assert_eq!(report.attached.len(), 1);
-    assert!(report.attached[0].attached_now && stg_report.attached[0].attached_now);
-    eprintln!("attestation: {} registry requests for one artifact (tag-schema registry)", report.requests);
+    assert!(stg_report.attached[0].attached_now);
+    // The ledger records the attestation the stage published.
+    assert_eq!(prd.attestations.len(), 1, "{:?}", prd.attestations);
+    let recorded = &prd.attestations[0];
+    assert_eq!((recorded.attestor.as_str(), recorded.artifact.as_str()), ("attestation", "app"));
+    // Asked again, the attestor finds it: the same referrer, nothing attached.
+    let report = attestor.attest(&ledger, &prd.id).await.unwrap();
+    assert!(!report.attached[0].attached_now);
+    assert_eq!(report.attached[0].referrer, recorded.digest);
+    eprintln!("attestation re-check: {} registry requests for one artifact (tag-schema registry)", report.requests);
     let listed: BTreeSet<String> =
         index(&registry.host, &digest).iter().map(|e| e["digest"].as_str().unwrap().to_owned()).collect();
-    for wanted in [&ci_referrer, &report.attached[0].referrer.to_string(), &stg_report.attached[0].referrer.to_string()]
-    {
+    for wanted in [&ci_referrer, &recorded.digest.to_string(), &stg_report.attached[0].referrer.to_string()] {
         assert!(listed.contains(wanted.as_str()), "{wanted} is listed: {listed:?}");
     }
 
@@ -197,10 +203,9 @@ async fn a_promotion_attestation_is_attached_once_judged_by_third_parties_and_su
     let refused = ours_root.verify_bundle(&bundle_bytes, &policy, &digest).unwrap_err();
     assert!(refused.to_string().contains("at least one tlog entry or timestamp"), "{refused}");
 
-    // A re-run (of the promotion and of the attestation) attaches nothing new.
-    pipeline.promote(&build.id, "prd", "release-manager").await.unwrap();
-    let again = attestor.attest(&ledger, &prd.id).await.unwrap();
-    assert!(!again.attached[0].attached_now);
-    assert_eq!(again.attached[0].referrer, report.attached[0].referrer);
-    assert_eq!(index(&registry.host, &digest).len(), listed.len());
+    // A re-run of the promotion attaches nothing new, and the ledger still records the one attestation.
+    let before = index(&registry.host, &digest).len();
+    let again = pipeline.promote(&build.id, "prd", "release-manager").await.unwrap();
+    assert_eq!(again.attestations, prd.attestations);
+    assert_eq!(index(&registry.host, &digest).len(), before);
 }

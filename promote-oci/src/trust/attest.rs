@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use promote_core::ledger::{FinalState, Ledger, LedgerEvent, LedgerView, PromotionId, PromotionKind};
+use promote_core::attest::Attestor;
+use promote_core::ledger::{AttestationRef, FinalState, Ledger, LedgerEvent, LedgerView, PromotionId, PromotionKind};
 use promote_core::manifest::{Descriptor, OCI_MANIFEST};
 use promote_core::{Digest, Error, ErrorClass, Resource, Result, Secret};
 use serde_json::{Value, json};
@@ -50,6 +52,7 @@ const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// Signs and attaches promotion attestations with a P-256 key.
 #[derive(Clone)]
 pub struct PromotionAttestor {
+    name: String,
     store: OciRegistryStore,
     key: Arc<KeyPair>,
     key_id: String,
@@ -58,7 +61,10 @@ pub struct PromotionAttestor {
 
 impl fmt::Debug for PromotionAttestor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PromotionAttestor").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("PromotionAttestor")
+            .field("name", &self.name)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +124,13 @@ impl PromotionAttestor {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        Ok(PromotionAttestor { store, key: Arc::new(key), key_id, public_key_pem })
+        Ok(PromotionAttestor { name: "attestation".into(), store, key: Arc::new(key), key_id, public_key_pem })
+    }
+
+    /// Names the attestor (default `attestation`), as the ledger records its attestations.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// Hex SHA-256 of the DER public key: the bundle's key hint and the DSSE signature's `keyid`.
@@ -265,6 +277,22 @@ impl PromotionAttestor {
             });
         }
         Ok(AttestationReport { statement_digest, attached, requests })
+    }
+}
+
+#[async_trait]
+impl Attestor for PromotionAttestor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn attest(&self, ledger: &dyn Ledger, promotion: &PromotionId) -> Result<Vec<AttestationRef>> {
+        let report = PromotionAttestor::attest(self, ledger, promotion).await?;
+        Ok(report
+            .attached
+            .into_iter()
+            .map(|attached| AttestationRef::new(&self.name, attached.artifact, attached.subject, attached.referrer))
+            .collect())
     }
 }
 
