@@ -117,6 +117,7 @@ async fn a_promotion_attestation_is_attached_once_judged_by_third_parties_and_su
     let (prd, stg_report) = (prd.unwrap(), stg_report.unwrap());
     assert_eq!(prd.artifacts["app"].digest, digest);
     assert!(stg_report.attached[0].attached_now);
+    eprintln!("attestation attached: {} registry requests for one artifact (tag-schema registry)", stg_report.requests);
     // The ledger records the attestation the stage published.
     assert_eq!(prd.attestations.len(), 1, "{:?}", prd.attestations);
     let recorded = &prd.attestations[0];

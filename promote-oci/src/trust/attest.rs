@@ -248,10 +248,9 @@ impl PromotionAttestor {
             let subject = format!("{}@{}", placed.target.name(), placed.digest);
             let listed = referrers::list(endpoint.reader(), &placed.digest, &retry).await?;
             requests += listed.requests;
-            if let Some((referrer, layer, reads)) =
-                existing(endpoint.writer(), &listed.entries, &placed.digest, id, &retry).await?
-            {
-                requests += reads;
+            let (found, reads) = existing(endpoint.writer(), &listed.entries, &placed.digest, id, &retry).await?;
+            requests += reads;
+            if let Some((referrer, layer)) = found {
                 attached.push(AttachedAttestation {
                     artifact: name.clone(),
                     subject,
@@ -296,14 +295,15 @@ impl Attestor for PromotionAttestor {
     }
 }
 
-/// An attestation of promotion `id` among the listed referrers: (referrer, bundle layer, requests).
+/// An attestation of promotion `id` among the listed referrers: (referrer, bundle layer), and the
+/// requests made looking.
 async fn existing(
     target: &dyn GraphEndpoint,
     entries: &[referrers::Listed],
     subject: &Digest,
     id: &PromotionId,
     retry: &promote_core::retry::RetryPolicy,
-) -> Result<Option<(Digest, Digest, u32)>> {
+) -> Result<(Option<(Digest, Digest)>, u32)> {
     let mut reads = 0;
     for entry in entries {
         if entry.artifact_type.as_deref().is_some_and(|t| !t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX)) {
@@ -319,10 +319,10 @@ async fn existing(
             continue;
         }
         if let Some(layer) = bundle_layer(&manifest.bytes, subject) {
-            return Ok(Some((entry.digest.clone(), layer.digest, reads)));
+            return Ok((Some((entry.digest.clone(), layer.digest)), reads));
         }
     }
-    Ok(None)
+    Ok((None, reads))
 }
 
 /// Writes the bundle and the empty config, the referrer manifest, then the listing: (referrer, bundle,
