@@ -27,6 +27,9 @@ if ! command -v moto_server >/dev/null; then
   if ! command -v moto_server >/dev/null && command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# The sigstore toolchain of the supply-chain tests (node packages and a venv; see promote-oci/tests/sigstore).
+scripts/sigstore-fixtures.sh
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"

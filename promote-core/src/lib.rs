@@ -3,6 +3,7 @@
 #[macro_use]
 mod forward;
 
+pub mod attest;
 pub mod backend;
 pub mod build;
 pub mod clock;

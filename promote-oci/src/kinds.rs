@@ -1,4 +1,5 @@
-//! The spec kinds this crate adds: artifact stores `oci-registry` and `oci-layout`.
+//! The spec kinds this crate adds: artifact stores `oci-registry` and `oci-layout`, the `signature`
+//! gate ([`SignatureGate`]), and the `oci-attestation` stage attestor ([`PromotionAttestor`]).
 //!
 //! ```yaml
 //! store:
@@ -15,37 +16,205 @@
 //! ```yaml
 //! store: { kind: oci-layout, root: images }   # relative to the spec file
 //! ```
+//! ```yaml
+//! gates:
+//!   - kind: signature
+//!     trusted_root: trust/trusted_root.json   # sigstore TrustedRoot JSON, relative to the spec file
+//!     require: 2                              # signatures meeting different policies (default 1)
+//!     provenance: true                        # a SLSA v1 provenance must name the build's commit
+//!     policies:
+//!       - name: ci                            # keyless: exact identity, or identity_pattern (anchored)
+//!         identity: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main
+//!         issuer: https://token.actions.githubusercontent.com   # or issuer_pattern
+//!       - name: scanner
+//!         public_key: trust/scanner.pub      # PEM; tlog: false accepts bundles without a log entry
+//!     registry: { insecure: ["127.0.0.1:5000"] }   # how to read referrers; the oci-registry settings
+//! ```
+//! ```yaml
+//! stages:
+//!   - name: prd
+//!     attest:                                 # after each success: a signed statement, attached as a referrer
+//!       - kind: oci-attestation
+//!         key_env: PROMOTE_ATTESTATION_KEY    # a P-256 PKCS#8 PEM private key (or key_file: path)
+//!         registry: { insecure: ["127.0.0.1:5000"] }
+//! ```
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use promote_core::ArtifactStore;
-use promote_core::spec::SpecRegistry;
+use promote_core::gate::Gate;
+use promote_core::spec::{BackendSpec, SpecRegistry};
+use promote_core::{ArtifactStore, Result};
+use serde::Deserialize;
 
 use crate::layout::OciLayoutConfig;
-use crate::registry::OciRegistryConfig;
+use crate::registry::{OciRegistryConfig, OciRegistryStore};
+use crate::trust::{Match, PromotionAttestor, SignatureGate, SignaturePolicy, TrustRoot};
 
-/// Registers `oci-registry` and `oci-layout` on `registry`.
+/// A registry store from `config`, found at `prefix` (`""` for a store, `"registry."` inside a gate).
+fn registry_store(spec: &BackendSpec, mut config: OciRegistryConfig, prefix: &str) -> Result<OciRegistryStore> {
+    if spec.policy().is_trusted() {
+        return config.build();
+    }
+    // An untrusted spec chooses no credential and no plain-HTTP host, and reaches only the embedder's
+    // registries, anonymously (the docker config is not read).
+    let refusals = [
+        ("insecure", !config.insecure.is_empty(), "sends requests, and credentials, over plain HTTP"),
+        ("credentials", !config.credentials.is_empty(), "chooses which environment variables hold credentials"),
+        ("trusted_token_realms", !config.trusted_token_realms.is_empty(), "sends credentials to other hosts"),
+    ];
+    for (setting, present, does) in refusals {
+        if present {
+            spec.refuse_setting_if_untrusted(&format!("{prefix}{setting}"), does)?;
+        }
+    }
+    config.docker_config = false;
+    let allowed: Vec<String> = spec.policy().allowed_registries().map(str::to_owned).collect();
+    config.builder().only_registries(allowed).build()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureSettings {
+    #[serde(default)]
+    name: Option<String>,
+    trusted_root: PathBuf,
+    policies: Vec<PolicySettings>,
+    #[serde(default)]
+    require: Option<usize>,
+    #[serde(default)]
+    provenance: bool,
+    #[serde(default)]
+    registry: Option<OciRegistryConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySettings {
+    name: String,
+    #[serde(default)]
+    identity: Option<String>,
+    #[serde(default)]
+    identity_pattern: Option<String>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    issuer_pattern: Option<String>,
+    #[serde(default)]
+    public_key: Option<PathBuf>,
+    #[serde(default = "tlog_default")]
+    tlog: bool,
+    #[serde(default)]
+    predicate_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestationSettings {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    key_env: Option<String>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    registry: Option<OciRegistryConfig>,
+}
+
+fn tlog_default() -> bool {
+    true
+}
+
+/// One of `exact` or `pattern` at `key`: exactly one must be given.
+fn matcher(spec: &BackendSpec, key: &str, exact: Option<String>, pattern: Option<String>) -> Result<Match> {
+    match (exact, pattern) {
+        (Some(exact), None) => Ok(Match::Exact(exact)),
+        (None, Some(pattern)) => {
+            Match::pattern(&pattern).map_err(|error| spec.error_at(&format!("{key}_pattern"), error.to_string()))
+        }
+        (Some(_), Some(_)) => Err(spec.error_at(key, format!("give `{key}` or `{key}_pattern`, not both"))),
+        (None, None) => Err(spec.error_at(key, format!("a keyless policy needs `{key}` or `{key}_pattern`"))),
+    }
+}
+
+fn signature_policy(spec: &BackendSpec, index: usize, settings: PolicySettings) -> Result<SignaturePolicy> {
+    let key = |setting: &str| format!("policies[{index}].{setting}");
+    let keyless = [&settings.identity, &settings.identity_pattern, &settings.issuer, &settings.issuer_pattern]
+        .iter()
+        .any(|value| value.is_some());
+    let mut policy = match settings.public_key {
+        Some(_) if keyless => {
+            return Err(spec.error_at(&key("public_key"), "a policy names a key or a keyless identity, not both"));
+        }
+        Some(path) => {
+            let path = spec.resolve_path(&key("public_key"), &path)?;
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|error| spec.error_at(&key("public_key"), format!("{}: {error}", path.display())))?;
+            SignaturePolicy::public_key(settings.name, &pem)
+                .map_err(|error| spec.error_at(&key("public_key"), error.to_string()))?
+        }
+        None => {
+            let identity = matcher(spec, &key("identity"), settings.identity, settings.identity_pattern)?;
+            let issuer = matcher(spec, &key("issuer"), settings.issuer, settings.issuer_pattern)?;
+            SignaturePolicy::keyless_matching(settings.name, identity, issuer)
+        }
+    };
+    if !settings.tlog {
+        policy = policy.without_tlog();
+    }
+    if let Some(predicate_type) = settings.predicate_type {
+        policy = policy.predicate_type(predicate_type);
+    }
+    Ok(policy)
+}
+
+/// Registers `oci-registry` and `oci-layout` (stores) and `signature` (gate) on `registry`.
 pub fn register(registry: &mut SpecRegistry) {
     registry.register_store("oci-registry", |spec| async move {
-        let mut config: OciRegistryConfig = spec.parse()?;
-        if spec.policy().is_trusted() {
-            return Ok(Arc::new(config.build()?) as Arc<dyn ArtifactStore>);
+        let config: OciRegistryConfig = spec.parse()?;
+        Ok(Arc::new(registry_store(&spec, config, "")?) as Arc<dyn ArtifactStore>)
+    });
+    registry.register_gate("signature", |spec| async move {
+        let settings: SignatureSettings = spec.parse()?;
+        let root_path = spec.resolve_path("trusted_root", &settings.trusted_root)?;
+        let root =
+            TrustRoot::from_file(&root_path).map_err(|error| spec.error_at("trusted_root", error.to_string()))?;
+        if settings.policies.is_empty() {
+            return Err(spec.error_at("policies", "needs at least one policy"));
         }
-        // An untrusted spec chooses no credential and no plain-HTTP host, and reaches only the embedder's
-        // registries, anonymously (the docker config is not read).
-        let refusals = [
-            ("insecure", !config.insecure.is_empty(), "sends requests, and credentials, over plain HTTP"),
-            ("credentials", !config.credentials.is_empty(), "chooses which environment variables hold credentials"),
-            ("trusted_token_realms", !config.trusted_token_realms.is_empty(), "sends credentials to other hosts"),
-        ];
-        for (setting, present, does) in refusals {
-            if present {
-                spec.refuse_setting_if_untrusted(setting, does)?;
+        let policies = settings
+            .policies
+            .into_iter()
+            .enumerate()
+            .map(|(index, policy)| signature_policy(&spec, index, policy))
+            .collect::<Result<Vec<_>>>()?;
+        let store = registry_store(&spec, settings.registry.unwrap_or_default(), "registry.")?;
+        let name = settings.name.unwrap_or_else(|| "signature".into());
+        let mut gate = SignatureGate::new(name, store, root, policies)
+            .map_err(|error| spec.error_at("policies", error.to_string()))?;
+        if let Some(require) = settings.require {
+            gate = gate.require(require).map_err(|error| spec.error_at("require", error.to_string()))?;
+        }
+        Ok(Arc::new(gate.require_provenance(settings.provenance)) as Arc<dyn Gate>)
+    });
+    registry.register_attestor("oci-attestation", |spec| async move {
+        spec.refuse_if_untrusted("signs with a private key and writes to registries")?;
+        let settings: AttestationSettings = spec.parse()?;
+        let pem = match (settings.key_env, settings.key_file) {
+            (Some(variable), None) => std::env::var(&variable)
+                .map_err(|_| spec.error_at("key_env", format!("the environment variable {variable} is not set")))?,
+            (None, Some(path)) => {
+                let path = spec.resolve_path("key_file", &path)?;
+                std::fs::read_to_string(&path)
+                    .map_err(|error| spec.error_at("key_file", format!("{}: {error}", path.display())))?
             }
-        }
-        config.docker_config = false;
-        let allowed: Vec<String> = spec.policy().allowed_registries().map(str::to_owned).collect();
-        Ok(Arc::new(config.builder().only_registries(allowed).build()?) as Arc<dyn ArtifactStore>)
+            _ => return Err(spec.error_at("key_env", "give the signing key as `key_env` or `key_file` (one of them)")),
+        };
+        let store = registry_store(&spec, settings.registry.unwrap_or_default(), "registry.")?;
+        let attestor = PromotionAttestor::new(store, &promote_core::Secret::new(pem))
+            .map_err(|error| spec.error_at("key_env", error.to_string()))?
+            .named(settings.name.unwrap_or_else(|| "attestation".into()));
+        Ok(Arc::new(attestor) as Arc<dyn promote_core::attest::Attestor>)
     });
     registry.register_store("oci-layout", |spec| async move {
         let mut config: OciLayoutConfig = spec.parse()?;

@@ -6,6 +6,7 @@ mod image_config;
 pub mod kinds;
 mod layout;
 mod registry;
+pub mod trust;
 
 /// The byte buffer [`OciLayout::read_blob`] returns, re-exported so that its callers need no other import.
 pub use bytes::Bytes;
@@ -18,3 +19,4 @@ pub use registry::{
     CredentialProvider, CredentialsConfig, DockerConfigCredentials, OciRegistryConfig, OciRegistryStore,
     OciRegistryStoreBuilder, RegistryAuth,
 };
+pub use trust::{SignatureGate, SignaturePolicy, TrustRoot};

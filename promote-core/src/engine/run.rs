@@ -138,7 +138,9 @@ impl Pipeline {
             let view = self.view().await?;
             let build =
                 view.build(build_id).cloned().ok_or_else(|| Error::not_found(Resource::Build, build_id.to_string()))?;
-            if let Some(done) = already_current(&view, stage_name, build_id) {
+            if let Some(done) = already_current(&view, stage_name, build_id)
+                && !unattested(stage, &done)
+            {
                 return Ok(done);
             }
             // A held snapshot makes the next refresh copy the whole view: let go of each when done with it.
@@ -151,7 +153,10 @@ impl Pipeline {
             failpoint!("promote::after_lock");
             let view = self.view().await?;
             if let Some(done) = already_current(&view, stage_name, build_id) {
-                return Ok(done);
+                drop(view);
+                // Succeeded before, but an attestor did not finish: it is asked again.
+                self.attest(stage, &done, &lease, &fence, actor).await?;
+                return self.record(&done.id).await;
             }
 
             // Step 2: eligibility. A refusal records nothing: nothing happened.
@@ -373,9 +378,37 @@ impl Pipeline {
             self.emit(Event::Verified { promotion: run.id.clone() });
         }
 
-        // Step 8: the outcome.
+        // Step 8: the outcome, then the attestations, which may cite the entry that recorded it.
         self.finish(run, FinalState::Succeeded).await?;
+        let succeeded = self.record(&run.id).await?;
+        self.attest(run.stage, &succeeded, run.lease, &run.fence, &run.actor).await?;
         Ok(None)
+    }
+
+    /// Runs the stage's attestors that have not attested `record` (a success) yet, and records what each
+    /// published, under the stage's lock.
+    async fn attest(
+        &self,
+        stage: &Stage,
+        record: &PromotionRecord,
+        lease: &Lease,
+        fence: &Fence,
+        actor: &str,
+    ) -> Result<()> {
+        for attestor in &stage.attestors {
+            if record.attestations.iter().any(|done| done.attestor == attestor.name()) {
+                continue;
+            }
+            let attestations = attestor
+                .attest(&*self.inner.ledger, &record.id)
+                .await
+                .map_err(|error| error.in_context(ErrorContext::stage(&stage.name).with_promotion(&record.id)))?;
+            info!(promotion = %record.id, attestor = attestor.name(), count = attestations.len(), "attested");
+            lease.ensure_held()?;
+            let event = LedgerEvent::Attested { promotion: record.id.clone(), attestations };
+            self.append(actor, Some(fence.clone()), vec![event]).await?;
+        }
+        Ok(())
     }
 
     /// Journals a step: started, then finished with its detail, or with its error (leaving the promotion
@@ -573,4 +606,9 @@ pub(super) fn deploy_context(
 /// The config versions the last successful deploy of `build` to `stage` used, for a rollback to pin.
 fn pinned_config(view: &LedgerView, stage: &str, build: &BuildId) -> BTreeMap<String, Provenance> {
     view.passes(stage, build).last().map(|record| record.config_provenance.clone()).unwrap_or_default()
+}
+
+/// Whether a stage attestor has not recorded an attestation of `record` yet.
+fn unattested(stage: &Stage, record: &PromotionRecord) -> bool {
+    stage.attestors.iter().any(|attestor| !record.attestations.iter().any(|done| done.attestor == attestor.name()))
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::attest::Attestor;
 use crate::config::ConfigSource;
 use crate::deploy::Deployer;
 use crate::error::{Error, Result};
@@ -117,6 +118,7 @@ pub struct Stage {
     pub(crate) on_failure: OnFailure,
     pub(crate) lock_wait: LockWait,
     pub(crate) health_timeout: Duration,
+    pub(crate) attestors: Vec<Arc<dyn Attestor>>,
 }
 
 impl Stage {
@@ -135,7 +137,20 @@ impl Stage {
             on_failure: OnFailure::Fail,
             lock_wait: LockWait::Fail,
             health_timeout: Duration::from_secs(300),
+            attestors: Vec::new(),
         }
+    }
+
+    /// Adds an attestor: after each promotion into this stage succeeds, it publishes an attestation of it,
+    /// which the ledger records.
+    pub fn attestor(mut self, attestor: impl Attestor) -> Self {
+        self.attestors.push(Arc::new(attestor));
+        self
+    }
+
+    /// The stage's attestors.
+    pub fn attestors(&self) -> &[Arc<dyn Attestor>] {
+        &self.attestors
     }
 
     /// The stage's name.

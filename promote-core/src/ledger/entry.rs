@@ -335,6 +335,39 @@ pub enum LedgerEvent {
         /// The stage it was on.
         stage: String,
     },
+    /// A stage's attestor published attestations of a promotion that succeeded.
+    Attested {
+        /// The promotion.
+        promotion: PromotionId,
+        /// What was published.
+        attestations: Vec<AttestationRef>,
+    },
+}
+
+/// An attestation of a promotion, published by a stage's [`Attestor`](crate::attest::Attestor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AttestationRef {
+    /// The attestor's name.
+    pub attestor: String,
+    /// The artifact it is about.
+    pub artifact: String,
+    /// Where it is published (the attested digest in the stage's repository, `registry/repo@sha256:…`).
+    pub subject: String,
+    /// The attestation's digest (for an OCI referrer, the referrer manifest's).
+    pub digest: Digest,
+}
+
+impl AttestationRef {
+    /// An attestation by `attestor` about `artifact`, published at `subject` with this digest.
+    pub fn new(
+        attestor: impl Into<String>,
+        artifact: impl Into<String>,
+        subject: impl Into<String>,
+        digest: Digest,
+    ) -> Self {
+        AttestationRef { attestor: attestor.into(), artifact: artifact.into(), subject: subject.into(), digest }
+    }
 }
 
 /// A fencing token attached to a write: the ledger refuses tokens older than one it has seen for the stage.

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use entry::{
-    Approval, Fence, FinalState, GENESIS_HASH, GateEvidence, HashScheme, Hold, HoldScope, LedgerEntry, LedgerEvent,
-    NewEntry, PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict, verify_chain,
-    verify_chain_with,
+    Approval, AttestationRef, Fence, FinalState, GENESIS_HASH, GateEvidence, HashScheme, Hold, HoldScope, LedgerEntry,
+    LedgerEvent, NewEntry, PlacedArtifact, PromotionId, PromotionKind, Step, StepDetail, StepOutcome, Verdict,
+    verify_chain, verify_chain_with,
 };
 pub use file::{FileLedger, FileLedgerOptions, Recovery, UNKEYED_UNTIL_ENV};
 pub use memory::MemoryLedger;

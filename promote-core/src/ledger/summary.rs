@@ -136,7 +136,8 @@ impl LedgerSummary {
             LedgerEvent::PromotionResumed { .. }
             | LedgerEvent::StepStarted { .. }
             | LedgerEvent::StepFinished { .. }
-            | LedgerEvent::ApprovalRecorded { .. } => {}
+            | LedgerEvent::ApprovalRecorded { .. }
+            | LedgerEvent::Attested { .. } => {}
         }
     }
 

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::entry::{
-    Approval, FinalState, GateEvidence, Hold, LedgerEntry, LedgerEvent, PlacedArtifact, PromotionId, PromotionKind,
-    Step, StepDetail, StepOutcome,
+    Approval, AttestationRef, FinalState, GateEvidence, Hold, LedgerEntry, LedgerEvent, PlacedArtifact, PromotionId,
+    PromotionKind, Step, StepDetail, StepOutcome,
 };
 use super::summary::LedgerSummary;
 use crate::build::{Build, BuildId};
@@ -84,6 +84,9 @@ pub struct PromotionRecord {
     pub config_provenance: BTreeMap<String, Provenance>,
     /// The hash of the deployed bundle.
     pub bundle_hash: Option<String>,
+    /// Attestations the stage's attestors published after the success.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRef>,
 }
 
 /// A period during which a build was the current one in a stage.
@@ -152,6 +155,7 @@ impl LedgerView {
                     config_fingerprint: None,
                     config_provenance: BTreeMap::new(),
                     bundle_hash: None,
+                    attestations: Vec::new(),
                 });
             }
             LedgerEvent::PromotionResumed { promotion } => {
@@ -203,6 +207,11 @@ impl LedgerView {
                 .entry(approval.build.clone())
                 .or_default()
                 .push(approval),
+            LedgerEvent::Attested { promotion, attestations } => {
+                if let Some(record) = self.record_mut(&promotion) {
+                    record.attestations.extend(attestations);
+                }
+            }
             // Holds live in the summary.
             LedgerEvent::HoldPlaced { .. } | LedgerEvent::HoldLifted { .. } => {}
         }

@@ -258,6 +258,7 @@ impl SpecRegistry {
         let verify_node = take(&mut mapping, "verify");
         let config_node = take(&mut mapping, "config");
         let deployer_node = take(&mut mapping, "deployer");
+        let attest_node = take(&mut mapping, "attest");
         let settings: StageSettings = file.parse(&Node::from(mapping), key)?;
         let mut stage = Stage::new(&settings.name).auto(settings.auto);
         if let Some(upstream) = settings.upstream {
@@ -327,6 +328,15 @@ impl SpecRegistry {
             for (index, gate_node) in list.iter().enumerate() {
                 let gate = self.build_gate(context, gate_node, &format!("{key}.{name}[{index}]")).await?;
                 stage = if verification { stage.verify_gate(gate) } else { stage.entry_gate(gate) };
+            }
+        }
+        if let Some(list_node) = &attest_node {
+            let list = list_node
+                .as_sequence()
+                .ok_or_else(|| file.error(Some(list_node), &format!("{key}.attest"), "must be a list of attestors"))?;
+            for (index, attestor_node) in list.iter().enumerate() {
+                stage = stage
+                    .attestor(self.build_attestor(context, attestor_node, &format!("{key}.attest[{index}]")).await?);
             }
         }
         Ok(stage)

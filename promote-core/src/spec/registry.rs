@@ -11,6 +11,7 @@ use marked_yaml::Node;
 use serde::Deserialize;
 
 use super::{SpecFile, SpecPolicy};
+use crate::attest::Attestor;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
     ConfigEntry, ConfigRequest, ConfigSet, ConfigSource, ConfigValue, MemoryConfigSource, Secret, SourceCapabilities,
@@ -167,6 +168,7 @@ pub struct SpecRegistry {
     deployers: HashMap<String, Constructor<Arc<dyn Deployer>>>,
     configs: HashMap<String, Constructor<Arc<dyn ConfigSource>>>,
     gates: HashMap<String, Constructor<Arc<dyn Gate>>>,
+    attestors: HashMap<String, Constructor<Arc<dyn Attestor>>>,
 }
 
 impl fmt::Debug for SpecRegistry {
@@ -179,6 +181,7 @@ impl fmt::Debug for SpecRegistry {
             .field("deployers", &kinds(&|| sorted(self.deployers.keys())))
             .field("configs", &kinds(&|| sorted(self.configs.keys())))
             .field("gates", &kinds(&|| sorted(self.gates.keys())))
+            .field("attestors", &kinds(&|| sorted(self.attestors.keys())))
             .finish()
     }
 }
@@ -430,6 +433,7 @@ kind_family!(register_lock, build_lock, locks, EnvironmentLock, "lock");
 kind_family!(register_deployer, build_deployer, deployers, Deployer, "deployer");
 kind_family!(register_config, build_config, configs, ConfigSource, "config source");
 kind_family!(register_gate, build_gate, gates, Gate, "gate");
+kind_family!(register_attestor, build_attestor, attestors, Attestor, "attestor");
 
 impl SpecRegistry {
     fn backend_spec(&self, context: &Context, node: &Node, key: &str) -> Result<BackendSpec> {

@@ -14,7 +14,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use promote_core::manifest::Descriptor;
 use promote_core::{Digest, Error, Resource, Result};
 
-use super::graph::{GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
+use super::graph::{GraphEndpoint, GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
+use super::referrers;
 use super::{CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES};
 use crate::error::Failure;
 
@@ -31,6 +32,8 @@ struct Counters {
 pub(super) struct Engine<'a> {
     source: &'a dyn GraphSource,
     target: &'a dyn GraphTarget,
+    /// The target, read: its referrers API, its referrers index.
+    target_reader: &'a dyn GraphSource,
     options: &'a CopyOptions,
     mount_from: Option<(String, String)>,
     same_repository: bool,
@@ -47,12 +50,14 @@ struct Plan {
 }
 
 impl<'a> Engine<'a> {
-    pub(super) fn new(source: &'a dyn GraphSource, target: &'a dyn GraphTarget, options: &'a CopyOptions) -> Self {
+    pub(super) fn new(source: &'a dyn GraphSource, endpoint: &'a dyn GraphEndpoint, options: &'a CopyOptions) -> Self {
+        let target: &dyn GraphTarget = endpoint;
+        let target_reader: &dyn GraphSource = endpoint;
         let mount_from = source.mount_origin().filter(|(registry, repository)| {
             target.registry() == Some(registry.as_str()) && target.name() != format!("{registry}/{repository}")
         });
         let same_repository = source.name() == target.name();
-        Engine { source, target, options, mount_from, same_repository, counters: Counters::default() }
+        Engine { source, target, target_reader, options, mount_from, same_repository, counters: Counters::default() }
     }
 
     pub(super) fn report(&self, root: Manifest, related: u64, duration: Duration) -> CopyReport {
@@ -216,35 +221,47 @@ impl<'a> Engine<'a> {
     /// Copies the cosign tags and referrers of `digest`; returns how many graphs it copied.
     pub(super) async fn copy_related(&self, digest: &Digest) -> Result<u64> {
         let mut copied = 0;
-        let mut tags: Vec<String> = Vec::new();
         if self.options.copy_signatures {
-            tags.extend(SIGNATURE_TAG_SUFFIXES.iter().map(|suffix| digest.signature_tag(suffix)));
+            for suffix in SIGNATURE_TAG_SUFFIXES {
+                let pointer = Pointer::Tag(digest.signature_tag(suffix));
+                let found = self
+                    .options
+                    .retry
+                    .run("look for a signature", || self.source.fetch_manifest(&pointer, None))
+                    .await?;
+                if let Some(manifest) = found {
+                    self.copy_root(manifest, &pointer).await?;
+                    copied += 1;
+                }
+            }
         }
         if self.options.copy_referrers {
-            let referrers = self.options.retry.run("list referrers", || self.source.referrers(digest)).await?;
-            match referrers {
-                Some(referrers) => {
-                    for referrer in referrers {
-                        let pointer = Pointer::Digest(referrer.digest.clone());
-                        let hint = (!referrer.media_type.is_empty()).then_some(referrer.media_type.as_str());
-                        let manifest = self.fetch(&pointer, hint).await?;
-                        self.copy_root(manifest, &pointer).await?;
-                        copied += 1;
-                    }
-                }
-                // The referrers tag schema: an index of referrers tagged `sha256-<hex>`.
-                None => tags.push(format!("{}-{}", digest.algorithm(), digest.hex())),
-            }
-        }
-        for tag in tags {
-            let pointer = Pointer::Tag(tag);
-            let found =
-                self.options.retry.run("look for a signature", || self.source.fetch_manifest(&pointer, None)).await?;
-            if let Some(manifest) = found {
-                self.copy_root(manifest, &pointer).await?;
-                copied += 1;
-            }
+            copied += self.copy_referrers(digest).await?;
         }
         Ok(copied)
+    }
+
+    /// Copies each referrer of `digest` by digest, then lists them at the target.
+    async fn copy_referrers(&self, digest: &Digest) -> Result<u64> {
+        let listed = referrers::list(self.source, digest, &self.options.retry).await?;
+        let mut entries = Vec::new();
+        for referrer in &listed.entries {
+            let pointer = Pointer::Digest(referrer.digest.clone());
+            let hint = (!referrer.media_type.is_empty()).then_some(referrer.media_type.as_str());
+            let manifest = self.fetch(&pointer, hint).await?;
+            entries.push(referrers::entry_of(&manifest));
+            self.copy_root(manifest, &pointer).await?;
+        }
+        // Within a repository the listing is already there: referrers follow the digest.
+        if entries.is_empty() || self.same_repository {
+            return Ok(entries.len() as u64);
+        }
+        // A registry with the referrers API lists a manifest by its `subject` on upload; others need the index.
+        let target_api =
+            self.options.retry.run("probe the referrers API", || self.target_reader.referrers(digest)).await?;
+        if target_api.is_none() {
+            referrers::merge_into_index(self.target_reader, self.target, digest, &entries, &self.options.retry).await?;
+        }
+        Ok(entries.len() as u64)
     }
 }

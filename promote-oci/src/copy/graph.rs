@@ -155,6 +155,11 @@ pub(crate) trait GraphTarget: Send + Sync {
     async fn put_manifest(&self, pointer: &Pointer, manifest: &Manifest) -> FailResult<()>;
 }
 
+/// One repository or layout, read and written: the target of a copy, which is also read for its referrers.
+pub(crate) trait GraphEndpoint: GraphSource + GraphTarget {}
+
+impl<T: GraphSource + GraphTarget> GraphEndpoint for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

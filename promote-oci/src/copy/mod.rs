@@ -10,6 +10,7 @@
 
 mod engine;
 mod graph;
+pub(crate) mod referrers;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 use promote_core::retry::RetryPolicy;
 use promote_core::{Digest, Result};
 
-pub(crate) use graph::{BlobStream, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type, referrers_of};
+pub(crate) use graph::{
+    BlobStream, GraphEndpoint, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type, referrers_of,
+};
 
 /// The cosign tag suffixes for signatures, attestations and SBOMs (`sha256-<hex>.sig`).
 pub const SIGNATURE_TAG_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
@@ -31,8 +34,10 @@ pub struct CopyOptions {
     pub max_concurrency: usize,
     /// Also copy the cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) of the root digest.
     pub copy_signatures: bool,
-    /// Also copy the root's referrers (OCI referrers API, or the `sha256-<hex>` tag schema where the
-    /// source has no such API).
+    /// Also copy the root's referrers (listed by the OCI referrers API, or the `sha256-<hex>` tag schema
+    /// where the source has no such API), digest for digest, and list them at the target: a target with the
+    /// referrers API indexes them itself; otherwise they are merged into the target's `sha256-<hex>` index,
+    /// keeping the entries already there.
     pub copy_referrers: bool,
     /// Walk the whole graph even when the root is already present, to repair an interrupted copy whose
     /// children may be missing (on registries that do not check an index's children).
@@ -141,7 +146,7 @@ impl fmt::Display for CopyReport {
 #[derive(Clone)]
 pub struct CopyEndpoint {
     source: Arc<dyn GraphSource>,
-    target: Arc<dyn GraphTarget>,
+    target: Arc<dyn GraphEndpoint>,
     /// `registry/repository` or `oci:DIR`.
     place: String,
     pointer: Pointer,
@@ -152,6 +157,18 @@ impl CopyEndpoint {
     pub(crate) fn new(endpoint: impl GraphSource + GraphTarget + 'static, place: String, pointer: Pointer) -> Self {
         let endpoint = Arc::new(endpoint);
         CopyEndpoint { source: endpoint.clone(), target: endpoint, place, pointer }
+    }
+}
+
+impl CopyEndpoint {
+    /// The reading side, for the trust module's referrer discovery.
+    pub(crate) fn reader(&self) -> &dyn GraphSource {
+        &*self.source
+    }
+
+    /// The writing side (readable too), for the trust module's attestation writes.
+    pub(crate) fn writer(&self) -> &dyn GraphEndpoint {
+        &*self.target
     }
 }
 
@@ -180,7 +197,7 @@ pub async fn copy_image(source: &CopyEndpoint, target: &CopyEndpoint, options: &
 /// cross-repository `promote` run.
 pub(crate) async fn copy_graph(
     source: &dyn GraphSource,
-    target: &dyn GraphTarget,
+    target: &dyn GraphEndpoint,
     from: &Pointer,
     to: &Pointer,
     options: &CopyOptions,
