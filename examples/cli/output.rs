@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Write};
 
 use promote_core::Error;
-use promote_core::ledger::Verdict;
+use promote_core::PromotionRecord;
+use promote_core::ledger::{FinalState, PromotionState, Verdict};
 use serde_json::{Value, json};
 
 use crate::args::OutputFormat;
@@ -187,6 +188,25 @@ pub fn verdict_text(verdict: &Verdict) -> String {
         Verdict::Pending(reason) => format!("pending: {reason}"),
         Verdict::Fail(reason) => format!("fail: {reason}"),
     }
+}
+
+/// A promotion's outcome in one word: `succeeded`, `pending`, `failed` or `in_progress`.
+pub fn outcome_word(state: &PromotionState) -> &'static str {
+    match state {
+        PromotionState::Finished(FinalState::Succeeded) => "succeeded",
+        PromotionState::Finished(FinalState::Pending { .. }) => "pending",
+        PromotionState::Finished(FinalState::Failed { .. }) => "failed",
+        PromotionState::InProgress { .. } => "in_progress",
+    }
+}
+
+/// A promotion record as JSON: the ledger's record, with `outcome` (one word, see [`outcome_word`]) added.
+pub fn record_json(record: &PromotionRecord) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("outcome".into(), Value::from(outcome_word(&record.state)));
+    }
+    value
 }
 
 /// A cell without style.

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::args::HistoryArgs;
-use crate::output::{Report, Style, cell, styled, table};
+use crate::output::{Report, Style, cell, record_json, styled, table};
 
 /// Every promotion record, oldest first, filtered.
 pub async fn run(context: &Context, args: HistoryArgs) -> Result<Report> {
@@ -51,5 +51,5 @@ pub async fn run(context: &Context, args: HistoryArgs) -> Result<Report> {
     } else {
         table(&context.output, &["STARTED", "PROMOTION", "KIND", "ACTOR", "STATE"], &rows)
     };
-    Ok(Report::done(json!({ "promotions": records }), text))
+    Ok(Report::done(json!({ "promotions": records.iter().map(record_json).collect::<Vec<_>>() }), text))
 }

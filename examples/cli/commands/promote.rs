@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Context;
 use crate::args::PromoteArgs;
 use crate::exit::Exit;
-use crate::output::Report;
+use crate::output::{Report, record_json};
 
 /// Promotes; progress goes to stderr while it runs.
 pub async fn run(context: &Context, args: PromoteArgs) -> Result<Report> {
@@ -22,7 +22,8 @@ pub async fn run(context: &Context, args: PromoteArgs) -> Result<Report> {
     Ok(record_report(&outcome?))
 }
 
-/// The report of a finished (or interrupted) promotion or rollback: `{"promotion": PromotionRecord}`.
+/// The report of a finished (or interrupted) promotion or rollback: `{"promotion": PromotionRecord}`, the
+/// record with its `outcome` in one word.
 pub fn record_report(record: &PromotionRecord) -> Report {
     let mut text = String::new();
     let state = match &record.state {
@@ -41,5 +42,5 @@ pub fn record_report(record: &PromotionRecord) -> Report {
     if let Some(hash) = &record.bundle_hash {
         let _ = writeln!(text, "  bundle {hash}");
     }
-    Report::new(Exit::of_state(&record.state), json!({ "promotion": record }), text)
+    Report::new(Exit::of_state(&record.state), json!({ "promotion": record_json(record) }), text)
 }
