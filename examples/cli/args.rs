@@ -58,7 +58,7 @@ pub enum Command {
     /// Register a build: resolve each artifact's tag once to its digest.
     Register(RegisterArgs),
     /// Stages and builds: what runs where, what may enter, what waits and why, holds.
-    Status,
+    Status(StatusArgs),
     /// Dry run: gate verdicts, artifact actions, config provenance, the masked diff.
     Plan(PlanArgs),
     /// Promote a build into a stage.
@@ -93,6 +93,14 @@ pub struct InitArgs {
     /// Overwrite files that exist.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also evaluate each stage's entry gates now for its newest eligible build (a `plan` per stage; slower).
+    #[arg(long)]
+    pub gates: bool,
 }
 
 /// `register`.

@@ -18,8 +18,20 @@ pub async fn run(context: &Context, args: HoldArgs) -> Result<Report> {
     };
     let hold = pipeline.hold(HoldRequest::new(&args.stage, scope).reason(args.reason).placed_by(&actor.name)).await?;
     let text = format!(
-        "{} placed on {} ({:?}): {}; lift it with `promote unhold {}`",
-        hold.id, hold.stage, hold.scope, hold.reason, hold.id
+        "{} placed on {}, holding {}: {}; lift it with `promote unhold {}`",
+        hold.id,
+        hold.stage,
+        scope_text(hold.scope),
+        hold.reason,
+        hold.id
     );
     Ok(Report::done(json!({ "hold": hold }), text))
+}
+
+/// What a hold blocks, in words.
+pub fn scope_text(scope: HoldScope) -> &'static str {
+    match scope {
+        HoldScope::Auto => "automatic promotion",
+        _ => "every promotion",
+    }
 }

@@ -10,8 +10,9 @@ use crate::args::InitArgs;
 use crate::output::Report;
 
 const SPEC: &str = r#"# A starter pipeline: dev → stg → prd, on local backends (nothing to run).
-# Images come from OCI image layouts under images/ (`promote copy REGISTRY/REPO:TAG oci:images/REPO:TAG`),
-# or switch `store` to `{ kind: oci-registry }` for a registry (credentials from the docker config).
+# Images come from OCI image layouts under images/: `promote copy REGISTRY/app:TAG oci:images/app:TAG`, then
+# `promote register --commit SHA --artifact app=oci-layout.local/app:TAG`. Or switch `store` to
+# `{ kind: oci-registry }` for a registry (credentials from the docker config).
 pipeline: app
 store: { kind: oci-layout, root: images }
 ledger: { kind: file, path: .promote/ledger.jsonl }

@@ -74,7 +74,7 @@ pub async fn run(cli: Cli, output: Output) -> Result<Report> {
         Command::Init(args) => init::run(&context, args),
         Command::Validate => validate::run(&context).await,
         Command::Register(args) => register::run(&context, args).await,
-        Command::Status => status::run(&context).await,
+        Command::Status(args) => status::run(&context, args).await,
         Command::Plan(args) => plan::run(&context, args).await,
         Command::Promote(args) => promote::run(&context, args).await,
         Command::Approve(args) => approve::run(&context, args).await,

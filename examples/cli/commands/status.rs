@@ -5,11 +5,13 @@ use promote_core::{BuildId, Result};
 use serde_json::json;
 
 use super::Context;
+use crate::args::StatusArgs;
+use crate::output::verdict_text;
 use crate::output::{Report, Style, cell, styled, table};
 
 /// What runs where, which builds may enter each stage (and what the last attempt waited for), holds, and
 /// open promotions. Reads the ledger's summary (the checkpoint), not the whole history.
-pub async fn run(context: &Context) -> Result<Report> {
+pub async fn run(context: &Context, args: StatusArgs) -> Result<Report> {
     let pipeline = context.pipeline().await?;
     let status = pipeline.status().await?;
     let summary = match pipeline.ledger().summary().await? {
@@ -20,11 +22,36 @@ pub async fn run(context: &Context) -> Result<Report> {
     let mut stages = Vec::new();
     let mut rows = Vec::new();
     for stage in &status.stages {
+        let mut notes_now: Vec<(String, Style)> = Vec::new();
         let pending: Vec<_> = stage
             .eligible
             .iter()
             .filter_map(|build| pending_reasons(&summary, &stage.stage, build).map(|reasons| (build, reasons)))
             .collect();
+        let mut gates = Vec::new();
+        if args.gates
+            && let Some(newest) = stage.eligible.first()
+        {
+            let actor = context.actor().map(|a| a.name).unwrap_or_else(|_| "status".into());
+            match pipeline.plan(newest, &stage.stage, &actor).await {
+                Ok(plan) => {
+                    for gate in plan.gates.iter().filter(|g| !g.verdict.is_pass()) {
+                        gates.push(json!({ "build": newest, "gate": gate.gate, "verdict": gate.verdict }));
+                        let style = if matches!(gate.verdict, promote_core::Verdict::Fail(_)) {
+                            Style::Bad
+                        } else {
+                            Style::Warn
+                        };
+                        notes_now
+                            .push((format!("{newest} gate {}: {}", gate.gate, verdict_text(&gate.verdict)), style));
+                    }
+                }
+                Err(error) => {
+                    gates.push(json!({ "build": newest, "error": error }));
+                    notes_now.push((format!("{newest}: gates not evaluated: {error}"), Style::Bad));
+                }
+            }
+        }
         stages.push(json!({
             "stage": stage.stage,
             "current": stage.current,
@@ -33,6 +60,7 @@ pub async fn run(context: &Context) -> Result<Report> {
             "eligible": stage.eligible.iter().map(|b| json!({ "build": b, "label": label(b) })).collect::<Vec<_>>(),
             "pending": pending.iter().map(|(b, reasons)| json!({ "build": b, "reasons": reasons })).collect::<Vec<_>>(),
             "holds": stage.holds,
+            "gates": gates,
             "in_progress": stage.in_progress,
             "failed_since_current": stage.failed_since_current,
         }));
@@ -43,20 +71,16 @@ pub async fn run(context: &Context) -> Result<Report> {
         };
         let eligible = match stage.eligible.as_slice() {
             [] => cell("—"),
-            [newest, rest @ ..] if rest.is_empty() => cell(format!("{newest} ({})", label(newest))),
+            [newest] => cell(format!("{newest} ({})", label(newest))),
             [newest, rest @ ..] => cell(format!("{newest} ({}) +{} older", label(newest), rest.len())),
         };
-        let mut notes: Vec<(String, Style)> = Vec::new();
+        let mut notes: Vec<(String, Style)> = std::mem::take(&mut notes_now);
         for (build, reasons) in &pending {
-            notes.push((format!("{build} pending: {}", reasons.join("; ")), Style::Warn));
+            notes.push((format!("{build} last try pending: {}", reasons.join("; ")), Style::Warn));
         }
         for hold in &stage.holds {
-            notes.push((
-                format!("{} {:?} by {}: {}", hold.id, hold.scope, hold.placed_by, hold.reason)
-                    .replace("Auto", "auto")
-                    .replace("All", "all"),
-                Style::Warn,
-            ));
+            let scope = super::hold::scope_text(hold.scope);
+            notes.push((format!("{} holds {scope} (by {}): {}", hold.id, hold.placed_by, hold.reason), Style::Warn));
         }
         for promotion in &stage.in_progress {
             notes.push((format!("{promotion} in progress"), Style::Warn));
