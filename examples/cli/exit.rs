@@ -63,6 +63,8 @@ impl Exit {
             | Error::NotSupported { .. } => Exit::Usage,
             // What the user named does not exist; an image or secret that is missing is a failure.
             Error::NotFound { resource: Resource::Build | Resource::Stage | Resource::Hold, .. } => Exit::Usage,
+            // The spec (or a file it names) is missing.
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Exit::Usage,
             root if root.may_succeed_later() || error.may_succeed_later() => Exit::Unavailable,
             _ => Exit::Failed,
         }

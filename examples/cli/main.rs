@@ -27,7 +27,20 @@ fn main() -> ExitCode {
         Err(error) => {
             // --help and --version print on stdout and succeed; usage errors are exit 2.
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { Exit::Usage.code() } else { Exit::Done.code() });
+            if !error.use_stderr() {
+                return ExitCode::from(Exit::Done.code());
+            }
+            if wants_json(std::env::args()) {
+                let rendered = error.render().to_string();
+                let message = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+                let document = serde_json::json!({
+                    "error": { "kind": "usage", "message": message, "retryable": false,
+                               "may_succeed_later": false, "context": null, "next": "see `promote --help`" },
+                    "exit_code": Exit::Usage.code(),
+                });
+                println!("{document}");
+            }
+            return ExitCode::from(Exit::Usage.code());
         }
     };
     init_logging(&cli.global);
@@ -53,6 +66,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the (unparsable) command line asked for JSON, so that a usage error is a JSON document too.
+fn wants_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.windows(2).any(|pair| matches!(pair[0].as_str(), "-o" | "--output") && pair[1] == "json")
+        || args.iter().any(|arg| arg == "--output=json" || arg == "-ojson")
+}
+
 /// Logs go to stderr: warnings by default, errors only with -q, debug with -v, trace with -vv; `RUST_LOG`
 /// overrides all of them.
 fn init_logging(global: &GlobalArgs) {
@@ -65,4 +85,17 @@ fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_json;
+
+    #[test]
+    fn json_is_found_in_a_command_line_clap_refused() {
+        let args = |line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>().into_iter();
+        assert!(wants_json(args("promote promote --bogus -o json")));
+        assert!(wants_json(args("promote --output=json promote")));
+        assert!(!wants_json(args("promote promote --to prd")));
+    }
 }

@@ -53,7 +53,14 @@ impl Output {
     pub fn print(&self, report: &Report) {
         let mut stdout = std::io::stdout().lock();
         let _ = match self.format {
-            OutputFormat::Json => writeln!(stdout, "{}", report.json),
+            OutputFormat::Json => {
+                // Every document says how the command ended, as the process's exit code does.
+                let mut document = report.json.clone();
+                if let Value::Object(map) = &mut document {
+                    map.insert("exit_code".into(), Value::from(report.exit.code()));
+                }
+                writeln!(stdout, "{document}")
+            }
             OutputFormat::Human if report.human.is_empty() => Ok(()),
             OutputFormat::Human => writeln!(stdout, "{}", report.human.trim_end()),
         };
