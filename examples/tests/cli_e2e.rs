@@ -26,7 +26,7 @@ use promote_oci::{OciLayout, image_manifest};
 use serde_json::Value;
 
 const SECRET_VALUE: &str = "pr0d-db-pa55word-7c1f9e";
-const SOAK: &str = "6s";
+const SOAK: &str = "8s";
 
 // ---------------------------------------------------------------------------------------------------------
 // Services

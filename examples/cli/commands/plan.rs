@@ -6,12 +6,13 @@ use promote_core::Result;
 use serde_json::json;
 
 use super::Context;
+use crate::args::PlanArgs;
 use crate::exit::Exit;
 use crate::output::{Report, verdict_text};
 
 /// Gate verdicts, artifact actions, config provenance (never values) and the masked diff. Exits 0 when the
 /// promotion would go ahead, 3 when a gate is pending, 4 when the build may not enter, 1 when a gate fails.
-pub async fn run(context: &Context, args: super::super::args::PlanArgs) -> Result<Report> {
+pub async fn run(context: &Context, args: PlanArgs) -> Result<Report> {
     let actor = context.actor()?;
     let pipeline = context.pipeline().await?;
     let build = context.build(&pipeline, &args.build).await?;
