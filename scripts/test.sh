@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, on a fresh Debian machine or this one.
 #
-# 1. Installs what the tests need and is missing: docker-registry, skopeo, htpasswd and openssl (apt), and
-#    moto_server (pip). The tests start their own registries and moto servers on loopback ports.
+# 1. Installs what the tests need and is missing: docker-registry, skopeo, htpasswd and openssl (apt),
+#    moto_server (pip), and the sigstore fixture toolchain (npm packages and a Python venv, pinned; see
+#    scripts/sigstore-fixtures.sh). The tests start their own registries, moto servers, mock sigstore
+#    services and fake Kubernetes API servers on loopback ports; kubectl comes with the machine image.
 # 2. Runs: cargo fmt --check, clippy -D warnings on all targets (all features, then the feature sets users
 #    compile), rustdoc with warnings denied, every test, and the quickstart.
 set -euo pipefail
