@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -204,8 +205,7 @@ impl Pipeline {
 
             let run = Run { stage, lease: &lease, build, id, kind, actor: actor.to_owned(), fence };
             let previous = view.current_build(stage_name).cloned();
-            let outcome = self.execute(&run, &view).await;
-            drop(view);
+            let outcome = self.execute(&run, view).await;
             let Run { id, fence, .. } = run;
             drop(lease);
             debug!(stage = stage_name, token = fence.token, "lock released");
@@ -234,7 +234,10 @@ impl Pipeline {
     }
 
     /// Steps 3 to 8. `Ok(Some(failure))` is a deliberate failure, already recorded.
-    async fn execute(&self, run: &Run<'_>, view: &LedgerView) -> Result<Option<Failure>> {
+    ///
+    /// It owns the ledger snapshot and lets go of it before step 8: a snapshot still held when the outcome is
+    /// read back would make that refresh copy the whole view, once per promotion.
+    async fn execute(&self, run: &Run<'_>, view: Arc<LedgerView>) -> Result<Option<Failure>> {
         let rollback = matches!(run.kind, PromotionKind::Rollback { .. });
 
         // Step 3: entry gates (not for a rollback: it returns to a build that already passed them).
@@ -251,7 +254,7 @@ impl Pipeline {
                         )]),
                     }]
                 } else {
-                    self.evaluate_gates(run.stage.entry_gates(), &run.candidate(), view, GatePhase::Entry, false)
+                    self.evaluate_gates(run.stage.entry_gates(), &run.candidate(), &view, GatePhase::Entry, false)
                         .await?
                 };
                 Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
@@ -286,12 +289,13 @@ impl Pipeline {
         // Step 5: config and render.
         let rendered = self
             .step(run, Step::Render, async {
-                let pins = if rollback { pinned_config(view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
+                let pins =
+                    if rollback { pinned_config(&view, &run.stage.name, &run.build.id) } else { BTreeMap::new() };
                 let config = load_layered(&run.stage.config, &run.stage.name, &pins).await?;
                 let bundle = match &run.stage.templates {
                     Some(templates) => Some(
                         self.keyed(templates.render(&run.stage.name, &run.build, &placed, &config)?)
-                            .with_context(deploy_context(run.id.clone(), run.candidate(), &placed, view)),
+                            .with_context(deploy_context(run.id.clone(), run.candidate(), &placed, &view)),
                     ),
                     None => None,
                 };
@@ -358,7 +362,7 @@ impl Pipeline {
                 .step(run, Step::Verify, async {
                     let gates = run.stage.verify_gates();
                     let verdicts =
-                        self.evaluate_gates(gates, &run.candidate(), view, GatePhase::Verification, false).await?;
+                        self.evaluate_gates(gates, &run.candidate(), &view, GatePhase::Verification, false).await?;
                     Ok((verdicts.clone(), StepDetail::Gates { verdicts }))
                 })
                 .await?;
@@ -379,6 +383,7 @@ impl Pipeline {
         }
 
         // Step 8: the outcome, then the attestations, which may cite the entry that recorded it.
+        drop(view);
         self.finish(run, FinalState::Succeeded).await?;
         let succeeded = self.record(&run.id).await?;
         self.attest(run.stage, &succeeded, run.lease, &run.fence, &run.actor).await?;
