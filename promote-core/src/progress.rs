@@ -92,6 +92,18 @@ impl Progress {
     }
 }
 
+/// Two handles are equal when they report to the same sink (clones of one [`Progress`]), or when nobody
+/// hears either: what matters to options that carry one is where the reports go.
+impl PartialEq for Progress {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.sink, &other.sink) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Progress").field("heard", &self.is_heard()).finish()

@@ -127,6 +127,44 @@ async fn writes_never_go_through_a_planted_symlink() {
     assert_eq!(std::fs::metadata(blob).unwrap().mode() & 0o777, 0o600, "created owner-only, as skopeo does");
 }
 
+/// A copy reports the bytes it moves as they stream: never backwards, ending at what the report says moved,
+/// with what the target already had left out of the total (so the rate is what crossed the wire).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_reports_its_bytes_as_they_move() {
+    let fixture = Fixture::new(23, 256 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let source = OciLayout::open(fixture.path()).await.unwrap();
+    let target = OciLayout::create(dir.path()).await.unwrap();
+    let copy = |from: &'static str, to: &'static str| {
+        let (source, target) = (source.clone(), target.clone());
+        async move {
+            let updates = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = updates.clone();
+            let progress = promote_core::progress::Progress::new(move |update| sink.lock().unwrap().push(update));
+            let options = CopyOptions::default().with_progress(progress);
+            let report =
+                copy_image(&CopyEndpoint::layout_tag(&source, from), &CopyEndpoint::layout_tag(&target, to), &options)
+                    .await
+                    .unwrap();
+            let updates = std::mem::take(&mut *updates.lock().unwrap());
+            (report, updates)
+        }
+    };
+
+    // One image first, so that the index's copy finds some of its blobs already there.
+    let (single, _) = copy("single", "first").await;
+    assert!(single.bytes_copied > 0);
+    let (report, updates) = copy("multi", "release").await;
+    assert!(report.manifests_skipped > 0 && report.blobs_copied > 0, "{report:?}");
+    let last = updates.last().expect("progress was reported");
+    assert_eq!(last.unit, Some(promote_core::progress::ProgressUnit::Bytes));
+    assert_eq!((last.done, last.total), (Some(report.bytes_copied), Some(report.bytes_copied)), "{last:?}");
+    let moved: Vec<u64> = updates.iter().filter_map(|update| update.done).collect();
+    assert!(moved.windows(2).all(|pair| pair[0] <= pair[1]), "the count went backwards: {moved:?}");
+    // Chunks are reported as they pass, not only whole blobs.
+    assert!(updates.len() as u64 > report.blobs_copied, "{} reports for {report:?}", updates.len());
+}
+
 /// Found by the `oci_layout` fuzz target (`promote-core/fuzz/artifacts/oci_layout/`): a layer whose manifest
 /// gives the wrong size, but whose bytes match its digest, failed as a digest mismatch between two equal
 /// digests, which counts as retryable, so a store promotion retried it for some forty seconds.

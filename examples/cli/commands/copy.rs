@@ -1,8 +1,10 @@
 //! `copy SRC DST`: the copy engine, crane-like. Registry credentials come from the docker config.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use promote_core::progress::{Progress, ProgressUpdate};
 use promote_core::{ArtifactRef, Digest, Error, Result};
 use promote_oci::{CopyEndpoint, OciLayout, OciRegistryStore, copy_image};
 use serde_json::json;
@@ -52,6 +54,30 @@ async fn endpoint(location: &Location, store: &OciRegistryStore, create: bool) -
     })
 }
 
+/// How often a copy prints a progress line when stderr is not a terminal.
+const LINE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Progress as plain lines on stderr, `[moved of total, rate]`, at most one per `interval`.
+fn lines_every(interval: Duration) -> Progress {
+    let started = Instant::now();
+    let last = Mutex::new(started);
+    Progress::new(move |update: ProgressUpdate| {
+        let (Some(done), Some(total)) = (update.done, update.total) else { return };
+        let mut last = last.lock().expect("not poisoned");
+        if last.elapsed() < interval {
+            return;
+        }
+        *last = Instant::now();
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "copied {} of {} ({}/s)",
+            HumanBytes(done),
+            HumanBytes(total),
+            HumanBytes((done as f64 / seconds) as u64)
+        );
+    })
+}
+
 /// Copies, then reports the digest, what moved, the bytes and the rate.
 pub(super) async fn run(context: &Context, args: CopyArgs) -> Result<Report> {
     let (source, target) = (parse_location(&args.source)?, parse_location(&args.target)?);
@@ -64,22 +90,33 @@ pub(super) async fn run(context: &Context, args: CopyArgs) -> Result<Report> {
         }
     }
     let store = builder.build()?;
-    let options = store.copy_options().clone().with_signatures(args.all_tags_for_signatures);
     let from = endpoint(&source, &store, false).await?;
     let to = endpoint(&target, &store, true).await?;
-    // The copy engine reports when it is done; a spinner shows that it is working meanwhile.
-    let spinner = (context.progress == ProgressMode::Spinner).then(|| {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"));
-        bar.set_message(format!("copying {} → {}", args.source, args.target));
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
     if context.progress == ProgressMode::Lines {
         eprintln!("copying {} → {}", args.source, args.target);
     }
+    let bar = (context.progress == ProgressMode::Spinner).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        let style = "{spinner} {elapsed:>4} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}";
+        bar.set_style(ProgressStyle::with_template(style).expect("a valid template"));
+        bar.set_message(format!("{} → {}", args.source, args.target));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let progress = match (&bar, context.progress) {
+        (Some(bar), _) => {
+            let bar = bar.clone();
+            Progress::new(move |update: ProgressUpdate| {
+                bar.set_length(update.total.unwrap_or(0));
+                bar.set_position(update.done.unwrap_or(0));
+            })
+        }
+        (None, ProgressMode::Lines) => lines_every(LINE_INTERVAL),
+        _ => Progress::none(),
+    };
+    let options = store.copy_options().clone().with_signatures(args.all_tags_for_signatures).with_progress(progress);
     let outcome = copy_image(&from, &to, &options).await;
-    if let Some(bar) = spinner {
+    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let report = outcome?;

@@ -7,14 +7,16 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use promote_core::manifest::Descriptor;
+use promote_core::progress::{Progress, ProgressUnit, ProgressUpdate};
 use promote_core::{Digest, Error, Resource, Result};
 
-use super::graph::{GraphEndpoint, GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
+use super::graph::{BlobStream, GraphEndpoint, GraphSource, GraphTarget, Manifest, Pointer, is_foreign};
 use super::referrers;
 use super::{CopyOptions, CopyReport, SIGNATURE_TAG_SUFFIXES};
 use crate::error::Failure;
@@ -29,6 +31,65 @@ struct Counters {
     bytes_copied: AtomicU64,
 }
 
+/// The bytes a copy has moved and has still to move, reported to [`CopyOptions::progress`] as they stream.
+/// A blob already at the target (or mounted) leaves the total instead of counting as moved, so the rate is
+/// what really crossed the wire; an attempt that failed takes back what it counted.
+struct Meter {
+    progress: Progress,
+    subject: String,
+    moved: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Meter {
+    fn report(&self) {
+        if !self.progress.is_heard() {
+            return;
+        }
+        let (moved, total) = (self.moved.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
+        let update = ProgressUpdate::message(&self.subject, "copying blobs");
+        self.progress.report(update.counting(moved, Some(total), ProgressUnit::Bytes));
+    }
+
+    fn plan(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+        self.report();
+    }
+
+    fn not_moving(&self, bytes: u64) {
+        self.total.fetch_sub(bytes, Ordering::Relaxed);
+        self.report();
+    }
+
+    /// `stream`, counting each chunk as it passes into `attempt` and the copy's total.
+    fn counting(self: &Arc<Self>, stream: BlobStream, attempt: Arc<AtomicU64>) -> BlobStream {
+        if !self.progress.is_heard() {
+            return stream;
+        }
+        let meter = self.clone();
+        Box::pin(stream.inspect_ok(move |chunk| {
+            let bytes = chunk.len() as u64;
+            attempt.fetch_add(bytes, Ordering::Relaxed);
+            meter.moved.fetch_add(bytes, Ordering::Relaxed);
+            meter.report();
+        }))
+    }
+
+    /// A blob is at the target: whatever of it did not pass through [`Meter::counting`] counts now.
+    fn arrived(&self, size: u64, attempt: &AtomicU64) {
+        let uncounted = size.saturating_sub(attempt.load(Ordering::Relaxed));
+        if uncounted > 0 {
+            self.moved.fetch_add(uncounted, Ordering::Relaxed);
+            self.report();
+        }
+    }
+
+    fn take_back(&self, attempt: &AtomicU64) {
+        self.moved.fetch_sub(attempt.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        self.report();
+    }
+}
+
 pub(super) struct Engine<'a> {
     source: &'a dyn GraphSource,
     target: &'a dyn GraphTarget,
@@ -38,6 +99,7 @@ pub(super) struct Engine<'a> {
     mount_from: Option<(String, String)>,
     same_repository: bool,
     counters: Counters,
+    meter: Arc<Meter>,
 }
 
 /// What a walk found to copy, children before parents.
@@ -57,7 +119,22 @@ impl<'a> Engine<'a> {
             target.registry() == Some(registry.as_str()) && target.name() != format!("{registry}/{repository}")
         });
         let same_repository = source.name() == target.name();
-        Engine { source, target, target_reader, options, mount_from, same_repository, counters: Counters::default() }
+        let meter = Arc::new(Meter {
+            progress: options.progress.clone(),
+            subject: target.name(),
+            moved: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        });
+        Engine {
+            source,
+            target,
+            target_reader,
+            options,
+            mount_from,
+            same_repository,
+            counters: Counters::default(),
+            meter,
+        }
     }
 
     pub(super) fn report(&self, root: Manifest, related: u64, duration: Duration) -> CopyReport {
@@ -128,6 +205,7 @@ impl<'a> Engine<'a> {
             let mut plan = Plan::default();
             plan.seen.insert(root.digest.clone());
             self.walk(&root, &mut plan).await?;
+            self.meter.plan(plan.blobs.iter().map(|blob| blob.size).sum());
             self.copy_blobs(&plan.blobs).await?;
             for child in &plan.manifests {
                 self.put(&Pointer::Digest(child.digest.clone()), child).await?;
@@ -198,21 +276,30 @@ impl<'a> Engine<'a> {
         let retry = &self.options.retry;
         if retry.run("check a blob", || self.target.has_blob(&blob.digest)).await? {
             self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
+            self.meter.not_moving(blob.size);
             return Ok(());
         }
         if let Some(origin) = &self.mount_from
             && retry.run("mount a blob", || self.target.mount_blob(&blob.digest, origin)).await?
         {
             self.counters.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            self.meter.not_moving(blob.size);
             return Ok(());
         }
+        // What the current attempt has streamed so far.
+        let attempt = Arc::new(AtomicU64::new(0));
         retry
             .run("copy a blob", || async {
                 let stream = self.source.open_blob(blob).await?;
-                self.target.write_blob(blob, stream).await
+                let written = self.target.write_blob(blob, self.meter.counting(stream, attempt.clone())).await;
+                if written.is_err() {
+                    self.meter.take_back(&attempt);
+                }
+                written
             })
             .await
             .map_err(|failure: Failure| failure.error)?;
+        self.meter.arrived(blob.size, &attempt);
         self.counters.blobs_copied.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_copied.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
@@ -263,5 +350,50 @@ impl<'a> Engine<'a> {
             referrers::merge_into_index(self.target_reader, self.target, digest, &entries, &self.options.retry).await?;
         }
         Ok(entries.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use futures::TryStreamExt as _;
+    use promote_core::progress::{Progress, ProgressUpdate};
+
+    use super::{AtomicU64, Meter};
+
+    fn meter() -> (Arc<Meter>, Arc<Mutex<Vec<ProgressUpdate>>>) {
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let sink = updates.clone();
+        let progress = Progress::new(move |update| sink.lock().unwrap().push(update));
+        let meter = Meter { progress, subject: "r/app".into(), moved: AtomicU64::new(0), total: AtomicU64::new(0) };
+        (Arc::new(meter), updates)
+    }
+
+    fn last(updates: &Mutex<Vec<ProgressUpdate>>) -> (Option<u64>, Option<u64>) {
+        let updates = updates.lock().unwrap();
+        let last = updates.last().unwrap();
+        (last.done, last.total)
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_takes_back_what_it_counted_and_a_present_blob_leaves_the_total() {
+        let (meter, updates) = meter();
+        meter.plan(30);
+        let attempt = Arc::new(AtomicU64::new(0));
+        let chunks = [Ok(Bytes::from_static(b"0123456789")), Err(std::io::Error::other("reset"))];
+        let stream = meter.counting(Box::pin(futures::stream::iter(chunks)), attempt.clone());
+        assert!(stream.try_collect::<Vec<_>>().await.is_err());
+        assert_eq!(last(&updates), (Some(10), Some(30)));
+        meter.take_back(&attempt);
+        assert_eq!(last(&updates), (Some(0), Some(30)));
+        // The retry streams the whole blob; a second blob was already at the target.
+        let stream =
+            meter.counting(Box::pin(futures::stream::iter([Ok(Bytes::from_static(&[7; 20]))])), attempt.clone());
+        stream.try_collect::<Vec<_>>().await.unwrap();
+        meter.arrived(20, &attempt);
+        meter.not_moving(10);
+        assert_eq!(last(&updates), (Some(20), Some(20)));
     }
 }

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use promote_core::progress::Progress;
 use promote_core::retry::RetryPolicy;
 use promote_core::{Digest, Result};
 
@@ -44,6 +45,11 @@ pub struct CopyOptions {
     pub force: bool,
     /// Retries of each manifest request and each whole blob transfer.
     pub retry: RetryPolicy,
+    /// Where the copy reports the bytes it moved as they stream (unit [`ProgressUnit::Bytes`], `total` the
+    /// blobs still to move), so that a CLI can draw bytes and rate. Nobody listens by default.
+    ///
+    /// [`ProgressUnit::Bytes`]: promote_core::progress::ProgressUnit::Bytes
+    pub progress: Progress,
 }
 
 impl Default for CopyOptions {
@@ -56,6 +62,7 @@ impl Default for CopyOptions {
             copy_referrers: false,
             force: false,
             retry: default_retry_policy(),
+            progress: Progress::none(),
         }
     }
 }
@@ -89,6 +96,11 @@ impl CopyOptions {
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+    /// Sets where the bytes moved are reported.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use promote_core::progress::Progress;
 use promote_core::retry::RetryPolicy;
 use promote_core::{Error, Result, Secret};
 use serde::Deserialize;
@@ -144,6 +145,7 @@ pub struct OciRegistryStoreBuilder {
     only_registries: Option<BTreeSet<String>>,
     resolve_annotations: bool,
     retry: RetryPolicy,
+    progress: Progress,
 }
 
 impl Default for OciRegistryStoreBuilder {
@@ -155,6 +157,7 @@ impl Default for OciRegistryStoreBuilder {
             only_registries: None,
             resolve_annotations: true,
             retry: CopyOptions::default().retry,
+            progress: Progress::none(),
         }
     }
 }
@@ -244,6 +247,13 @@ impl OciRegistryStoreBuilder {
         self
     }
 
+    /// Where cross-repository promotions report the bytes they copy (see [`CopyOptions::progress`]); nobody
+    /// listens by default.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Builds the store. A trusted token realm that is not an https origin, or spec credentials whose
     /// environment variables are not set, are [`Error::InvalidInput`].
     pub fn build(self) -> Result<OciRegistryStore> {
@@ -266,7 +276,8 @@ impl OciRegistryStoreBuilder {
         let mut copy_options = CopyOptions::default()
             .with_signatures(settings.copy_signatures)
             .with_referrers(settings.copy_referrers)
-            .with_retry(retry);
+            .with_retry(retry)
+            .with_progress(self.progress);
         if let Some(n) = settings.max_concurrency {
             copy_options = copy_options.with_max_concurrency(n);
         }
