@@ -149,7 +149,7 @@ impl KubernetesConfigSource {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
         }
     }
 
@@ -261,7 +261,8 @@ impl ConfigSource for KubernetesConfigSource {
 pub struct KubernetesConfigSourceBuilder {
     from: ConfigObjects,
     settings: ConfigSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
 }
 
 impl KubernetesConfigSourceBuilder {
@@ -303,12 +304,12 @@ impl KubernetesConfigSourceBuilder {
 
     /// A client built by the caller (an in-process fake API server, a custom transport).
     pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
+        self.connection = Some(Connection::Client(client));
         self
     }
 
     pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
+        self.connection = Some(connection);
         self
     }
 
@@ -330,10 +331,9 @@ impl KubernetesConfigSourceBuilder {
                 return Err(Error::invalid("Kubernetes config setting", setting, format!("`{value}`: {why}")));
             }
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(settings.kubeconfig.clone(), settings.context.clone()),
-        };
+        let connection = self
+            .connection
+            .unwrap_or_else(|| Connection::from_settings(settings.kubeconfig.clone(), settings.context.clone()));
         let plural = self.from.resource().plural;
         Ok(KubernetesConfigSource {
             client: connection.connect().await?,

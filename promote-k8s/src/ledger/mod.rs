@@ -116,7 +116,7 @@ impl KubernetesLedger {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             checkpoints: true,
         }
@@ -431,7 +431,8 @@ fn default_name() -> String {
 #[derive(Debug)]
 pub struct KubernetesLedgerBuilder {
     settings: LedgerSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
     segment_bytes: usize,
     checkpoints: bool,
 }
@@ -478,12 +479,12 @@ impl KubernetesLedgerBuilder {
 
     /// A client built by the caller (an in-process fake API server, a custom transport).
     pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
+        self.connection = Some(Connection::Client(client));
         self
     }
 
     pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
+        self.connection = Some(connection);
         self
     }
 
@@ -502,10 +503,9 @@ impl KubernetesLedgerBuilder {
         if self.segment_bytes == 0 || self.segment_bytes > MAX_SEGMENT_BYTES {
             return Err(Error::invalid("Kubernetes ledger setting", "segment_bytes", "must be 1 byte to 512 KiB"));
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
-        };
+        let connection = self.connection.unwrap_or_else(|| {
+            Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone())
+        });
         let client = connection.connect().await?;
         Ok(KubernetesLedger {
             api: config_maps(&client, &self.settings.namespace),

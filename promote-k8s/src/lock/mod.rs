@@ -125,7 +125,8 @@ impl std::fmt::Debug for KubernetesLock {
 #[derive(Debug)]
 pub struct KubernetesLockBuilder {
     settings: LockSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
     renew_every: Option<Duration>,
     poll_every: Duration,
     clock: Option<Arc<dyn Clock>>,
@@ -142,7 +143,7 @@ impl KubernetesLock {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
             renew_every: None,
             poll_every: Duration::from_secs(1),
             clock: None,
@@ -370,12 +371,12 @@ impl KubernetesLockBuilder {
 
     /// A client built by the caller (an in-process fake API server, a custom transport).
     pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
+        self.connection = Some(Connection::Client(client));
         self
     }
 
     pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
+        self.connection = Some(connection);
         self
     }
 
@@ -389,10 +390,9 @@ impl KubernetesLockBuilder {
         if let Err((setting, message)) = self.settings.check() {
             return Err(Error::invalid("Kubernetes lock setting", setting, message));
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
-        };
+        let connection = self.connection.unwrap_or_else(|| {
+            Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone())
+        });
         let duration = Duration::from_secs(u64::from(self.settings.lease_duration_seconds));
         Ok(KubernetesLock {
             client: connection.connect().await?,
