@@ -146,25 +146,8 @@ async fn build(spec: BackendSpec, client: Option<kube::Client>) -> promote_core:
     if let Err((setting, message)) = settings.check() {
         return Err(spec.error_at(&setting, message));
     }
-    let connection = match client {
-        Some(client) => {
-            for (setting, set) in
-                [("context", settings.context.is_some()), ("kubeconfig", settings.kubeconfig.is_some())]
-            {
-                if set {
-                    return Err(spec.error_at(setting, "this registry gives every kubernetes deployer one client"));
-                }
-            }
-            Connection::Client(client)
-        }
-        None => {
-            if let Some(path) = settings.kubeconfig.take() {
-                settings.kubeconfig = Some(spec.resolve_path("kubeconfig", &path)?);
-            }
-            settings.connection()
-        }
-    };
-    let deployer = KubernetesDeployer::connect(Arc::new(settings), connection).await?;
+    let connection = connection(&spec, client, settings.context.take(), settings.kubeconfig.take())?;
+    let deployer = KubernetesDeployer::builder().settings(settings).connection(connection).build().await?;
     Ok(Arc::new(deployer) as Arc<dyn Deployer>)
 }
 

@@ -32,7 +32,7 @@ use promote_core::lock::{EnvironmentLock, Lease, LockWait};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
 use crate::retry::retrying;
 use lease_object::{ObservedLease, leases, new_lease};
@@ -318,6 +318,8 @@ impl EnvironmentLock for KubernetesLock {
     }
 }
 
+connection_setters!(KubernetesLockBuilder);
+
 impl KubernetesLockBuilder {
     /// The namespace of the Leases (`{stage}` is replaced by the stage's name).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -357,42 +359,17 @@ impl KubernetesLockBuilder {
         self
     }
 
-    /// A kubeconfig context instead of the current one.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.settings.context = Some(context.into());
-        self
-    }
-
-    /// A kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
-    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.kubeconfig = Some(path.into());
-        self
-    }
-
-    /// A client built by the caller (an in-process fake API server, a custom transport).
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Some(Connection::Client(client));
-        self
-    }
-
-    pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = Some(connection);
-        self
-    }
-
     pub(crate) fn settings(mut self, settings: LockSettings) -> Self {
         self.settings = settings;
         self
     }
 
     /// The lock. Reads configuration files; sends no request.
-    pub async fn build(self) -> Result<KubernetesLock> {
+    pub async fn build(mut self) -> Result<KubernetesLock> {
         if let Err((setting, message)) = self.settings.check() {
             return Err(Error::invalid("Kubernetes lock setting", setting, message));
         }
-        let connection = self.connection.unwrap_or_else(|| {
-            Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone())
-        });
+        let connection = self.take_connection();
         let duration = Duration::from_secs(u64::from(self.settings.lease_duration_seconds));
         Ok(KubernetesLock {
             client: connection.connect().await?,
