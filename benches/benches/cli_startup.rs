@@ -12,13 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promote_benches::pipeline_with;
-use promote_core::ledger::NewEntry;
-use promote_core::manifest::OCI_MANIFEST;
-use promote_core::{ArtifactRef, BuildRequest, FileLedger, Ledger, MemoryArtifactStore, MemoryLedger};
+use promote_benches::{fill_file_ledger, pipeline_with};
+use promote_core::{FileLedger, MemoryArtifactStore};
 
 const RECORDS: u64 = 100_000;
-const BATCH: usize = 5_000;
 
 const SPEC: &str = "pipeline: bench
 store: { kind: memory }
@@ -46,7 +43,10 @@ fn main() {
     let runs: usize = std::env::var("CLI_STARTUP_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(fill(&dir.path().join("ledger.jsonl")));
+    runtime.block_on(async {
+        let (ledger, _) = fill_file_ledger(&dir.path().join("ledger.jsonl"), RECORDS).await;
+        ledger.checkpoint().await.unwrap();
+    });
     let spec = dir.path().join("promote.yaml");
     std::fs::write(&spec, SPEC).unwrap();
     let bytes = std::fs::metadata(dir.path().join("ledger.jsonl")).unwrap().len();
@@ -123,37 +123,4 @@ fn report(what: &str, runs: usize, command: impl Fn() -> Command) {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
-}
-
-/// At least `RECORDS` entries written by real promotions (two-artifact builds through dev → stg → prd on
-/// the memory backends), copied into the file ledger in batches, then a checkpoint.
-async fn fill(path: &Path) {
-    let journal = Arc::new(MemoryLedger::new());
-    let store = MemoryArtifactStore::new();
-    let pipeline = pipeline_with(Arc::new(store.clone()), journal.clone());
-    let mut builds = 0u64;
-    while pipeline.view().await.unwrap().head_seq() < RECORDS {
-        let commit = format!("{builds:040x}");
-        let mut request = BuildRequest::new(&commit);
-        for service in ["a0", "a1"] {
-            let reference: ArtifactRef = format!("memory.local/bench/{service}:{}", &commit[33..]).parse().unwrap();
-            let body = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"build\":{builds}}}");
-            store.push(reference.clone(), OCI_MANIFEST, body.into_bytes()).unwrap();
-            request = request.artifact(service, reference);
-        }
-        let build = pipeline.register(request, "ci").await.unwrap();
-        for stage in ["dev", "stg", "prd"] {
-            pipeline.promote(&build.id, stage, "ci").await.unwrap();
-        }
-        builds += 1;
-    }
-    let ledger = FileLedger::open(path).await.unwrap();
-    for batch in journal.read_since(0).await.unwrap().chunks(BATCH) {
-        let entries = batch
-            .iter()
-            .map(|e| NewEntry { at: e.at, actor: e.actor.clone(), fence: e.fence.clone(), event: e.event.clone() })
-            .collect();
-        ledger.append(entries).await.unwrap();
-    }
-    ledger.checkpoint().await.unwrap();
 }

@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use promote_benches::pipeline_with;
+use promote_benches::{fill_file_ledger, pipeline_with};
 use promote_core::ledger::{Hold, HoldScope, LedgerEvent, NewEntry};
-use promote_core::manifest::OCI_MANIFEST;
-use promote_core::{ArtifactRef, BuildRequest, FileLedger, Ledger, MemoryArtifactStore, MemoryLedger};
+use promote_core::{FileLedger, Ledger, MemoryArtifactStore};
 
-const RECORDS: usize = 100_000;
-const BATCH: usize = 5_000;
+const RECORDS: u64 = 100_000;
 const APPENDS: usize = 2_000;
 const OPENS: usize = 10;
 
@@ -22,7 +20,8 @@ fn main() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
-        fill(&path).await;
+        let (_, builds) = fill_file_ledger(&path, RECORDS).await;
+        println!("filled by promoting {builds} builds through 3 stages");
         let bytes = std::fs::metadata(&path).unwrap().len();
         let records = FileLedger::open(&path).await.unwrap().read_since(0).await.unwrap().len();
         println!("ledger: {records} records, {:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
@@ -80,40 +79,6 @@ async fn time_opens(path: &std::path::Path, before: impl Fn()) -> Vec<Duration> 
 fn report(what: &str, times: &[Duration]) {
     let n = times.len();
     println!("{what}: median {:?}, min {:?}, max {:?} ({n} runs)", times[n / 2], times[0], times[n - 1]);
-}
-
-/// Writes at least `RECORDS` entries recorded by real promotions: two-artifact builds registered and
-/// promoted dev → stg → prd on the memory backends, each step journalled as the engine writes it. They are
-/// copied into the file ledger in batches, so filling it does not pay an fsync per record.
-async fn fill(path: &std::path::Path) {
-    let journal = Arc::new(MemoryLedger::new());
-    let store = MemoryArtifactStore::new();
-    let pipeline = pipeline_with(Arc::new(store.clone()), journal.clone());
-    let mut builds = 0u64;
-    while pipeline.view().await.unwrap().head_seq() < RECORDS as u64 {
-        let commit = format!("{builds:040x}");
-        let mut request = BuildRequest::new(&commit);
-        for service in ["a0", "a1"] {
-            let reference: ArtifactRef = format!("memory.local/bench/{service}:{}", &commit[33..]).parse().unwrap();
-            let body = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"build\":{builds}}}");
-            store.push(reference.clone(), OCI_MANIFEST, body.into_bytes()).unwrap();
-            request = request.artifact(service, reference);
-        }
-        let build = pipeline.register(request, "ci").await.unwrap();
-        for stage in ["dev", "stg", "prd"] {
-            pipeline.promote(&build.id, stage, "ci").await.unwrap();
-        }
-        builds += 1;
-    }
-    let ledger = FileLedger::open(path).await.unwrap();
-    for batch in journal.read_since(0).await.unwrap().chunks(BATCH) {
-        let entries = batch
-            .iter()
-            .map(|e| NewEntry { at: e.at, actor: e.actor.clone(), fence: e.fence.clone(), event: e.event.clone() })
-            .collect();
-        ledger.append(entries).await.unwrap();
-    }
-    println!("filled by promoting {builds} builds through 3 stages");
 }
 
 fn hold(n: usize) -> NewEntry {

@@ -8,14 +8,14 @@
 //! nothing was written outside the spec's directory, and a loopback trap server that the spec aims at saw
 //! no request.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::spec::SpecPolicy;
+use promote_core::testing::leak::CapturedLogs;
 use promote_core::{BuildRequest, Error, MemoryArtifactStore, Secret, SpecRegistry};
 
 const CHILD: &str = "PROMOTE_HOSTILE_PR_CHILD";
@@ -43,33 +43,6 @@ fn a_hostile_pull_request_gets_nothing() {
     assert!(output.status.success() && stdout.contains("1 passed"), "the child run failed:\n{stdout}\n{stderr}");
     for canary in [AWS_KEY, CI_TOKEN, DB_PASSWORD, REGISTRY_PASSWORD] {
         assert!(!stdout.contains(canary) && !stderr.contains(canary), "{canary} reached the child's output");
-    }
-}
-
-/// Everything the child's tracing subscriber wrote, at TRACE, with the `log` bridge.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .init();
-        logs
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -219,7 +192,7 @@ async fn hostile_child() {
         // Only the child run of `a_hostile_pull_request_gets_nothing` does the work.
         return;
     }
-    logs();
+    let logs = CapturedLogs::install();
     let (trap_address, trap_hits) = trap();
     // A registry credential the process holds, as promote-oci holds the docker config's passwords.
     let _registry_password = Secret::new(REGISTRY_PASSWORD);
@@ -288,7 +261,7 @@ async fn hostile_child() {
         }
     }
 
-    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(logs.contains("handlebars") && logs.contains("TRACE"), "the capture saw the template engine at TRACE");
     shown.push(logs);
     // The state and deploy directories: ledger, checkpoint, locks, rendered files.

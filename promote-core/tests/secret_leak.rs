@@ -3,13 +3,12 @@
 //! checkpoint, records, status and plans. The value (and its base64) must appear nowhere but in the
 //! deployed files of the one stage that allows plain-text secrets.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use base64::Engine as _;
 use promote_core::deploy::HealthScript;
 use promote_core::manifest::OCI_MANIFEST;
+use promote_core::testing::leak::{CapturedLogs, leak_forms};
 use promote_core::{
     BuildRequest, Deployer, DirectoryDeployer, Error, FileLedger, MemoryArtifactStore, MemoryConfigSource,
     MemoryDeployer, Pipeline, Secret, Stage, Templates, Upstream,
@@ -17,48 +16,12 @@ use promote_core::{
 
 const SECRET: &str = "Zq8-leak-canary-7d1e0b";
 
-/// Everything the process's tracing subscriber wrote, at TRACE.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        // `init` as an embedder would call it: it also bridges the `log` crate (which handlebars, reqwest and
-        // hyper log through) into tracing, at TRACE for every crate. A subscriber installed without the bridge
-        // would see none of their records, and the test would pass however much they leaked.
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .init();
-        assert_eq!(log::max_level(), log::LevelFilter::Trace, "the log bridge is installed at TRACE");
-        logs
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs_text() -> String {
-    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
-}
-
-/// The forms in which the value could leak.
-fn forms(value: &str) -> [String; 2] {
-    [value.to_owned(), base64::engine::general_purpose::STANDARD.encode(value)]
+    CapturedLogs::install().text()
 }
 
 fn assert_absent(what: &str, text: &str) {
-    for form in forms(SECRET) {
+    for form in leak_forms(SECRET) {
         assert!(!text.contains(&form), "the secret leaked into {what}: …{}…", excerpt(text, &form));
     }
 }
@@ -71,14 +34,14 @@ fn excerpt(text: &str, form: &str) -> String {
 
 #[test]
 fn a_secret_recorded_as_a_tracing_field_is_redacted() {
-    let logs = captured_logs();
+    let logs = CapturedLogs::install();
     let secret = Secret::new("tr4ce-field-canary");
     let span = tracing::trace_span!("deploying", password = %secret);
     span.in_scope(|| {
         tracing::trace!(password = %secret, debug = ?secret, "using the password");
         tracing::event!(tracing::Level::TRACE, secret = tracing::field::display(&secret));
     });
-    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(text.contains("using the password"), "the event was captured at TRACE: {text}");
     assert!(text.contains("password=[redacted]") && text.contains("debug=Secret([redacted])"), "{text}");
     assert!(!text.contains("tr4ce-field-canary"), "{text}");
@@ -145,7 +108,7 @@ fn files_under(dir: &Path, except: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_reaches_only_the_stage_that_allows_it() {
-    captured_logs();
+    CapturedLogs::install();
     let state = tempfile::tempdir().unwrap();
     let deploy_root = state.path().join("deploy");
     let store = MemoryArtifactStore::new();
@@ -193,7 +156,7 @@ async fn a_secret_reaches_only_the_stage_that_allows_it() {
     let record = pipeline.promote(&build.id, "dev", "dana").await.unwrap();
     assert!(record.state.succeeded());
     let dev_files = std::fs::read_to_string(deploy_root.join("dev/secret-db.yaml")).unwrap();
-    assert!(dev_files.contains(&forms(SECRET)[1]), "dev's Secret holds the real (base64) value");
+    assert!(dev_files.contains(&leak_forms(SECRET)[1]), "dev's Secret holds the real (base64) value");
     let again = pipeline.plan(&build.id, "dev", "dana").await.unwrap();
     assert!(again.diff.is_empty() || !again.diff.contains("\n+"), "nothing changes: {}", again.diff);
     outputs.add("dev re-plan", format!("{} {again:?}", again.diff));

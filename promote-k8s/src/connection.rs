@@ -88,3 +88,51 @@ impl Connection {
         Client::try_from(config).map_err(|e| crate::error::from_kube(e, "create the Kubernetes client"))
     }
 }
+
+/// The `context`, `kubeconfig` and `client` setters every builder of the crate shares, the `connection`
+/// setter the spec kinds use, and `take_connection` for `build`. The builder has a `settings` field with
+/// `context: Option<String>` and `kubeconfig: Option<PathBuf>`, and a `connection: Option<Connection>` field.
+macro_rules! connection_setters {
+    ($builder:ty) => {
+        impl $builder {
+            /// A kubeconfig context instead of the current one.
+            pub fn context(mut self, context: impl Into<String>) -> Self {
+                self.settings.context = Some(context.into());
+                self
+            }
+
+            /// A kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
+            pub fn kubeconfig(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+                self.settings.kubeconfig = Some(path.into());
+                self
+            }
+
+            /// A client built by the caller (an in-process fake API server, a custom transport) instead of a
+            /// kubeconfig.
+            pub fn client(mut self, client: kube::Client) -> Self {
+                self.connection = Some($crate::connection::Connection::Client(client));
+                self
+            }
+
+            /// The connection a spec resolved (its kubeconfig relative to the spec file), instead of the
+            /// settings' `kubeconfig` and `context`.
+            pub(crate) fn connection(mut self, connection: $crate::connection::Connection) -> Self {
+                self.connection = Some(connection);
+                self
+            }
+
+            /// The connection to make the client from: the one given, else the settings' kubeconfig and
+            /// context.
+            fn take_connection(&mut self) -> $crate::connection::Connection {
+                self.connection.take().unwrap_or_else(|| {
+                    $crate::connection::Connection::from_settings(
+                        self.settings.kubeconfig.clone(),
+                        self.settings.context.clone(),
+                    )
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use connection_setters;

@@ -146,24 +146,79 @@ async fn build(spec: BackendSpec, client: Option<kube::Client>) -> promote_core:
     if let Err((setting, message)) = settings.check() {
         return Err(spec.error_at(&setting, message));
     }
-    let connection = match client {
-        Some(client) => {
-            for (setting, set) in
-                [("context", settings.context.is_some()), ("kubeconfig", settings.kubeconfig.is_some())]
-            {
-                if set {
-                    return Err(spec.error_at(setting, "this registry gives every kubernetes deployer one client"));
-                }
-            }
-            Connection::Client(client)
-        }
-        None => {
-            if let Some(path) = settings.kubeconfig.take() {
-                settings.kubeconfig = Some(spec.resolve_path("kubeconfig", &path)?);
-            }
-            settings.connection()
-        }
-    };
-    let deployer = KubernetesDeployer::connect(Arc::new(settings), connection).await?;
+    let connection = connection(&spec, client, settings.context.take(), settings.kubeconfig.take())?;
+    let deployer = KubernetesDeployer::builder().settings(settings).connection(connection).build().await?;
     Ok(Arc::new(deployer) as Arc<dyn Deployer>)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use promote_core::SpecRegistry;
+
+    const KUBECONFIG: &str = "apiVersion: v1
+kind: Config
+clusters:
+  - { name: local, cluster: { server: \"https://127.0.0.1:1\" } }
+users:
+  - { name: ci, user: { token: t } }
+contexts:
+  - { name: dev, context: { cluster: local, user: ci } }
+current-context: dev
+";
+
+    /// Each kind with `settings` added, in an otherwise minimal spec.
+    fn specs(settings: &str) -> [(&'static str, String); 4] {
+        let spec = |ledger: &str, lock: &str, config: &str, deployer: &str| {
+            format!(
+                "pipeline: p\nstore: {{ kind: memory }}\nledger: {ledger}\n{lock}deployer: {deployer}\nstages:\n  - name: dev\n{config}"
+            )
+        };
+        let memory = "{ kind: memory }";
+        [
+            ("ledger", spec(&format!("{{ kind: kubernetes, namespace: ns, {settings} }}"), "", "", memory)),
+            ("lock", spec(memory, &format!("lock: {{ kind: kubernetes, namespace: ns, {settings} }}\n"), "", memory)),
+            (
+                "config",
+                spec(
+                    memory,
+                    "",
+                    &format!(
+                        "    config: [{{ kind: kubernetes-configmap, namespace: ns, objects: [a], {settings} }}]\n"
+                    ),
+                    memory,
+                ),
+            ),
+            ("deployer", spec(memory, "", "", &format!("{{ kind: kubernetes, namespace: ns, {settings} }}"))),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_kind_reaches_the_cluster_its_spec_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("kube")).unwrap();
+        std::fs::write(dir.path().join("kube/dev.yaml"), KUBECONFIG).unwrap();
+        let mut registry = SpecRegistry::with_defaults();
+        super::register(&mut registry);
+        let load = |text: String| {
+            let registry = registry.clone();
+            let dir = dir.path().to_owned();
+            async move { registry.load_str(&text, Path::new("promote.yaml"), &dir, None).await }
+        };
+        for (kind, spec) in specs("kubeconfig: kube/missing.yaml") {
+            let error = load(spec).await.unwrap_err().to_string();
+            assert!(error.contains("kube/missing.yaml"), "{kind}: the spec's kubeconfig was read: {error}");
+        }
+        for (kind, spec) in specs("kubeconfig: kube/dev.yaml, context: prod") {
+            let error = load(spec).await.unwrap_err().to_string();
+            assert!(
+                error.contains("\"prod\"") && error.contains("kube/dev.yaml"),
+                "{kind}: the spec's context: {error}"
+            );
+        }
+        for (kind, spec) in specs("kubeconfig: kube/dev.yaml, context: dev") {
+            load(spec).await.unwrap_or_else(|error| panic!("{kind}: {error}"));
+        }
+    }
 }

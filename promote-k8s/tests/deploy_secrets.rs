@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -16,6 +15,7 @@ use kube::discovery::Discovery;
 use promote_core::deploy::{ApplyMode, Bundle, Deployer};
 use promote_core::manifest::OCI_MANIFEST;
 use promote_core::progress::Progress;
+use promote_core::testing::leak::{CapturedLogs, leak_forms};
 use promote_core::{
     BuildRequest, MemoryArtifactStore, MemoryConfigSource, MemoryLedger, Pipeline, Stage, Templates, Upstream,
 };
@@ -27,41 +27,9 @@ use support::deploy::{DEV, secret_manifest};
 const SECRET: &str = "Zq8-k8s-leak-canary-41c9";
 const NEXT_SECRET: &str = "Zq8-k8s-leak-canary-next-77aa";
 
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        // As an embedder would: `init` also bridges the `log` crate (which hyper and others log through).
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .init();
-        assert_eq!(log::max_level(), log::LevelFilter::Trace, "the log bridge is installed at TRACE");
-        logs
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn forms(value: &str) -> [String; 2] {
-    [value.to_owned(), base64::engine::general_purpose::STANDARD.encode(value)]
-}
-
 fn assert_absent(what: &str, text: &str) {
     for value in [SECRET, NEXT_SECRET] {
-        for form in forms(value) {
+        for form in leak_forms(value) {
             assert!(!text.contains(&form), "the secret leaked into {what}");
         }
     }
@@ -96,7 +64,7 @@ stringData:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_reaches_only_its_own_secret() {
-    captured_logs();
+    CapturedLogs::install();
     let fake =
         FakeApiServer::builder().real_time(Duration::from_millis(10)).namespaces(&["default", DEV, "shop-stg"]).build();
     let client = kube::Client::new(fake.service(), "default");
@@ -162,7 +130,7 @@ async fn a_secret_reaches_only_its_own_secret() {
         )
     };
     let bundle_with = |value: &str| {
-        let secret = masked_secret.replace("W3JlZGFjdGVkXQ==", &forms(value)[1]);
+        let secret = masked_secret.replace("W3JlZGFjdGVkXQ==", &leak_forms(value)[1]);
         Bundle::new(
             "dev",
             vec![secret_manifest(&secret, masked_secret), secret_manifest(&with_env(value), &with_env("[redacted]"))],
@@ -211,7 +179,7 @@ async fn a_secret_reaches_only_its_own_secret() {
                         }
                     }
                 }
-                if forms(SECRET).iter().chain(forms(NEXT_SECRET).iter()).any(|form| text.contains(form)) {
+                if leak_forms(SECRET).iter().chain(leak_forms(NEXT_SECRET).iter()).any(|form| text.contains(form)) {
                     holders.push(format!(
                         "{} {}/{}",
                         resource.kind,
@@ -231,7 +199,7 @@ async fn a_secret_reaches_only_its_own_secret() {
             || holder.starts_with(&format!("Pod {DEV}/api-"));
         assert!(expected, "the secret is stored in {holder}");
     }
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    let logs = CapturedLogs::install().text();
     assert!(logs.contains("promote_k8s::deployer"), "the deployer's own TRACE and DEBUG lines were captured");
     assert_absent("the TRACE logs", &logs);
 }

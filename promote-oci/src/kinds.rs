@@ -282,4 +282,92 @@ mod tests {
         assert!(matches!(error, Error::PermissionDenied { .. }), "{error:?}");
         assert!(error.to_string().contains("evil.example"), "{error}");
     }
+
+    /// A spec with one stage holding `stage_lines` (indented under `- name: prd`).
+    fn stage_spec(stage_lines: &str) -> String {
+        format!(
+            "pipeline: p\nstore: {{ kind: memory }}\nledger: {{ kind: memory }}\nstages:\n  - name: prd\n{stage_lines}"
+        )
+    }
+
+    /// The setting an untrusted spec was refused at, or a panic naming what happened instead.
+    async fn refused_at(registry: &SpecRegistry, dir: &Path, what: &str, text: &str) -> (String, String) {
+        match registry.load_str(text, Path::new("promote.yaml"), dir, None).await {
+            Err(promote_core::Error::Spec { key, message, .. }) => (key, message),
+            Err(other) => panic!("{what}: expected a spec error, got {other:?}"),
+            Ok(_) => panic!("{what}: the untrusted spec loaded"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_spec_gives_the_trust_kinds_no_file_outside_its_directory() {
+        use promote_core::spec::SpecPolicy;
+
+        let outside = tempfile::tempdir().unwrap();
+        let dir = outside.path().join("repo");
+        std::fs::create_dir_all(dir.join("trust")).unwrap();
+        // An empty TrustedRoot loads (its keys are checked when used); a P-256 SubjectPublicKeyInfo.
+        let root = r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#;
+        let key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWLuZqDPn1x3Y6Nw3I2Hcl4mU5Q+Fg+o6cOyO0lHH\nS0v4ZvqPTGK6DdE9MlfP5pcmHCM/TqXqOtkuLdGoG6MJXw==\n-----END PUBLIC KEY-----\n";
+        // The same valid files inside the spec's directory and outside it, so that only the path is refused.
+        for base in [dir.join("trust"), outside.path().to_owned()] {
+            std::fs::write(base.join("root.json"), root).unwrap();
+            std::fs::write(base.join("release.pub"), key).unwrap();
+        }
+        std::os::unix::fs::symlink(outside.path(), dir.join("escape")).unwrap();
+        let mut registry = SpecRegistry::with_defaults().with_policy(SpecPolicy::untrusted());
+        register(&mut registry);
+        let gate = |trusted_root: &str, public_key: &str| {
+            stage_spec(&format!(
+                "    gates:\n      - {{ kind: signature, trusted_root: {trusted_root}, policies: [{{ name: release, public_key: {public_key} }}] }}\n"
+            ))
+        };
+        registry
+            .load_str(&gate("trust/root.json", "trust/release.pub"), Path::new("promote.yaml"), &dir, None)
+            .await
+            .unwrap();
+
+        let absolute = |name: &str| outside.path().join(name).display().to_string();
+        let hostile = |name: &str| {
+            [
+                ("a climb out of the repository", "../../etc/passwd".to_owned()),
+                ("a climb to a valid file", format!("../{name}")),
+                ("an absolute path", "/etc/passwd".to_owned()),
+                ("an absolute path to a valid file", absolute(name)),
+                ("a symlink out", format!("escape/{name}")),
+            ]
+        };
+        // The files outside are valid: a trusted spec may name them, so only the policy refuses them below.
+        let mut trusted = SpecRegistry::with_defaults();
+        register(&mut trusted);
+        let outside_files = gate(&absolute("root.json"), "escape/release.pub");
+        trusted.load_str(&outside_files, Path::new("promote.yaml"), &dir, None).await.unwrap();
+        for (what, path) in hostile("root.json") {
+            let (key, message) = refused_at(&registry, &dir, what, &gate(&path, "trust/release.pub")).await;
+            assert_eq!(key, "stages[0].gates[0].trusted_root", "{what}: {message}");
+            assert!(message.contains("untrusted spec"), "{what}: {message}");
+        }
+        for (what, path) in hostile("release.pub") {
+            let (key, message) = refused_at(&registry, &dir, what, &gate("trust/root.json", &path)).await;
+            assert_eq!(key, "stages[0].gates[0].policies[0].public_key", "{what}: {message}");
+            assert!(message.contains("untrusted spec"), "{what}: {message}");
+        }
+
+        // The attestor signs with the runner's key: refused outright, whatever names the key.
+        let attest = |key: &str| stage_spec(&format!("    attest:\n      - {{ kind: oci-attestation, {key} }}\n"));
+        for key in ["key_file: ../../etc/passwd", "key_file: trust/release.pub", "key_env: AWS_SECRET_ACCESS_KEY"] {
+            let (refused, message) = refused_at(&registry, &dir, key, &attest(key)).await;
+            assert_eq!(refused, "stages[0].attest[0]", "{key}: {message}");
+            assert!(message.contains("oci-attestation") && message.contains("untrusted spec"), "{key}: {message}");
+        }
+        // An embedder that allows the kind still gives it no key file outside the spec's directory.
+        let mut allowing =
+            SpecRegistry::with_defaults().with_policy(SpecPolicy::untrusted().allow_kind("oci-attestation"));
+        register(&mut allowing);
+        for (what, path) in hostile("release.pub") {
+            let (key, message) = refused_at(&allowing, &dir, what, &attest(&format!("key_file: {path}"))).await;
+            assert_eq!(key, "stages[0].attest[0].key_file", "{what}: {message}");
+            assert!(message.contains("untrusted spec"), "{what}: {message}");
+        }
+    }
 }

@@ -2,7 +2,6 @@
 
 mod copy;
 mod error;
-mod image_config;
 pub mod kinds;
 mod layout;
 mod registry;

@@ -1,7 +1,7 @@
 //! [`EcrStore`]: an [`ArtifactStore`] on the Amazon ECR API.
 //!
 //! - `builder.rs`: [`EcrStoreBuilder`] and the spec form [`EcrConfig`].
-//! - `image_config.rs`: the revision from the config's labels (`GetDownloadUrlForLayer`).
+//! - `image_config.rs`: fetching the config blob for its labels (`GetDownloadUrlForLayer`).
 //! - `credentials.rs` (feature `oci-copy`): ECR authorization tokens for the OCI copy engine.
 
 mod builder;
@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
 use aws_sdk_ecr::types::{Image, ImageIdentifier};
 use promote_core::backend::{check_exists_args, check_promote_args};
-use promote_core::manifest::{self, MANIFEST_MEDIA_TYPES, ManifestSummary};
+use promote_core::manifest::{self, MANIFEST_MEDIA_TYPES, ManifestSummary, add_config_labels};
 use promote_core::{
     Artifact, ArtifactRef, ArtifactStore, Digest, Error, ErrorClass, Resource, Result, StoreCapabilities,
 };
@@ -187,7 +187,7 @@ impl EcrStore {
         artifact: &mut Artifact,
     ) -> Result<()> {
         let Some(fetcher) = &self.config_labels else { return Ok(()) };
-        let Some(config) = image_config::config_to_read(summary) else { return Ok(()) };
+        let Some(config) = summary.config_for_labels() else { return Ok(()) };
         let answer = self
             .client
             .get_download_url_for_layer()
@@ -221,7 +221,7 @@ impl EcrStore {
             Error::backend(ECR, ErrorClass::Persistent, format!("GetDownloadUrlForLayer of {name}: no download URL"))
         })?;
         let bytes = fetcher.fetch(&url, config, &name).await?;
-        image_config::add_labels(&mut artifact.annotations, &bytes);
+        add_config_labels(&mut artifact.annotations, &bytes);
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! A test kit for people who test their own code with promote (feature `testing`; not a stable API): a
-//! ledger scene to unit-test gates against, and backends that fail on demand.
+//! ledger scene to unit-test gates against, backends that fail on demand, and a log capture for sweeps
+//! that check no secret reaches a log.
 
 pub mod faults;
+pub mod leak;
 pub mod scene;

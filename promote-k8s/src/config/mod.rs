@@ -26,7 +26,7 @@ use promote_core::error::{Error, ErrorClass, Resource, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
 use crate::lock::check_name;
 use crate::retry::retrying;
@@ -149,7 +149,7 @@ impl KubernetesConfigSource {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
         }
     }
 
@@ -261,8 +261,11 @@ impl ConfigSource for KubernetesConfigSource {
 pub struct KubernetesConfigSourceBuilder {
     from: ConfigObjects,
     settings: ConfigSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
 }
+
+connection_setters!(KubernetesConfigSourceBuilder);
 
 impl KubernetesConfigSourceBuilder {
     /// The namespace of the objects (`{stage}` is replaced by the stage's name; default `{stage}`).
@@ -289,36 +292,14 @@ impl KubernetesConfigSourceBuilder {
         self
     }
 
-    /// A kubeconfig context instead of the current one.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.settings.context = Some(context.into());
-        self
-    }
-
-    /// A kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
-    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.kubeconfig = Some(path.into());
-        self
-    }
-
-    /// A client built by the caller (an in-process fake API server, a custom transport).
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
-        self
-    }
-
-    pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
-        self
-    }
-
     pub(crate) fn settings(mut self, settings: ConfigSettings) -> Self {
         self.settings = settings;
         self
     }
 
     /// The source. Reads configuration files; sends no request.
-    pub async fn build(self) -> Result<KubernetesConfigSource> {
+    pub async fn build(mut self) -> Result<KubernetesConfigSource> {
+        let connection = self.take_connection();
         let settings = self.settings;
         if settings.objects.is_empty() {
             return Err(Error::invalid("Kubernetes config setting", "objects", "name at least one object"));
@@ -330,10 +311,6 @@ impl KubernetesConfigSourceBuilder {
                 return Err(Error::invalid("Kubernetes config setting", setting, format!("`{value}`: {why}")));
             }
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(settings.kubeconfig.clone(), settings.context.clone()),
-        };
         let plural = self.from.resource().plural;
         Ok(KubernetesConfigSource {
             client: connection.connect().await?,

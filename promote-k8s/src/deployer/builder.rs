@@ -7,7 +7,7 @@ use promote_core::error::{Error, Result};
 use serde::Deserialize;
 
 use super::KubernetesDeployer;
-use crate::connection::Connection;
+use crate::connection::{Connection, connection_setters};
 
 /// The placeholder a namespace pattern may hold.
 const STAGE_PLACEHOLDER: &str = "{stage}";
@@ -111,10 +111,6 @@ impl Settings {
         }
         Ok(())
     }
-
-    pub(crate) fn connection(&self) -> Connection {
-        Connection::from_settings(self.kubeconfig.clone(), self.context.clone())
-    }
 }
 
 /// Builds a [`KubernetesDeployer`].
@@ -136,29 +132,13 @@ pub struct KubernetesDeployerBuilder {
     connection: Option<Connection>,
 }
 
+connection_setters!(KubernetesDeployerBuilder);
+
 impl KubernetesDeployerBuilder {
     /// The namespace of each stage: `{stage}` is replaced by the stage's name (default `{stage}`).
     /// Namespaced objects without a namespace go there, and the stage's inventory lives there.
     pub fn namespace(mut self, pattern: impl Into<String>) -> Self {
         self.settings.namespace = pattern.into();
-        self
-    }
-
-    /// Uses this kubeconfig context instead of the current one.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.settings.context = Some(context.into());
-        self
-    }
-
-    /// Reads this kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
-    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.kubeconfig = Some(path.into());
-        self
-    }
-
-    /// Uses `client` (an in-process fake, a custom transport) instead of a kubeconfig.
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Some(Connection::Client(client));
         self
     }
 
@@ -199,12 +179,17 @@ impl KubernetesDeployerBuilder {
         self
     }
 
+    pub(crate) fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     /// Checks the settings and makes the client (reading the kubeconfig; no request is sent).
-    pub async fn build(self) -> Result<KubernetesDeployer> {
+    pub async fn build(mut self) -> Result<KubernetesDeployer> {
         if let Err((setting, reason)) = self.settings.check() {
             return Err(Error::InvalidInput { what: "kubernetes deployer setting", input: setting, reason });
         }
-        let connection = self.connection.unwrap_or_else(|| self.settings.connection());
+        let connection = self.take_connection();
         KubernetesDeployer::connect(Arc::new(self.settings), connection).await
     }
 }

@@ -31,7 +31,7 @@ use promote_core::error::{Error, Result};
 use promote_core::ledger::{Ledger, LedgerCapabilities, LedgerEntry, LedgerSummary, NewEntry};
 use tokio::sync::Mutex;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
 use crate::lock::check_name;
 use crate::retry::retrying;
@@ -116,7 +116,7 @@ impl KubernetesLedger {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             checkpoints: true,
         }
@@ -431,10 +431,13 @@ fn default_name() -> String {
 #[derive(Debug)]
 pub struct KubernetesLedgerBuilder {
     settings: LedgerSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
     segment_bytes: usize,
     checkpoints: bool,
 }
+
+connection_setters!(KubernetesLedgerBuilder);
 
 impl KubernetesLedgerBuilder {
     /// The namespace of the ledger's ConfigMaps.
@@ -464,36 +467,13 @@ impl KubernetesLedgerBuilder {
         self
     }
 
-    /// A kubeconfig context instead of the current one.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.settings.context = Some(context.into());
-        self
-    }
-
-    /// A kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
-    pub fn kubeconfig(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.settings.kubeconfig = Some(path.into());
-        self
-    }
-
-    /// A client built by the caller (an in-process fake API server, a custom transport).
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
-        self
-    }
-
-    pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
-        self
-    }
-
     pub(crate) fn settings(mut self, settings: LedgerSettings) -> Self {
         self.settings = settings;
         self
     }
 
     /// The ledger. Reads configuration files; sends no request.
-    pub async fn build(self) -> Result<KubernetesLedger> {
+    pub async fn build(mut self) -> Result<KubernetesLedger> {
         for (setting, value) in [("namespace", &self.settings.namespace), ("name", &self.settings.name)] {
             if let Err(why) = check_name(value) {
                 return Err(Error::invalid("Kubernetes ledger setting", setting, format!("`{value}`: {why}")));
@@ -502,10 +482,7 @@ impl KubernetesLedgerBuilder {
         if self.segment_bytes == 0 || self.segment_bytes > MAX_SEGMENT_BYTES {
             return Err(Error::invalid("Kubernetes ledger setting", "segment_bytes", "must be 1 byte to 512 KiB"));
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
-        };
+        let connection = self.take_connection();
         let client = connection.connect().await?;
         Ok(KubernetesLedger {
             api: config_maps(&client, &self.settings.namespace),

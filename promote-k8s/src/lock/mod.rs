@@ -32,7 +32,7 @@ use promote_core::lock::{EnvironmentLock, Lease, LockWait};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
 use crate::retry::retrying;
 use lease_object::{ObservedLease, leases, new_lease};
@@ -125,7 +125,8 @@ impl std::fmt::Debug for KubernetesLock {
 #[derive(Debug)]
 pub struct KubernetesLockBuilder {
     settings: LockSettings,
-    connection: Connection,
+    /// A client or a spec's connection; `None`: the settings' kubeconfig and context.
+    connection: Option<Connection>,
     renew_every: Option<Duration>,
     poll_every: Duration,
     clock: Option<Arc<dyn Clock>>,
@@ -142,7 +143,7 @@ impl KubernetesLock {
                 context: None,
                 kubeconfig: None,
             },
-            connection: Connection::Infer,
+            connection: None,
             renew_every: None,
             poll_every: Duration::from_secs(1),
             clock: None,
@@ -317,6 +318,8 @@ impl EnvironmentLock for KubernetesLock {
     }
 }
 
+connection_setters!(KubernetesLockBuilder);
+
 impl KubernetesLockBuilder {
     /// The namespace of the Leases (`{stage}` is replaced by the stage's name).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -356,43 +359,17 @@ impl KubernetesLockBuilder {
         self
     }
 
-    /// A kubeconfig context instead of the current one.
-    pub fn context(mut self, context: impl Into<String>) -> Self {
-        self.settings.context = Some(context.into());
-        self
-    }
-
-    /// A kubeconfig file instead of `$KUBECONFIG` or `~/.kube/config`.
-    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.kubeconfig = Some(path.into());
-        self
-    }
-
-    /// A client built by the caller (an in-process fake API server, a custom transport).
-    pub fn client(mut self, client: kube::Client) -> Self {
-        self.connection = Connection::Client(client);
-        self
-    }
-
-    pub(crate) fn connection(mut self, connection: Connection) -> Self {
-        self.connection = connection;
-        self
-    }
-
     pub(crate) fn settings(mut self, settings: LockSettings) -> Self {
         self.settings = settings;
         self
     }
 
     /// The lock. Reads configuration files; sends no request.
-    pub async fn build(self) -> Result<KubernetesLock> {
+    pub async fn build(mut self) -> Result<KubernetesLock> {
         if let Err((setting, message)) = self.settings.check() {
             return Err(Error::invalid("Kubernetes lock setting", setting, message));
         }
-        let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
-        };
+        let connection = self.take_connection();
         let duration = Duration::from_secs(u64::from(self.settings.lease_duration_seconds));
         Ok(KubernetesLock {
             client: connection.connect().await?,

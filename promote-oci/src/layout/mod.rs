@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use promote_core::digest::DigestHasher;
-use promote_core::manifest::{self, Descriptor, ManifestSummary};
+use promote_core::manifest::{self, Descriptor, ManifestSummary, add_config_labels};
 use promote_core::{Digest, Error, Resource, Result};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,7 +32,6 @@ pub use store::OciLayoutStore;
 
 use crate::copy::{BlobStream, CopyEndpoint, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type};
 use crate::error::{FailResult, LAYOUT_BACKEND, layout as layout_error, verify_bytes};
-use crate::image_config;
 
 /// The annotation an OCI layout's `index.json` names a tag with.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -384,14 +383,14 @@ impl OciLayout {
 
     async fn annotations(&self, manifest: &Manifest) -> Result<BTreeMap<String, String>> {
         let Some(summary) = ManifestSummary::parse(&manifest.bytes) else { return Ok(BTreeMap::new()) };
-        let config = image_config::config_to_read(&summary).cloned();
+        let config = summary.config_for_labels().cloned();
         let mut annotations = summary.annotations;
         if let Some(config) = config
             && let Some(bytes) = self.read_blob(&config.digest).await?
         {
             // Labels are believed only from the config the manifest names.
             verify_bytes(&format!("oci:{}@{}", self.path.display(), config.digest), &config.digest, &bytes)?;
-            image_config::add_labels(&mut annotations, &bytes);
+            add_config_labels(&mut annotations, &bytes);
         }
         Ok(annotations)
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use promote_core::backend::{check_exists_args, check_promote_args};
-use promote_core::manifest::ManifestSummary;
+use promote_core::manifest::{ManifestSummary, add_config_labels};
 use promote_core::retry::RetryPolicy;
 use promote_core::{Artifact, ArtifactRef, ArtifactStore, Digest, Error, Resource, Result, StoreCapabilities};
 
@@ -26,7 +26,6 @@ use transport::Transport;
 
 use crate::copy::{self, CopyEndpoint, CopyOptions, CopyReport, Pointer};
 use crate::error::REGISTRY_BACKEND;
-use crate::image_config;
 
 /// An [`ArtifactStore`] for OCI Distribution registries (distribution, Harbor, GHCR, Artifactory, ECR's
 /// `/v2` API, …).
@@ -131,11 +130,11 @@ impl OciRegistryStore {
         let Some(summary) = ManifestSummary::parse(&manifest.bytes) else {
             return Ok(BTreeMap::new());
         };
-        let config = image_config::config_to_read(&summary).cloned();
+        let config = summary.config_for_labels().cloned();
         let mut annotations = summary.annotations;
         if let Some(config) = config {
             let bytes = self.retry().run("fetch config", || handle.read_config(&config)).await?;
-            image_config::add_labels(&mut annotations, &bytes);
+            add_config_labels(&mut annotations, &bytes);
         }
         Ok(annotations)
     }

@@ -15,7 +15,6 @@ use super::auth::Access;
 use super::transport::{Origin, read_capped, status_failure};
 use crate::copy::{BlobStream, GraphSource, GraphTarget, Manifest, Pointer, infer_media_type, referrers_of};
 use crate::error::{FailResult, check_digest_header, persistent, verify_bytes};
-use crate::image_config;
 
 /// The largest manifest (or referrers index) we read: 4 MiB, the limit distribution enforces, so a
 /// hostile server cannot make us buffer more.
@@ -335,13 +334,13 @@ impl RepositoryHandle {
         Ok(Box::pin(stream))
     }
 
-    /// The bytes of a (small) config blob: at most the size the manifest says (which `config_to_read`
-    /// keeps under 1 MiB), checked against its digest before its labels are believed.
+    /// The bytes of a (small) config blob: at most the size the manifest says (which
+    /// `ManifestSummary::config_for_labels` keeps under 1 MiB), checked against its digest before its labels are believed.
     pub(super) async fn read_config(&self, config: &Descriptor) -> FailResult<Vec<u8>> {
         let what = "GET config";
         let name = format!("{}@{}", self.name(), config.digest);
         let response = self.get_blob(config, what).await?;
-        let limit = config.size.min(image_config::MAX_CONFIG_FOR_LABELS);
+        let limit = config.size.min(manifest::MAX_CONFIG_FOR_LABELS);
         let bytes = read_capped(response, usize::try_from(limit).unwrap_or(usize::MAX), what, &name).await?;
         verify_bytes(&name, &config.digest, &bytes)?;
         Ok(bytes.to_vec())
