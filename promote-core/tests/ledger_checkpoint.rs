@@ -247,6 +247,17 @@ fn doctored(checkpoint: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8>
     format!("{header}\n{body}\n").into_bytes()
 }
 
+/// `checkpoint` with its summary replaced by `edit` of it and its hash recomputed, the header otherwise kept.
+fn rehashed(checkpoint: &[u8], edit: impl Fn(serde_json::Value) -> serde_json::Value) -> Vec<u8> {
+    use sha2::Digest as _;
+    let text = std::str::from_utf8(checkpoint).unwrap();
+    let (header, body) = text.trim_end().split_once('\n').unwrap();
+    let body = edit(serde_json::from_str(body).unwrap()).to_string();
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    header["summary_sha256"] = hex::encode(sha2::Sha256::digest(body.as_bytes())).into();
+    format!("{header}\n{body}\n").into_bytes()
+}
+
 /// Issue 12's doctored checkpoint: fences raised far past any real token, its hash recomputed, made every
 /// later promotion fail with `Fenced` until the checkpoint was deleted. The fences the ledger enforces (and
 /// reports) come from walking its lines, which it does on every open anyway.
@@ -302,6 +313,15 @@ async fn a_checkpoint_that_does_not_fit_its_ledger_is_ignored() {
         ("an anchor on the wrong line's", doctored(&good, |header| header["end"] = (ledger_end / 2).into())),
         ("an anchor with another hash's", doctored(&good, |header| header["hash"] = "00".repeat(32).into())),
         ("another format's", doctored(&good, |header| header["format"] = "promote-ledger-checkpoint/9".into())),
+        // Found only once the summary is parsed, which happens while the ledger's lines are checked.
+        ("a hashed unparseable summary's", rehashed(&good, |_| serde_json::json!({"not": "a summary"}))),
+        (
+            "a hashed summary at another entry's",
+            rehashed(&good, |mut summary| {
+                summary["head"][0] = 1.into();
+                summary
+            }),
+        ),
     ];
     for (what, bytes) in damaged {
         std::fs::write(checkpoint_of(&path), &bytes).unwrap();

@@ -55,13 +55,31 @@ impl Header {
     }
 }
 
-/// A checkpoint read back from disk.
+/// A checkpoint read back from disk, its header checked and its summary's bytes verified against the
+/// header's hash, but the summary not parsed yet: parsing is the slow part, and the ledger does it while
+/// its lines are being checked.
 pub(super) struct Checkpoint {
     /// The byte offset just past the last entry the summary covers.
     pub end: u64,
     /// The checkpoint file's size, which sets when the next one is due.
     pub bytes: u64,
-    pub summary: LedgerSummary,
+    /// The entry the summary was taken at: its number and hash.
+    pub seq: u64,
+    pub hash: String,
+    /// The summary's JSON.
+    body: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Parses the summary; it must be at the entry the header names.
+    pub(super) fn summary(&self) -> Result<LedgerSummary, String> {
+        let summary: LedgerSummary =
+            serde_json::from_slice(&self.body).map_err(|error| format!("its summary does not parse: {error}"))?;
+        if summary.head_seq() != self.seq || summary.head_hash() != self.hash {
+            return Err("its summary is not at the entry its header names".into());
+        }
+        Ok(summary)
+    }
 }
 
 /// Where the checkpoint of the ledger at `ledger` lives.
@@ -119,12 +137,13 @@ fn parse(bytes: &[u8], key: Option<&IntegrityKey>) -> Result<Checkpoint, String>
         (Some(_), _, None) => return Err("it is not keyed, and the ledger is".into()),
         _ => return Err("its header carries no hash it can be checked with".into()),
     }
-    let summary: LedgerSummary =
-        serde_json::from_slice(body).map_err(|error| format!("its summary does not parse: {error}"))?;
-    if summary.head_seq() != header.seq || summary.head_hash() != header.hash {
-        return Err("its summary is not at the entry its header names".into());
-    }
-    Ok(Checkpoint { end: header.end, bytes: bytes.len() as u64, summary })
+    Ok(Checkpoint {
+        end: header.end,
+        bytes: bytes.len() as u64,
+        seq: header.seq,
+        hash: header.hash,
+        body: body.to_vec(),
+    })
 }
 
 /// Writes `summary`, taken at the entry whose line ends at byte `end`, as the checkpoint beside `ledger`

@@ -170,15 +170,7 @@ impl FileLedger {
             .locked(Lock::Opening, |this, file, state| {
                 let end = this.whole_end(file, state)?;
                 match this.matching_checkpoint(file, end) {
-                    Some(checkpoint) => {
-                        let covered = checkpoint.summary.head_seq();
-                        state.summary = Arc::new(checkpoint.summary);
-                        (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
-                        this.verify(state, end, covered, u64::MAX)?;
-                        // The checkpoint's fences are not trusted: the walk over every line found the real ones.
-                        let fences = state.tip.fences.iter().map(|(stage, token)| (stage.clone(), *token)).collect();
-                        Arc::make_mut(&mut state.summary).replace_fences(fences);
-                    }
+                    Some(checkpoint) => this.verify_with_checkpoint(state, end, &checkpoint)?,
                     None => {
                         let entries = this.verify(state, end, 0, 0)?;
                         state.opened = Some(entries);
@@ -335,10 +327,9 @@ impl FileLedger {
     fn matching_checkpoint(&self, file: &mut File, end: u64) -> Option<Checkpoint> {
         let checkpoint = checkpoint::load(&self.path, self.options.key())?;
         let anchor = (checkpoint.end <= end).then(|| lines::line_ending_at(file, checkpoint.end));
-        let summary = &checkpoint.summary;
         let matches = anchor.and_then(|line| line.ok().flatten()).is_some_and(|line| {
             ChainLink::read(&line, self.options.key())
-                .is_ok_and(|link| link.seq == summary.head_seq() && link.hash == summary.head_hash().as_bytes())
+                .is_ok_and(|link| link.seq == checkpoint.seq && link.hash == checkpoint.hash.as_bytes())
         });
         if !matches {
             tracing::warn!(
@@ -354,8 +345,49 @@ impl FileLedger {
     /// and folded into the summary, and those above `collect_after` are returned. On an error the state is
     /// left as it was.
     fn verify(&self, state: &mut State, end: u64, covered: u64, collect_after: u64) -> Result<Vec<LedgerEntry>> {
+        let checked = self.check_after_tip(state, end, covered)?;
+        Ok(self.advance(state, end, checked, collect_after))
+    }
+
+    /// [`FileLedger::verify`] of a whole file whose `checkpoint` matches it: the checkpoint's summary is
+    /// parsed on its own thread while the lines are checked (both take time on a large ledger), and the
+    /// lines after it are folded in. A summary that does not parse is ignored: the whole ledger is folded.
+    fn verify_with_checkpoint(&self, state: &mut State, end: u64, checkpoint: &Checkpoint) -> Result<()> {
+        let (summary, checked) = std::thread::scope(|scope| {
+            let parsing = scope.spawn(|| checkpoint.summary());
+            let checked = self.check_after_tip(state, end, checkpoint.seq);
+            (parsing.join().expect("checkpoint parser panicked"), checked)
+        });
+        let checked = checked?;
+        match summary {
+            Ok(summary) => {
+                state.summary = Arc::new(summary);
+                (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
+                self.advance(state, end, checked, u64::MAX);
+                // The checkpoint's fences are not trusted: the walk over every line found the real ones.
+                let fences = state.tip.fences.iter().map(|(stage, token)| (stage.clone(), *token)).collect();
+                Arc::make_mut(&mut state.summary).replace_fences(fences);
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    path = %self.path.display(), reason,
+                    "ignoring the ledger checkpoint; folding the whole ledger"
+                );
+                state.opened = Some(self.verify(state, end, 0, 0)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the lines from `state.end` to `end` as following the tip, parsing those above `covered`.
+    fn check_after_tip(&self, state: &State, end: u64, covered: u64) -> Result<Checked> {
         let first = state.tip.seq() + 1;
-        let checked = self.check(state.end, end, first, Some(state.tip.hash()), covered, state.keyed)?;
+        self.check(state.end, end, first, Some(state.tip.hash()), covered, state.keyed)
+    }
+
+    /// Moves the state past `checked` lines ending at `end`, folding their parsed entries into the summary;
+    /// returns those above `collect_after`.
+    fn advance(&self, state: &mut State, end: u64, checked: Checked, collect_after: u64) -> Vec<LedgerEntry> {
         let Checked { last, offsets, entries, fences, keyed, .. } = checked;
         state.offsets.extend(offsets);
         state.keyed |= keyed;
@@ -375,7 +407,7 @@ impl FileLedger {
             state.tip.move_to(seq, hash);
         }
         state.end = end;
-        Ok(collected)
+        collected
     }
 
     fn check(
