@@ -5,6 +5,7 @@ use promote_core::{BuildId, Result};
 use serde_json::json;
 
 use super::Context;
+use crate::args::OutputFormat;
 use crate::args::StatusArgs;
 use crate::output::verdict_text;
 use crate::output::{Report, Style, cell, styled, table};
@@ -19,6 +20,7 @@ pub(super) async fn run(context: &Context, args: StatusArgs) -> Result<Report> {
         None => std::sync::Arc::new(pipeline.view().await?.summary().clone()),
     };
     let label = |build: &BuildId| summary.build(build).map(|b| b.label.clone()).unwrap_or_default();
+    let wants_json = context.output.format == OutputFormat::Json;
     let mut stages = Vec::new();
     let mut rows = Vec::new();
     for stage in &status.stages {
@@ -52,18 +54,21 @@ pub(super) async fn run(context: &Context, args: StatusArgs) -> Result<Report> {
                 }
             }
         }
-        stages.push(json!({
-            "stage": stage.stage,
-            "current": stage.current,
-            "current_label": stage.current_label,
-            "current_promotion": stage.current_promotion,
-            "eligible": stage.eligible.iter().map(|b| json!({ "build": b, "label": label(b) })).collect::<Vec<_>>(),
-            "pending": pending.iter().map(|(b, reasons)| json!({ "build": b, "reasons": reasons })).collect::<Vec<_>>(),
-            "holds": stage.holds,
-            "gates": gates,
-            "in_progress": stage.in_progress,
-            "failed_since_current": stage.failed_since_current,
-        }));
+        // Listing every eligible build costs time on a large ledger: only a JSON reader gets the list.
+        if wants_json {
+            stages.push(json!({
+                "stage": stage.stage,
+                "current": stage.current,
+                "current_label": stage.current_label,
+                "current_promotion": stage.current_promotion,
+                "eligible": stage.eligible.iter().map(|b| json!({ "build": b, "label": label(b) })).collect::<Vec<_>>(),
+                "pending": pending.iter().map(|(b, reasons)| json!({ "build": b, "reasons": reasons })).collect::<Vec<_>>(),
+                "holds": stage.holds,
+                "gates": gates,
+                "in_progress": stage.in_progress,
+                "failed_since_current": stage.failed_since_current,
+            }));
+        }
         let current = match (&stage.current, &stage.current_label) {
             (Some(build), Some(label)) => styled(format!("{build} ({label})"), Style::Good),
             (Some(build), None) => styled(build.to_string(), Style::Good),
