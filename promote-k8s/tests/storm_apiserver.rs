@@ -75,7 +75,8 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let fake = FakeApiServer::builder().real_time(Duration::from_millis(10)).namespaces(&["default", NAMESPACE]).build();
+    let fake =
+        FakeApiServer::builder().real_time(Duration::from_millis(10)).namespaces(&["default", NAMESPACE]).build();
     let served = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let proxy = FaultProxy::start(&served.addr().to_string()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -575,3 +576,56 @@ async fn a_renewal_whose_answer_is_lost_keeps_the_lease() {
     assert!(!lease.is_lost(), "a lost answer to its own renewal does not make the holder give up");
     assert_eq!(lease_holder(&fake, "renewed").await.as_deref(), Some("runner-a"));
 }
+
+/// Found while building the storms: a 503 whose JSON body is not a Kubernetes `Status` (what a load balancer
+/// or an API gateway in front of the API server sends) parsed as a `Status` with code 0 and was classified
+/// persistent: never retried, and a promotion would have failed for good on a passing outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_error_without_a_status_body_is_retried() {
+    use promote_testkit::proxy::{Action, Proxy};
+    let fake = quiet_fake();
+    let served = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let proxy = Proxy::start(&served.addr().to_string(), move |_| {
+        if count.fetch_add(1, Ordering::SeqCst) < 2 {
+            Action::Respond {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: axum::body::Bytes::from_static(GATEWAY_ERROR),
+            }
+        } else {
+            Action::Forward
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = served.kubeconfig("default", "fake-token").replace(&served.url(), &format!("http://{}", proxy.host));
+    std::fs::write(&kubeconfig, text).unwrap();
+    let ledger = ledger_via(None, &kubeconfig).await;
+    let appended = ledger.append(vec![entry(1)]).await.expect("two gateway errors are ridden out by the retries");
+    assert_eq!(appended[0].seq, 1);
+    assert!(answered.load(Ordering::SeqCst) > 2, "the gateway answered the first requests");
+
+    // When the gateway keeps failing, the error says so, and is retryable.
+    answered.store(0, Ordering::SeqCst);
+    let failing = Proxy::start(&served.addr().to_string(), |_| Action::Respond {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: axum::body::Bytes::from_static(GATEWAY_ERROR),
+    })
+    .await;
+    let text = served.kubeconfig("default", "fake-token").replace(&served.url(), &format!("http://{}", failing.host));
+    std::fs::write(&kubeconfig, text).unwrap();
+    let error = ledger_via(None, &kubeconfig).await.append(vec![entry(2)]).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("503 ServiceUnavailable: no healthy upstream"), "{error}");
+    // Found with it: kube's own retry layer retried 429, 503 and 504 up to 15 times beneath promote's
+    // retries, its delays doubling to 1000 s (this test took 7 minutes). Now one request and promote's 3
+    // retries are all that is sent.
+    let sent = failing.requests();
+    assert_eq!(sent.len(), 4, "one request and three retries: {sent:?}");
+}
+
+const GATEWAY_ERROR: &[u8] = b"{\"message\":\"no healthy upstream\"}";
