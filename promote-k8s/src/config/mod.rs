@@ -330,9 +330,11 @@ impl KubernetesConfigSourceBuilder {
                 return Err(Error::invalid("Kubernetes config setting", setting, format!("`{value}`: {why}")));
             }
         }
+        // The spec kind resolves the kubeconfig path and passes the connection; the builder's own settings
+        // apply only when nothing was passed.
         let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(settings.kubeconfig.clone(), settings.context.clone()),
+            Connection::Infer => Connection::from_settings(settings.kubeconfig.clone(), settings.context.clone()),
+            given => given,
         };
         let plural = self.from.resource().plural;
         Ok(KubernetesConfigSource {

@@ -583,9 +583,13 @@ impl KubernetesLedgerBuilder {
         if self.segment_bytes == 0 || self.segment_bytes > MAX_SEGMENT_BYTES {
             return Err(Error::invalid("Kubernetes ledger setting", "segment_bytes", "must be 1 byte to 512 KiB"));
         }
+        // The spec kind resolves the kubeconfig path and passes the connection; the builder's own settings
+        // apply only when nothing was passed.
         let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
+            Connection::Infer => {
+                Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone())
+            }
+            given => given,
         };
         let client = connection.connect().await?;
         Ok(KubernetesLedger {

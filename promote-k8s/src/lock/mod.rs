@@ -422,9 +422,13 @@ impl KubernetesLockBuilder {
         if let Err((setting, message)) = self.settings.check() {
             return Err(Error::invalid("Kubernetes lock setting", setting, message));
         }
+        // The spec kind resolves the kubeconfig path and passes the connection; the builder's own settings
+        // apply only when nothing was passed.
         let connection = match self.connection {
-            Connection::Client(client) => Connection::Client(client),
-            _ => Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone()),
+            Connection::Infer => {
+                Connection::from_settings(self.settings.kubeconfig.clone(), self.settings.context.clone())
+            }
+            given => given,
         };
         let duration = Duration::from_secs(u64::from(self.settings.lease_duration_seconds));
         Ok(KubernetesLock {
