@@ -629,3 +629,42 @@ async fn a_gateway_error_without_a_status_body_is_retried() {
 }
 
 const GATEWAY_ERROR: &[u8] = b"{\"message\":\"no healthy upstream\"}";
+
+/// A release refused (409) because a renewal's answer had been lost left the Lease held until it ran out.
+#[tokio::test]
+async fn a_release_after_a_renewal_whose_answer_is_lost_releases_the_lease() {
+    let fake = quiet_fake();
+    let lock = KubernetesLock::builder()
+        .namespace(NAMESPACE)
+        .client(losing_answers(&fake, "PUT", "/leases/promote-lock-released", 1))
+        .lease_duration(Duration::from_secs(30))
+        .renew_every(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let lease = lock.acquire("released", "runner-a", LockWait::Fail).await.unwrap();
+    let version = || async {
+        let lease = leases(&all_client(&fake)).get("promote-lock-released").await.unwrap();
+        lease.metadata.resource_version.unwrap()
+    };
+    // The first renewal is applied and its answer lost; the holder is frozen before the next one.
+    let acquired = version().await;
+    for _ in 0..1000 {
+        if version().await != acquired {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lock.suspend_renewals(true);
+    assert_ne!(version().await, acquired, "the first renewal went through");
+    drop(lease);
+    let mut released = false;
+    for _ in 0..500 {
+        if lease_holder(&fake, "released").await.is_none() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(released, "the holder let go of the Lease at once, not when it ran out");
+}
