@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use promote_core::{
     ArtifactRef, BuildRequest, Bundle, Deployer, DirectoryDeployer, EnvironmentLock, FileLedger, FileLock, Ledger,
     LockWait, MemoryArtifactStore, MemoryConfigSource, Pipeline, Result, Stage, Templates,
 };
+use promote_testkit::process::{Spawned, child_mode, self_command};
 
 const STAGE: &str = "dev";
 const TEMPLATE: &str = "apiVersion: apps/v1
@@ -47,21 +47,16 @@ spec:
 ";
 /// How long the whole race may take before the parent kills it and fails.
 const RACE_DEADLINE: Duration = Duration::from_secs(900);
+/// The variable that makes the test binary one racing process (its index).
+const CHILD: &str = "PROMOTE_RACE_CHILD";
 
 fn main() {
-    // A harness-less test: answer `--list` and filters as libtest would, so `cargo test <filter>` skips it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|arg| arg == "--list") {
-        println!("race_processes: test");
+    if !promote_testkit::process::harness_less("race_processes") {
         return;
     }
-    if skipped(&args, "race_processes") {
-        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out");
-        return;
-    }
-    match std::env::var("PROMOTE_RACE_CHILD") {
-        Ok(index) => child(index.parse().expect("child index")),
-        Err(_) => race(),
+    match child_mode(CHILD) {
+        Some(index) => child(index.parse().expect("child index")),
+        None => race(),
     }
 }
 
@@ -198,64 +193,23 @@ fn child(index: usize) {
     });
 }
 
-/// A child process, killed on drop if it still runs.
-struct Racer(Child);
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn race() {
     let (processes, rounds) = if long() { (8, 200) } else { (8, 50) };
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut racers: Vec<Racer> = (0..processes)
+    let racers: Vec<Spawned> = (0..processes)
         .map(|index| {
-            Racer(
-                Command::new(std::env::current_exe().unwrap())
-                    .env("PROMOTE_RACE_CHILD", index.to_string())
-                    .env("PROMOTE_RACE_DIR", dir.path())
-                    .env("PROMOTE_RACE_ROUNDS", rounds.to_string())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start a racing process"),
-            )
+            let mut command = self_command(CHILD, index.to_string());
+            command.env("PROMOTE_RACE_DIR", dir.path()).env("PROMOTE_RACE_ROUNDS", rounds.to_string());
+            Spawned::start(command)
         })
         .collect();
-
-    // Each child's output is read on its own thread so that no pipe fills up.
-    let readers: Vec<_> = racers
-        .iter_mut()
-        .map(|racer| {
-            let mut stdout = racer.0.stdout.take().unwrap();
-            let mut stderr = racer.0.stderr.take().unwrap();
-            std::thread::spawn(move || {
-                let mut out = String::new();
-                let mut err = String::new();
-                std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-                std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
-                (out, err)
-            })
-        })
-        .collect();
-    for (index, racer) in racers.iter_mut().enumerate() {
-        loop {
-            if let Some(status) = racer.0.try_wait().unwrap() {
-                assert!(status.success(), "racing process {index} failed: {status}");
-                break;
-            }
-            assert!(started.elapsed() < RACE_DEADLINE, "the race did not end within {RACE_DEADLINE:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let deadline = started + RACE_DEADLINE;
     let mut reported = BTreeMap::new();
     let mut failures = Vec::new();
-    for (index, reader) in readers.into_iter().enumerate() {
-        let (out, err) = reader.join().unwrap();
+    for (index, racer) in racers.into_iter().enumerate() {
+        let (status, out, err) = racer.wait(deadline, &format!("racing process {index}"));
+        assert!(status.success(), "racing process {index} failed: {status}: {err}");
         for line in out.lines() {
             match line.split_once(' ') {
                 Some(("ok", rest)) => {
@@ -347,27 +301,4 @@ async fn check_ledger(dir: &Path, reported: &BTreeMap<String, u64>, holdings: &[
     let current = view.current(STAGE).expect("the stage has a current promotion");
     let deployed = DirectoryDeployer::new(dir.join("deploy")).current(STAGE).await.unwrap().expect("a deployed bundle");
     assert_eq!(Some(deployed.hash()), current.bundle_hash.as_deref(), "the directory holds the current bundle");
-}
-
-/// Whether libtest's arguments leave this test out: a filter it does not match (`--exact`: equal), a
-/// `--skip` it matches, or `--ignored` (it is not an ignored test).
-fn skipped(args: &[String], name: &str) -> bool {
-    const WITH_VALUE: [&str; 7] =
-        ["--test-threads", "--skip", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
-    let exact = args.iter().any(|arg| arg == "--exact");
-    let (mut filters, mut skips) = (Vec::new(), Vec::new());
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--skip" {
-            skips.extend(args.next());
-        } else if WITH_VALUE.contains(&arg.as_str()) {
-            args.next();
-        } else if !arg.starts_with('-') {
-            filters.push(arg);
-        }
-    }
-    let matches = |pattern: &String| if exact { name == pattern } else { name.contains(pattern.as_str()) };
-    (!filters.is_empty() && !filters.iter().any(|f| matches(f)))
-        || skips.iter().any(|s| name.contains(s.as_str()))
-        || std::env::args().any(|arg| arg == "--ignored")
 }

@@ -1,12 +1,25 @@
 //! Where the deployer's `kube::Client` comes from: `Config::infer()` (kubeconfig or in-cluster), a kubeconfig
 //! file and context, or a client the caller built (the in-process fake API server, a custom transport).
+//!
+//! A client built here differs from kube's default in two ways (a client the caller built is used as it is):
+//! - kube's own retry layer is off: promote retries each request itself, a few times with short delays
+//!   (`crate::retry`). Beneath those, kube's layer retried 429, 503 and 504 up to 15 more times with delays
+//!   doubling to 1000 s, so one request facing a lasting outage took minutes.
+//! - An error answer whose body is not a Kubernetes `Status` (a load balancer's or gateway's JSON) is turned
+//!   into one with the HTTP status code. kube parses any JSON object as a `Status`, and one without a `code`
+//!   read as code 0: a gateway's 503 was classified persistent and never retried.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use kube::client::{ClientBuilder, DynBody};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::Status;
 use kube::{Client, Config};
 use promote_core::error::{Error, ErrorClass};
+use tower::BoxError;
 
 use crate::error::backend;
 
@@ -85,7 +98,11 @@ impl Connection {
                 })?
             }
         };
-        Client::try_from(config).map_err(|e| crate::error::from_kube(e, "create the Kubernetes client"))
+        let mut config = config;
+        config.default_retry = false;
+        let builder =
+            ClientBuilder::try_from(config).map_err(|e| crate::error::from_kube(e, "create the Kubernetes client"))?;
+        Ok(builder.with_layer(&tower::util::AndThenLayer::new(status_body)).build())
     }
 }
 
@@ -136,3 +153,34 @@ macro_rules! connection_setters {
 }
 
 pub(crate) use connection_setters;
+
+/// The most of a gateway's error body kept as the message.
+const GATEWAY_MESSAGE_CHARS: usize = 256;
+
+/// An error answer with a body that is not a Kubernetes `Status` (code unset), given one with the HTTP
+/// status code, and as the message the body's `message` or else its text (shortened). Other answers pass
+/// unchanged.
+async fn status_body(response: http::Response<Box<DynBody>>) -> Result<http::Response<Box<DynBody>>, BoxError> {
+    let code = response.status();
+    if !(code.is_client_error() || code.is_server_error()) {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let bytes = match serde_json::from_slice::<Status>(&bytes) {
+        Ok(status) if status.code != 0 => bytes,
+        _ => {
+            // A gateway's JSON usually says what happened in `message`; otherwise the body is the message.
+            let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let text = match json.as_ref().and_then(|v| v.get("message")).and_then(serde_json::Value::as_str) {
+                Some(message) => message.to_owned(),
+                None => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            let text: String = text.trim().chars().take(GATEWAY_MESSAGE_CHARS).collect();
+            let reason: String = code.canonical_reason().unwrap_or("Unknown").split_whitespace().collect();
+            Bytes::from(serde_json::to_vec(&Status::failure(&text, &reason).with_code(code.as_u16()))?)
+        }
+    };
+    let body: Box<DynBody> = Box::new(Full::new(bytes).map_err(|never| match never {}));
+    Ok(http::Response::from_parts(parts, body))
+}

@@ -79,3 +79,64 @@ async fn an_untrusted_spec_may_not_use_them() {
     }
     assert!(fake.requests().is_empty(), "an untrusted spec sent no request to the cluster");
 }
+
+/// The ledger, lock and config source kinds connected with the default kubeconfig whatever `kubeconfig` (or
+/// `context`) the spec named: the builders dropped the connection the kinds gave them. A promotion from a
+/// spec naming the fake's kubeconfig now leaves its Lease, its ledger entries and its config reads there.
+#[tokio::test]
+async fn the_kinds_connect_through_the_kubeconfig_the_spec_names() {
+    use kube::api::{Api, DynamicObject, PostParams};
+    use promote_core::manifest::OCI_MANIFEST;
+    use promote_core::{BuildRequest, Ledger};
+
+    let fake = FakeApiServer::builder().namespaces(&["default", "promote-system"]).build();
+    let served = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    served.write_kubeconfig(&dir.path().join("fake.kubeconfig")).unwrap();
+    let direct = kube::Client::new(fake.service(), "default");
+    let resource = kube::discovery::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+    let settings: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"LEVEL": "info"},
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(direct.clone(), "promote-system", &resource)
+        .create(&PostParams::default(), &settings)
+        .await
+        .unwrap();
+
+    let spec = "pipeline: shop
+store: { kind: memory }
+ledger: { kind: kubernetes, namespace: promote-system, name: shop, kubeconfig: fake.kubeconfig }
+lock: { kind: kubernetes, namespace: promote-system, kubeconfig: fake.kubeconfig }
+config:
+  - { kind: kubernetes-configmap, namespace: promote-system, objects: [settings], kubeconfig: fake.kubeconfig }
+deployer: { kind: memory }
+stages:
+  - name: dev
+";
+    let store = MemoryArtifactStore::new();
+    let mut registry = SpecRegistry::with_defaults().with_memory_store(store.clone());
+    promote_k8s::kinds::register(&mut registry);
+    let path = dir.path().join("promote.yaml");
+    let pipeline = registry.load_str(spec, &path, dir.path(), None).await.unwrap();
+    let manifest = format!("{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\"}}");
+    store.push("memory.local/shop/web:1".parse().unwrap(), OCI_MANIFEST, manifest.into_bytes()).unwrap();
+    let request = BuildRequest::new("1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .artifact("web", "memory.local/shop/web:1".parse().unwrap());
+    let build = pipeline.register(request, "ci").await.unwrap();
+    let record = pipeline.promote(&build.id, "dev", "ci").await.unwrap();
+    assert!(record.state.succeeded(), "{:?}", record.state);
+
+    let requests = fake.requests();
+    let sent = |path: &str| requests.iter().any(|r| r.path.starts_with(path));
+    assert!(sent("/apis/coordination.k8s.io/v1/namespaces/promote-system/leases"), "the lock: {requests:?}");
+    assert!(sent("/api/v1/namespaces/promote-system/configmaps/settings"), "the config source: {requests:?}");
+    let ledger = promote_k8s::KubernetesLedger::builder()
+        .namespace("promote-system")
+        .name("shop")
+        .client(direct)
+        .build()
+        .await
+        .unwrap();
+    assert!(!ledger.read_since(0).await.unwrap().is_empty(), "the ledger's entries are in the fake");
+}

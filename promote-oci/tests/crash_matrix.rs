@@ -27,7 +27,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -36,10 +36,13 @@ use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, Pro
 use promote_core::manifest::REVISION_ANNOTATION;
 use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
 use promote_oci::{OciLayoutStore, image_manifest};
+use promote_testkit::process::{aborted, child_mode, output, self_command};
 use support::{Registry, require};
 
 const COMMIT: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
 const SERVICES: [&str; 2] = ["web", "worker"];
+/// The variable that makes the test binary one run of the command, in that directory.
+const CHILD: &str = "PROMOTE_CRASH_DIR";
 /// More passes than any failpoint sees in one promotion: a sweep that gets here is broken.
 const MAX_HITS: u32 = 40;
 
@@ -100,18 +103,11 @@ spec:
 ";
 
 fn main() {
-    // A harness-less test: answer `--list` and filters as libtest would, so `cargo test <filter>` skips it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|arg| arg == "--list") {
-        println!("crash_matrix: test");
-        return;
-    }
-    if skipped(&args, "crash_matrix") {
-        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out");
+    if !promote_testkit::process::harness_less("crash_matrix") {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    match std::env::var_os("PROMOTE_CRASH_DIR") {
+    match child_mode(CHILD) {
         Some(dir) => runtime.block_on(child(PathBuf::from(dir))),
         None => runtime.block_on(matrix()),
     }
@@ -206,32 +202,19 @@ async fn write_images(dir: &Path) {
 }
 
 fn run(dir: &Path, backend: Backend<'_>, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.env("PROMOTE_CRASH_DIR", dir).env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS");
-    command.env_remove("PROMOTE_CRASH_REGISTRY");
+    let mut command = self_command(CHILD, dir);
+    command.env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS").env_remove("PROMOTE_CRASH_REGISTRY");
     if let Backend::Registry(host) = backend {
         command.env("PROMOTE_CRASH_REGISTRY", host);
     }
     if let Some((point, hit)) = crash {
         command.env("PROMOTE_CRASH_POINT", point).env("PROMOTE_CRASH_HIT", hit.to_string());
     }
-    let Output { status, stdout, stderr } = command.output().expect("run the command");
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let (status, stdout, stderr) = output(&mut command);
     if !aborted(status) && !status.success() {
-        panic!("the command failed ({status}): {stdout}{}", String::from_utf8_lossy(&stderr));
+        panic!("the command failed ({status}): {stdout}{stderr}");
     }
     (status, stdout)
-}
-
-#[cfg(unix)]
-fn aborted(status: ExitStatus) -> bool {
-    use std::os::unix::process::ExitStatusExt as _;
-    status.signal() == Some(6)
-}
-
-#[cfg(not(unix))]
-fn aborted(status: ExitStatus) -> bool {
-    !status.success()
 }
 
 /// What one cell of the matrix showed.
@@ -475,27 +458,4 @@ fn expect_interruptions(cells: &[Cell]) {
         assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "{backend}: one pass per artifact");
         assert_eq!(passes("promote::before_append"), passes("promote::after_append"), "{backend}");
     }
-}
-
-/// Whether libtest's arguments leave this test out: a filter it does not match (`--exact`: equal), a
-/// `--skip` it matches, or `--ignored` (it is not an ignored test).
-fn skipped(args: &[String], name: &str) -> bool {
-    const WITH_VALUE: [&str; 7] =
-        ["--test-threads", "--skip", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
-    let exact = args.iter().any(|arg| arg == "--exact");
-    let (mut filters, mut skips) = (Vec::new(), Vec::new());
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--skip" {
-            skips.extend(args.next());
-        } else if WITH_VALUE.contains(&arg.as_str()) {
-            args.next();
-        } else if !arg.starts_with('-') {
-            filters.push(arg);
-        }
-    }
-    let matches = |pattern: &String| if exact { name == pattern } else { name.contains(pattern.as_str()) };
-    (!filters.is_empty() && !filters.iter().any(|f| matches(f)))
-        || skips.iter().any(|s| name.contains(s.as_str()))
-        || std::env::args().any(|arg| arg == "--ignored")
 }

@@ -1,5 +1,5 @@
 //! What the workspace's tests and benches share, written once: free loopback ports, skip-or-fail when a tool
-//! is missing, child processes killed on drop, the `docker-registry` and `moto_server` launchers, a
+//! is missing, child processes killed on drop, test binaries run again as their own children, the `docker-registry` and `moto_server` launchers, a
 //! fault-injecting proxy skeleton, and deterministic random blobs. Workspace-only (`publish = false`): not
 //! an API of promote.
 //!

@@ -1,11 +1,13 @@
-//! A fault-storm proxy: HTTP/1.1 on loopback in front of a real server (docker-registry, moto), which
-//! answers some of the requests it forwards with one kind of fault, on a fixed schedule, so that a run is
-//! repeatable. Every fault is bounded: a plan injects at most `budget` faults, and a stalled body resumes
-//! after `STALL`. The proxy stops on drop.
+//! A fault-storm proxy: HTTP/1.1 on loopback in front of a real server (docker-registry, moto, promote-k8s's
+//! fake API server), which answers some of the requests it forwards with one kind of fault, on a fixed
+//! schedule, so that a run is repeatable. Every fault is bounded: a plan injects at most `budget` faults, and a
+//! stalled body resumes after `STALL`. The proxy stops on drop.
 //!
-//! It knows two protocols: the OCI distribution API (a manifest GET is `GET /v2/<repo>/manifests/<ref>`)
-//! and AWS JSON (`POST /` with `X-Amz-Target`; ECR's manifests come in `BatchGetImage` answers). Shared by
-//! promote-oci's and promote-aws's storm tests. [`crate::proxy`] is the general skeleton; this is the storm.
+//! It knows three protocols: the OCI distribution API (a manifest GET is `GET /v2/<repo>/manifests/<ref>`),
+//! AWS JSON (`POST /` with `X-Amz-Target`; ECR's manifests come in `BatchGetImage` answers), and the
+//! Kubernetes API (`/api`, `/apis`, `/version`, `/openapi`: errors are `Status` objects, and a body fault
+//! hits the answer of a write too, after the server took it). Shared by promote-oci's, promote-aws's and
+//! promote-k8s's storm tests. [`crate::proxy`] is the general skeleton; this is the storm.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -81,10 +83,21 @@ impl Fault {
     /// Whether this fault can hit a request: a status anywhere; a body fault on a GET (its answer has a
     /// body), and a reset on a blob upload too (in the middle of the request's body); wrong bytes on a
     /// manifest GET. Every AWS call (`amz_target`) answers with a body, and ECR's
-    /// manifests come from `BatchGetImage`.
-    fn applies(self, method: &str, path: &str, amz_target: Option<&str>) -> bool {
-        if let Some(target) = amz_target {
-            return self != Fault::WrongManifestBytes || target.ends_with(".BatchGetImage");
+    /// manifests come from `BatchGetImage`. Every Kubernetes request answers with a body, a write's after the
+    /// server applied it, except a WATCH, whose stream the proxy does not hold back (a status still hits
+    /// it); the Kubernetes API has no manifests.
+    fn applies(self, method: &str, path: &str, query: Option<&str>, dialect: &Dialect) -> bool {
+        match dialect {
+            Dialect::Aws(target) => return self != Fault::WrongManifestBytes || target.ends_with(".BatchGetImage"),
+            Dialect::Kubernetes => {
+                let watch = query.is_some_and(|q| q.split('&').any(|pair| pair == "watch=true" || pair == "watch=1"));
+                return match self {
+                    Fault::Status500 | Fault::Status503 | Fault::RetryAfterSeconds | Fault::RetryAfterDate => true,
+                    Fault::ResetMidBody | Fault::TruncatedBody | Fault::StalledBody => !watch,
+                    Fault::WrongManifestBytes => false,
+                };
+            }
+            Dialect::Oci => {}
         }
         match self {
             Fault::Status500 | Fault::Status503 | Fault::RetryAfterSeconds | Fault::RetryAfterDate => path != "/v2/",
@@ -129,8 +142,8 @@ impl Plan {
         self.budget.store(0, Ordering::SeqCst);
     }
 
-    fn decide(&self, method: &str, path: &str, amz_target: Option<&str>) -> bool {
-        let hit = self.fault.applies(method, path, amz_target)
+    fn decide(&self, method: &str, path: &str, query: Option<&str>, dialect: &Dialect) -> bool {
+        let hit = self.fault.applies(method, path, query, dialect)
             && (self.seen.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(self.every)
             && self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if hit {
@@ -138,6 +151,29 @@ impl Plan {
         }
         self.log.lock().unwrap().push((method.to_owned(), path.to_owned(), hit));
         hit
+    }
+}
+
+/// The protocol a request speaks, which decides where faults apply and how an error answer looks.
+#[derive(Debug)]
+enum Dialect {
+    /// The OCI distribution API.
+    Oci,
+    /// AWS JSON, with the request's `X-Amz-Target`.
+    Aws(String),
+    /// The Kubernetes API.
+    Kubernetes,
+}
+
+impl Dialect {
+    fn of(path: &str, amz_target: Option<&str>) -> Dialect {
+        if let Some(target) = amz_target {
+            return Dialect::Aws(target.to_owned());
+        }
+        let kubernetes = ["/api", "/apis", "/version", "/openapi"]
+            .iter()
+            .any(|root| path == *root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/')));
+        if kubernetes { Dialect::Kubernetes } else { Dialect::Oci }
     }
 }
 
@@ -230,18 +266,33 @@ impl AsyncWrite for Resettable {
     }
 }
 
-/// An error answer in the protocol's own shape: the distribution API's `errors` list, or an AWS JSON error
-/// whose `__type` the SDK classifies (as real services send them).
-fn status(code: StatusCode, retry_after: Option<String>, aws: bool) -> Response<Body> {
-    let (body, content_type) = if aws {
-        let kind = match code {
-            StatusCode::TOO_MANY_REQUESTS => "ThrottlingException",
-            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableException",
-            _ => "ServerException",
-        };
-        (format!("{{\"__type\":\"{kind}\",\"message\":\"storm\"}}"), "application/x-amz-json-1.1")
-    } else {
-        ("{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"storm\"}]}".to_owned(), "application/json")
+/// An error answer in the protocol's own shape: the distribution API's `errors` list, an AWS JSON error
+/// whose `__type` the SDK classifies, or a Kubernetes `Status` (as real services send them).
+fn status(code: StatusCode, retry_after: Option<String>, dialect: &Dialect) -> Response<Body> {
+    let (body, content_type) = match dialect {
+        Dialect::Aws(_) => {
+            let kind = match code {
+                StatusCode::TOO_MANY_REQUESTS => "ThrottlingException",
+                StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableException",
+                _ => "ServerException",
+            };
+            (format!("{{\"__type\":\"{kind}\",\"message\":\"storm\"}}"), "application/x-amz-json-1.1")
+        }
+        Dialect::Kubernetes => {
+            let reason = match code {
+                StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+                StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+                _ => "InternalError",
+            };
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "storm", "reason": reason, "code": code.as_u16(),
+            });
+            (status.to_string(), "application/json")
+        }
+        Dialect::Oci => {
+            ("{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"storm\"}]}".to_owned(), "application/json")
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed());
     *response.status_mut() = code;
@@ -261,20 +312,20 @@ async fn handle(
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let amz_target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if !plan.decide(&method, &path, amz_target.as_deref()) {
+    let dialect = Dialect::of(&path, amz_target.as_deref());
+    if !plan.decide(&method, &path, request.uri().query(), &dialect) {
         return Ok(forward(request, &upstream).await);
     }
     let fault = plan.fault;
-    let aws = amz_target.is_some();
     match fault {
-        Fault::Status500 => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, None, aws)),
-        Fault::Status503 => return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None, aws)),
-        Fault::RetryAfterSeconds => return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1".into()), aws)),
+        Fault::Status500 => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, None, &dialect)),
+        Fault::Status503 => return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None, &dialect)),
+        Fault::RetryAfterSeconds => return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1".into()), &dialect)),
         Fault::RetryAfterDate => {
             let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(1));
-            return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some(date), aws));
+            return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some(date), &dialect));
         }
-        Fault::ResetMidBody if method != "GET" && !aws => {
+        Fault::ResetMidBody if method != "GET" && matches!(dialect, Dialect::Oci) => {
             // An upload cut off: take the first part of what the client sends, then reset the connection.
             let mut body = request.into_body();
             let _ = body.frame().await;

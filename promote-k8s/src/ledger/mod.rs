@@ -13,6 +13,11 @@
 //!   on every read; a stale fencing token is refused ([`Error::Fenced`]) before anything is written. The
 //!   newest token per stage comes from the head segment (each segment records the fences before it, in
 //!   the same write as its entries, and a full read checks those records against the entries).
+//! - **A write whose answer is lost** (a reset, a body cut short, a gateway timeout: the server may have
+//!   applied it) is settled by reading its segment back: the entries are there, sealed as this writer
+//!   sealed them, and the append succeeded; or they are not, and it failed. When even that read fails, the
+//!   append fails (retryably) with its outcome unknown, and the handle remembers it: appending the same
+//!   entries again returns them as recorded if they did land, instead of writing them twice.
 //! - **The checkpoint** (`<ledger>-checkpoint`) keeps the [`LedgerSummary`] as of the end of a segment,
 //!   rewritten whenever a new segment is started. `status` reads it, the head segment and the (missing)
 //!   segment after it: three requests, however long the history.
@@ -32,7 +37,7 @@ use promote_core::ledger::{Ledger, LedgerCapabilities, LedgerEntry, LedgerSummar
 use tokio::sync::Mutex;
 
 use crate::connection::{Connection, connection_setters};
-use crate::error::from_kube;
+use crate::error::{from_kube, is_temporary};
 use crate::lock::check_name;
 use crate::retry::retrying;
 use segment::{LEDGER_LABEL, ROLE_LABEL, Segment, SegmentStart, config_maps};
@@ -87,6 +92,23 @@ struct State {
     /// The last segment; `None` until the ledger was read, or while it is empty.
     head: Option<Segment>,
     loaded: bool,
+    /// An append whose write may or may not have been applied (its answer and the read after it were lost).
+    unconfirmed: Option<Unconfirmed>,
+}
+
+/// The entries of an append whose outcome is unknown, and how they were sealed.
+#[derive(Debug, Clone)]
+struct Unconfirmed {
+    entries: Vec<NewEntry>,
+    recorded: Vec<LedgerEntry>,
+}
+
+/// What a failed write's segment, read back, says about it.
+enum Settled {
+    /// The entries are there: the write was applied.
+    Written,
+    /// They are not: nothing was written.
+    NotWritten,
 }
 
 impl State {
@@ -237,6 +259,7 @@ impl KubernetesLedger {
                     fences: segment.start.fences.clone(),
                     summary: Arc::new(checkpoint.summary),
                     loaded: true,
+                    unconfirmed: state.unconfirmed.take(),
                     ..State::default()
                 };
                 state.advance(&segment.entries);
@@ -249,6 +272,7 @@ impl KubernetesLedger {
         for segment in self.all_segments().await? {
             self.follow(&mut fresh, segment)?;
         }
+        fresh.unconfirmed = state.unconfirmed.take();
         *state = fresh;
         // The list is one snapshot; a segment started since is read next.
         self.catch_up(state, false).await
@@ -303,7 +327,32 @@ impl KubernetesLedger {
             Err(kube::Error::Api(status)) if status.code == 409 => return Ok(None),
             Err(error) => {
                 let doing = format!("append to segment {} of {}", Segment::name(&self.name, index), self.shown());
-                return Err(from_kube(error, &doing));
+                if !is_temporary(&error) {
+                    return Err(from_kube(error, &doing));
+                }
+                // The server may have applied the write and its answer been lost: read the segment back.
+                let expected = match (&state.head, started) {
+                    (Some(head), false) => format!("{}{lines}", head.lines),
+                    _ => lines,
+                };
+                return match self.settle(index, &expected).await {
+                    Ok(Settled::Written) => {
+                        // Read the ledger afresh next time: the segment may hold more than this writer knows.
+                        *state = State::default();
+                        Ok(Some(recorded))
+                    }
+                    Ok(Settled::NotWritten) => Err(from_kube(error, &doing)),
+                    Err(_) => {
+                        state.unconfirmed = Some(Unconfirmed { entries: entries.to_vec(), recorded });
+                        Err(from_kube(
+                            error,
+                            &format!(
+                                "{doing} (the outcome is unknown: appending the same entries again does not write \
+                                 them twice)"
+                            ),
+                        ))
+                    }
+                };
             }
         };
         let before = started.then(|| state.summary.clone());
@@ -314,6 +363,48 @@ impl KubernetesLedger {
             checkpoint::store(&self.api, &self.name, index, &covered).await;
         }
         Ok(Some(recorded))
+    }
+
+    /// Whether segment `index` now starts with `expected` (its lines up to and including a write's, sealed
+    /// by this writer: a match can only be that write).
+    async fn settle(&self, index: u64, expected: &str) -> Result<Settled> {
+        Ok(match self.segment(index).await? {
+            Some(segment) if segment.lines.starts_with(expected) => Settled::Written,
+            _ => Settled::NotWritten,
+        })
+    }
+
+    /// The entries after `after`, from the state's head back through the segments before it.
+    async fn entries_since(&self, state: &State, after: u64) -> Result<Vec<LedgerEntry>> {
+        let Some(head) = state.head.clone() else { return Ok(Vec::new()) };
+        // Back from the head to the segment holding `after + 1`, each linked to the one after it.
+        let mut segments = vec![head];
+        while let Some(later) =
+            segments.last().filter(|segment| segment.start.first_seq > after + 1 && segment.index > 1)
+        {
+            let index = later.index - 1;
+            let earlier = self.segment(index).await?.ok_or_else(|| self.vanished(index))?;
+            let last = earlier.entries.last().expect("a segment read holds an entry");
+            later.check_follows(&self.namespace, last.seq, &last.hash, None)?;
+            segments.push(earlier);
+        }
+        let entries = segments.iter().rev().flat_map(|segment| segment.entries.iter());
+        Ok(entries.filter(|entry| entry.seq > after).cloned().collect())
+    }
+
+    /// For an append of the same entries as one whose outcome was unknown: those entries as recorded if that
+    /// write was applied after all. Forgets the unknown append either way once the ledger could be read.
+    async fn landed(&self, state: &mut State, entries: &[NewEntry]) -> Result<Option<Vec<LedgerEntry>>> {
+        let Some(pending) = state.unconfirmed.clone() else { return Ok(None) };
+        if pending.entries != entries {
+            state.unconfirmed = None;
+            return Ok(None);
+        }
+        self.refresh(state).await?;
+        let after = pending.recorded.first().map_or(0, |first| first.seq - 1);
+        let found = self.entries_since(state, after).await?;
+        state.unconfirmed = None;
+        Ok(found.starts_with(&pending.recorded).then_some(pending.recorded))
     }
 
     /// Writes a checkpoint of the ledger as it stands, whatever the schedule (after a bulk import, say).
@@ -360,6 +451,9 @@ impl Ledger for KubernetesLedger {
         if !state.loaded {
             self.load(&mut state).await?;
         }
+        if let Some(recorded) = self.landed(&mut state, &entries).await? {
+            return Ok(recorded);
+        }
         for race in 0..APPEND_RACES {
             if let Some(recorded) = self.try_append(&mut state, &entries).await? {
                 return Ok(recorded);
@@ -383,20 +477,7 @@ impl Ledger for KubernetesLedger {
         }
         let mut state = self.state.lock().await;
         self.refresh(&mut state).await?;
-        let Some(head) = state.head.clone() else { return Ok(Vec::new()) };
-        // Back from the head to the segment holding `after + 1`, each linked to the one after it.
-        let mut segments = vec![head];
-        while let Some(later) =
-            segments.last().filter(|segment| segment.start.first_seq > after + 1 && segment.index > 1)
-        {
-            let index = later.index - 1;
-            let earlier = self.segment(index).await?.ok_or_else(|| self.vanished(index))?;
-            let last = earlier.entries.last().expect("a segment read holds an entry");
-            later.check_follows(&self.namespace, last.seq, &last.hash, None)?;
-            segments.push(earlier);
-        }
-        let entries = segments.iter().rev().flat_map(|segment| segment.entries.iter());
-        Ok(entries.filter(|entry| entry.seq > after).cloned().collect())
+        self.entries_since(&state, after).await
     }
 
     async fn summary(&self) -> Result<Option<Arc<LedgerSummary>>> {

@@ -11,6 +11,8 @@
 //!   [`Lease`] reports itself lost, and the engine stops before its next side effect.
 //! - **Release** (dropping the core `Lease`) clears the holder with the same precondition and keeps
 //!   `leaseTransitions`, so the Lease object is never deleted and tokens keep growing.
+//! - **A write whose answer is lost** (acquire or renewal; the server may have applied it) is settled by
+//!   reading the Lease back: holder, acquire time and transition count as written mean it was applied.
 //! - **The fencing token** is `leaseTransitions` after the holder's own write: every acquisition adds one
 //!   through a conditioned write, so tokens are unique and strictly increasing.
 
@@ -174,7 +176,10 @@ impl KubernetesLock {
                 match api.create(&PostParams::default(), &created).await {
                     Ok(object) => return Ok(Ok(self.hold(api, name, stage, holder, ObservedLease::new(object)))),
                     Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                    Err(error) => return Err(from_kube(error, &doing("create"))),
+                    Err(error) => match self.settle(&api, &name, &created, error).await {
+                        Ok(object) => return Ok(Ok(self.hold(api, name, stage, holder, object))),
+                        Err(error) => return Err(from_kube(error, &doing("create"))),
+                    },
                 }
             };
             let free = match found.holder() {
@@ -194,11 +199,39 @@ impl KubernetesLock {
                 Ok(object) => return Ok(Ok(self.hold(api, name, stage, holder, ObservedLease::new(object)))),
                 // Another runner wrote it first: look again.
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(error) => return Err(from_kube(error, &doing("update"))),
+                Err(error) => match self.settle(&api, &name, &taken, error).await {
+                    Ok(object) => return Ok(Ok(self.hold(api, name, stage, holder, object))),
+                    Err(error) => return Err(from_kube(error, &doing("update"))),
+                },
             }
         }
         let found = retrying(|| api.get_opt(&name)).await.map_err(|e| from_kube(e, &doing("read")))?;
         Ok(Err(found.map(|f| HeldBy::from(&ObservedLease::new(f))).unwrap_or_default()))
+    }
+
+    /// After a write of `written` that failed with `error`: the Lease as that write left it, if the server
+    /// applied it and only its answer was lost (a reset, a body cut short, a gateway timeout). The Lease is
+    /// read back: holder, acquire time (to the microsecond, on this lock's clock) and transition count all as
+    /// written can only be this write. Otherwise `error` back, and a Lease this write may have taken but
+    /// nobody renews runs out after its duration.
+    async fn settle(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        written: &DynamicObject,
+        error: kube::Error,
+    ) -> std::result::Result<ObservedLease, kube::Error> {
+        if !crate::error::is_temporary(&error) {
+            return Err(error);
+        }
+        let Ok(Some(found)) = retrying(|| api.get_opt(name)).await else { return Err(error) };
+        let found = ObservedLease::new(found);
+        let ours = ObservedLease::new(written.clone());
+        let same = found.holder().is_some()
+            && found.holder() == ours.holder()
+            && found.acquire_time() == ours.acquire_time()
+            && found.transitions() == ours.transitions();
+        if same { Ok(found) } else { Err(error) }
     }
 
     /// Whether `lease` stayed unchanged for its whole duration while this lock watched it.

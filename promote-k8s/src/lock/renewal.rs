@@ -81,8 +81,10 @@ impl Renewal {
                 *self.tenure.renewed_at.lock().expect("tenure poisoned") = sent_at;
                 true
             }
-            // 409: someone else wrote the Lease (took it over); 404: it was deleted.
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => false,
+            // 409: someone else wrote the Lease, or an earlier renewal of ours was applied and its answer lost.
+            Err(kube::Error::Api(status)) if status.code == 409 => self.still_ours().await,
+            // 404: it was deleted.
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
             Err(error) => {
                 tracing::debug!(lease = %self.name, %error, "a lease renewal failed; trying again");
                 !self.tenure.expired()
@@ -90,13 +92,36 @@ impl Renewal {
         }
     }
 
+    /// After a renewal or release answered 409: whether the Lease is still this holder's, unchanged but for its renewal
+    /// time (an earlier renewal was applied and its answer lost). Every takeover adds a transition, so the
+    /// same holder and transition count mean nobody took it. Then the Lease as read is the one to renew.
+    async fn still_ours(&mut self) -> bool {
+        let Ok(Some(found)) = self.api.get_opt(&self.name).await else { return false };
+        let found = ObservedLease::new(found);
+        let ours = found.holder().is_some()
+            && found.holder() == self.lease.holder()
+            && found.acquire_time() == self.lease.acquire_time()
+            && found.transitions() == self.lease.transitions();
+        if ours {
+            tracing::debug!(lease = %self.name, "a write's answer was lost; the lease is still ours");
+            self.lease = found;
+        }
+        ours
+    }
+
     /// Gives the lease up, if it is still ours (the precondition on its resourceVersion says so).
-    async fn release(&self) {
-        let released = self.lease.released();
+    async fn release(&mut self) {
         for _ in 0..RELEASE_ATTEMPTS {
+            let released = self.lease.released();
             match self.api.replace(&self.name, &PostParams::default(), &released).await {
                 Ok(_) => return,
-                Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => return,
+                // 409: taken over (nothing to release), or a renewal of ours was applied and its answer lost.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    if !self.still_ours().await {
+                        return;
+                    }
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => return,
                 Err(error) => {
                     tracing::debug!(lease = %self.name, %error, "releasing a lease failed; trying again");
                     tokio::time::sleep(self.every.min(Duration::from_millis(200))).await;
