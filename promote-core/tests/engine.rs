@@ -59,6 +59,21 @@ async fn promotes_through_every_stage_by_digest() {
     assert_eq!(kinds[..7], ["registered", "started", "artifact", "deployed", "verified", "succeeded", "started"]);
 }
 
+/// A promotion must fold its entries into the pipeline's ledger view in place. One that copied it (a snapshot
+/// held while the view refreshed) paid for the whole history on every promotion: quadratic over a pipeline's
+/// life. A copy is made while the original is alive, so it cannot land at the original's address.
+#[tokio::test]
+async fn a_promotion_updates_the_ledger_view_in_place_instead_of_copying_it() {
+    let h = Harness::new();
+    let build = h.build(C1).await;
+    let before = std::sync::Arc::as_ptr(&h.pipeline.view().await.unwrap());
+    let record = h.pipeline.promote(&build.id, "dev", "dana").await.unwrap();
+    assert!(record.state.succeeded());
+    let view = h.pipeline.view().await.unwrap();
+    assert!(view.promotion(&record.id).is_some());
+    assert_eq!(std::sync::Arc::as_ptr(&view), before, "the promotion copied the ledger view");
+}
+
 #[tokio::test]
 async fn re_running_a_finished_promotion_changes_nothing() {
     let h = Harness::new();
