@@ -323,6 +323,9 @@ impl Pipeline {
     }
 
     /// A snapshot of the ledger's state, brought up to date.
+    ///
+    /// Let go of a snapshot when done with it: while one is held, the next refresh (by this call or by a
+    /// promotion) copies the whole view instead of updating it in place.
     pub async fn view(&self) -> Result<Arc<LedgerView>> {
         let mut cached = self.inner.view.lock().await;
         let entries = self.inner.ledger.read_since(cached.head_seq()).await?;
