@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use promote_core::SpecRegistry;
 use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionState, Step};
 use promote_core::manifest::REVISION_ANNOTATION;
+use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, interruption};
 use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
 use promote_oci::{OciLayoutStore, image_manifest};
 use promote_testkit::process::{aborted, child_mode, output, self_command};
@@ -45,19 +46,6 @@ const SERVICES: [&str; 2] = ["web", "worker"];
 const CHILD: &str = "PROMOTE_CRASH_DIR";
 /// More passes than any failpoint sees in one promotion: a sweep that gets here is broken.
 const MAX_HITS: u32 = 40;
-
-/// Every failpoint of a promotion, as promote-core names them.
-const FAILPOINTS: [&str; 9] = [
-    "promote::after_lock",
-    "promote::after_gate",
-    "promote::after_artifact",
-    "promote::after_render",
-    "promote::after_apply",
-    "promote::during_health_wait",
-    "promote::after_verify",
-    "promote::before_append",
-    "promote::after_append",
-];
 
 /// The spec, with the store and the placement's repository prefix to fill in.
 const SPEC: &str = r#"pipeline: crash
@@ -319,7 +307,7 @@ async fn check(dir: &Path, backend: Backend<'_>, point: &'static str, hit: u32, 
         .collect();
     assert_eq!(finished, [&FinalState::Succeeded], "{at}: exactly one outcome, a success");
 
-    let (resumed, interrupted) = journal(&entries, &at);
+    let Interruption { resumed, unfinished: interrupted } = interruption(&entries, &at);
     let outcome_written = crashed.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. }));
     if outcome_written {
         // The crash came after the outcome was written: the re-run found the build current and wrote nothing.
@@ -397,65 +385,19 @@ async fn check_registry_tag(host: &str, target: &promote_core::ArtifactRef, dige
     }
 }
 
-/// Reads the journal up to the resume: whether the promotion was resumed, and which step the crash left
-/// started and unfinished. Checks that the crashed run wrote no outcome.
-fn journal(entries: &[LedgerEntry], at: &str) -> (bool, Option<Step>) {
-    let resume = entries.iter().position(|entry| matches!(entry.event, LedgerEvent::PromotionResumed { .. }));
-    let Some(resume) = resume else { return (false, None) };
-    let before = &entries[..resume];
-    assert!(
-        before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionStarted { .. })),
-        "{at}: resumed a promotion that never started"
-    );
-    assert!(
-        !before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. })),
-        "{at}: the crashed run recorded an outcome"
-    );
-    let mut open = None;
-    for entry in before {
-        match &entry.event {
-            LedgerEvent::StepStarted { step, .. } => open = Some(*step),
-            LedgerEvent::StepFinished { step, .. } if open == Some(*step) => open = None,
-            _ => {}
-        }
-    }
-    let tokens: Vec<u64> = entries.iter().filter_map(|e| e.fence.as_ref().map(|f| f.token)).collect();
-    assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "{at}: fencing tokens went back: {tokens:?}");
-    (true, open)
-}
-
 /// Where each failpoint must leave the journal.
 fn expect_interruptions(cells: &[Cell]) {
-    for cell in cells {
-        let at = format!("{} #{}", cell.point, cell.hit);
-        let expected = match cell.point {
-            // Nothing was journalled: the re-run starts the promotion afresh, and that is all.
-            "promote::after_lock" => Some((false, None)),
-            "promote::after_gate" if cell.hit <= 2 => Some((true, Some(Step::EntryGates))),
-            "promote::after_gate" => Some((true, Some(Step::Verify))),
-            "promote::after_artifact" => Some((true, Some(Step::Artifacts))),
-            "promote::after_render" => Some((true, None)),
-            "promote::after_apply" | "promote::during_health_wait" => Some((true, Some(Step::Deploy))),
-            "promote::after_verify" => Some((true, None)),
-            // Appends: the first opens the promotion; before it nothing is journalled. The last writes the
-            // outcome: after it, the re-run finds the build current and does nothing.
-            "promote::before_append" if cell.hit == 1 => Some((false, None)),
-            "promote::after_append" if cell.hit == cell.passes => Some((false, None)),
-            _ => None,
-        };
-        if let Some((resumed, interrupted)) = expected {
-            assert_eq!((cell.resumed, cell.interrupted), (resumed, interrupted), "{at}");
-        } else {
-            assert!(cell.resumed, "{at}: the promotion was journalled before the crash, so it was resumed");
+    for backend in ["oci-layout", "docker-registry"] {
+        let crashes: Vec<Crash<'_>> = cells.iter().filter(|cell| cell.backend == backend).map(Cell::crash).collect();
+        if !crashes.is_empty() {
+            check_interruptions(&crashes, SERVICES.len());
         }
     }
-    for backend in ["oci-layout", "docker-registry"] {
-        let passes = |point: &str| cells.iter().filter(|cell| cell.backend == backend && cell.point == point).count();
-        if passes("promote::after_lock") == 0 {
-            continue;
-        }
-        assert_eq!(passes("promote::after_gate"), 3, "{backend}: two entry gates and one verification gate");
-        assert_eq!(passes("promote::after_artifact"), SERVICES.len(), "{backend}: one pass per artifact");
-        assert_eq!(passes("promote::before_append"), passes("promote::after_append"), "{backend}");
+}
+
+impl Cell {
+    fn crash(&self) -> Crash<'_> {
+        let shown = Interruption { resumed: self.resumed, unfinished: self.interrupted };
+        Crash { point: self.point, hit: self.hit, passes: self.passes, shown }
     }
 }

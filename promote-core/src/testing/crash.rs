@@ -1,0 +1,104 @@
+//! What a crash test needs to know about a promotion's failpoints (feature `failpoints`): their names, what
+//! the journal shows after a crash at one, and where each must leave it. The crash matrices of promote-oci
+//! (file ledger) and promote-k8s (in-cluster ledger) check every backend against the same table.
+
+use crate::ledger::{LedgerEntry, LedgerEvent, Step};
+
+/// Every failpoint of a promotion, in the order a promotion passes them first.
+pub const FAILPOINTS: [&str; 9] = [
+    "promote::after_lock",
+    "promote::after_gate",
+    "promote::after_artifact",
+    "promote::after_render",
+    "promote::after_apply",
+    "promote::during_health_wait",
+    "promote::after_verify",
+    "promote::before_append",
+    "promote::after_append",
+];
+
+/// What the journal shows of a crash, once the promotion was run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interruption {
+    /// Whether the promotion was journalled before the crash, and so resumed.
+    pub resumed: bool,
+    /// The step the crash cut short (started, never finished); `None` when it fell between steps or before
+    /// anything was journalled.
+    pub unfinished: Option<Step>,
+}
+
+/// Reads `entries` (one promotion's, crashed then run again) up to the resume. Panics, naming `at`, if the
+/// crashed run recorded an outcome, resumed a promotion that never started, or a fencing token went back.
+pub fn interruption(entries: &[LedgerEntry], at: &str) -> Interruption {
+    let resume = entries.iter().position(|entry| matches!(entry.event, LedgerEvent::PromotionResumed { .. }));
+    let Some(resume) = resume else { return Interruption { resumed: false, unfinished: None } };
+    let before = &entries[..resume];
+    assert!(
+        before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionStarted { .. })),
+        "{at}: resumed a promotion that never started"
+    );
+    assert!(
+        !before.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. })),
+        "{at}: the crashed run recorded an outcome"
+    );
+    let mut unfinished = None;
+    for entry in before {
+        match &entry.event {
+            LedgerEvent::StepStarted { step, .. } => unfinished = Some(*step),
+            LedgerEvent::StepFinished { step, .. } if unfinished == Some(*step) => unfinished = None,
+            _ => {}
+        }
+    }
+    let tokens: Vec<u64> = entries.iter().filter_map(|e| e.fence.as_ref().map(|f| f.token)).collect();
+    assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "{at}: fencing tokens went back: {tokens:?}");
+    Interruption { resumed: true, unfinished }
+}
+
+/// One crash of a matrix: the `hit`-th pass of `point`, out of the `passes` a whole promotion makes, and
+/// what the journal showed.
+#[derive(Debug, Clone, Copy)]
+pub struct Crash<'a> {
+    /// The failpoint.
+    pub point: &'a str,
+    /// Which pass of it crashed (from 1).
+    pub hit: u32,
+    /// How many times a whole promotion passes it.
+    pub passes: u32,
+    /// What the journal showed.
+    pub shown: Interruption,
+}
+
+/// Checks every crash of one backend's matrix against where its failpoint must leave the journal, for a
+/// pipeline with two entry gates, one verification gate and `artifacts` artifacts. Panics naming the crash.
+pub fn check_interruptions(crashes: &[Crash<'_>], artifacts: usize) {
+    for crash in crashes {
+        let at = format!("{} #{}", crash.point, crash.hit);
+        let expected = |resumed, unfinished| Some(Interruption { resumed, unfinished });
+        let expected = match crash.point {
+            // Nothing was journalled: the re-run starts the promotion afresh, and that is all.
+            "promote::after_lock" => expected(false, None),
+            "promote::after_gate" if crash.hit <= 2 => expected(true, Some(Step::EntryGates)),
+            "promote::after_gate" => expected(true, Some(Step::Verify)),
+            "promote::after_artifact" => expected(true, Some(Step::Artifacts)),
+            "promote::after_render" => expected(true, None),
+            "promote::after_apply" | "promote::during_health_wait" => expected(true, Some(Step::Deploy)),
+            "promote::after_verify" => expected(true, None),
+            // Appends: the first opens the promotion; before it nothing is journalled. The last writes the
+            // outcome: after it, the re-run finds the build current and does nothing.
+            "promote::before_append" if crash.hit == 1 => expected(false, None),
+            "promote::after_append" if crash.hit == crash.passes => expected(false, None),
+            _ => None,
+        };
+        match expected {
+            Some(expected) => assert_eq!(crash.shown, expected, "{at}"),
+            None => {
+                assert!(crash.shown.resumed, "{at}: the promotion was journalled before the crash, so it was resumed")
+            }
+        }
+    }
+    let passes = |point: &str| crashes.iter().filter(|crash| crash.point == point).count();
+    assert_eq!(passes("promote::after_lock"), 1);
+    assert_eq!(passes("promote::after_gate"), 3, "two entry gates and one verification gate");
+    assert_eq!(passes("promote::after_artifact"), artifacts, "one pass per artifact");
+    assert_eq!(passes("promote::before_append"), passes("promote::after_append"));
+}
