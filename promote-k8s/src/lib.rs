@@ -5,6 +5,7 @@ mod connection;
 mod deployer;
 mod error;
 pub mod kinds;
+mod label;
 mod ledger;
 mod lock;
 mod retry;

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
-use crate::lock::check_name;
+use crate::label::check_label;
 use crate::retry::retrying;
 
 /// The placeholder namespaces and object names may hold.
@@ -307,7 +307,7 @@ impl KubernetesConfigSourceBuilder {
         for (setting, value) in std::iter::once(("namespace", &settings.namespace))
             .chain(settings.objects.iter().map(|object| ("objects", object)))
         {
-            if let Err(why) = check_name(&value.replace(STAGE_PLACEHOLDER, "x")) {
+            if let Err(why) = check_label(&value.replace(STAGE_PLACEHOLDER, "x")) {
                 return Err(Error::invalid("Kubernetes config setting", setting, format!("`{value}`: {why}")));
             }
         }

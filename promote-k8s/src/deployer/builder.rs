@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::KubernetesDeployer;
 use crate::connection::{Connection, connection_setters};
+use crate::label::check_label;
 
 /// The placeholder a namespace pattern may hold.
 const STAGE_PLACEHOLDER: &str = "{stage}";
@@ -67,20 +68,6 @@ impl Default for Settings {
             field_manager: default_field_manager(),
         }
     }
-}
-
-/// Why `name` is not an RFC 1123 label (what a namespace name must be), if it is not.
-pub(crate) fn check_label(name: &str) -> std::result::Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("it must be 1 to 63 characters long");
-    }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err("it may hold only lowercase letters, digits and '-'");
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err("it must start and end with a letter or digit");
-    }
-    Ok(())
 }
 
 /// `pattern` with `{stage}` replaced.

@@ -204,7 +204,7 @@ impl KubernetesDeployer {
 
     fn applyset(&self, stage: &str) -> Result<ApplySet> {
         let namespace = self.namespace_for(stage);
-        builder::check_label(&namespace).map_err(|why| {
+        crate::label::check_label(&namespace).map_err(|why| {
             refused(
                 stage,
                 format!(

@@ -38,7 +38,7 @@ use tokio::sync::Mutex;
 
 use crate::connection::{Connection, connection_setters};
 use crate::error::{from_kube, is_temporary};
-use crate::lock::check_name;
+use crate::label::check_label;
 use crate::retry::retrying;
 use segment::{LEDGER_LABEL, ROLE_LABEL, Segment, SegmentStart, config_maps};
 
@@ -556,7 +556,7 @@ impl KubernetesLedgerBuilder {
     /// The ledger. Reads configuration files; sends no request.
     pub async fn build(mut self) -> Result<KubernetesLedger> {
         for (setting, value) in [("namespace", &self.settings.namespace), ("name", &self.settings.name)] {
-            if let Err(why) = check_name(value) {
+            if let Err(why) = check_label(value) {
                 return Err(Error::invalid("Kubernetes ledger setting", setting, format!("`{value}`: {why}")));
             }
         }

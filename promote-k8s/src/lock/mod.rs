@@ -36,6 +36,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::connection::{Connection, connection_setters};
 use crate::error::from_kube;
+use crate::label::check_label;
 use crate::retry::retrying;
 use lease_object::{ObservedLease, leases, new_lease};
 use renewal::{Renewal, Tenure};
@@ -79,7 +80,7 @@ impl LockSettings {
             return Err(("lease_duration_seconds", "must be 1 to 3600 seconds".into()));
         }
         for (setting, pattern) in [("namespace", &self.namespace), ("name", &self.name)] {
-            if let Err(why) = check_name(&pattern.replace(STAGE_PLACEHOLDER, "x")) {
+            if let Err(why) = check_label(&pattern.replace(STAGE_PLACEHOLDER, "x")) {
                 return Err((setting, format!("`{pattern}` is not a valid name: {why}")));
             }
         }
@@ -273,20 +274,6 @@ impl KubernetesLock {
         tokio::spawn(renewal.run());
         Lease::new(stage, holder, token, Box::new(release)).lost_when(lost_signal).lost_if(move || tenure.expired())
     }
-}
-
-/// Why `name` is not an RFC 1123 label (what namespace and object names here must be), if it is not.
-pub(crate) fn check_name(name: &str) -> std::result::Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("it must be 1 to 63 characters long");
-    }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err("it may hold only lowercase letters, digits and '-'");
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err("it must start and end with a letter or digit");
-    }
-    Ok(())
 }
 
 fn api_namespace(pattern: &str, stage: &str) -> String {
