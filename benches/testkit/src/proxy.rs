@@ -183,7 +183,8 @@ fn cut_after(body: Body, limit: usize) -> Body {
     StreamBody::new(frames).boxed()
 }
 
-fn bad_gateway() -> Response<Body> {
+/// An empty 502 answer: what a proxy says when it cannot reach its upstream.
+pub(crate) fn bad_gateway() -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed());
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     response

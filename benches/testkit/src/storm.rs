@@ -27,7 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The body type the proxy answers with.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub use crate::proxy::Body;
+use crate::proxy::{bad_gateway, forward};
 
 /// How long a stalled body waits before it goes on.
 pub const STALL: Duration = Duration::from_secs(2);
@@ -381,24 +382,4 @@ fn lie_in_batch_get_image(bytes: &[u8]) -> Vec<u8> {
         }
     }
     serde_json::to_vec(&answer).unwrap()
-}
-
-fn bad_gateway() -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed());
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
-    response
-}
-
-/// Sends `request` on to `upstream` (host:port) and returns its answer, or 502 when it cannot.
-async fn forward(request: Request<Incoming>, upstream: &str) -> Response<Body> {
-    let Ok(stream) = TcpStream::connect(upstream).await else { return bad_gateway() };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        return bad_gateway();
-    };
-    tokio::spawn(connection);
-    let (parts, body) = request.into_parts();
-    let forwarded = Request::from_parts(parts, body.map_err(std::io::Error::other).boxed());
-    let Ok(response) = sender.send_request(forwarded).await else { return bad_gateway() };
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
 }
