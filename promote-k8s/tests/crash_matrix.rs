@@ -37,9 +37,9 @@ use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use promote_core::backend::{check_exists_args, check_promote_args};
-use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionState, Step};
+use promote_core::ledger::{LedgerEntry, Step};
 use promote_core::manifest::{ManifestSummary, OCI_MANIFEST, REVISION_ANNOTATION};
-use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, interruption};
+use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, check_recovered};
 use promote_core::{
     Artifact, ArtifactRef, ArtifactStore, BuildRequest, Deployer, Digest, Error, Ledger, Resource, SpecRegistry,
     StoreCapabilities,
@@ -480,31 +480,7 @@ async fn check(
         .read_since(0)
         .await
         .unwrap_or_else(|e| panic!("{at}: the ledger does not read: {e}"));
-    let mut view = LedgerView::new();
-    view.apply_all(entries.clone());
-    let promotions = view.promotions();
-    assert_eq!(promotions.len(), 1, "{at}: one promotion, resumed rather than started again: {promotions:#?}");
-    let record = &promotions[0];
-    assert_eq!(record.state, PromotionState::Finished(FinalState::Succeeded), "{at}");
-    let finished: Vec<&FinalState> = entries
-        .iter()
-        .filter_map(|entry| match &entry.event {
-            LedgerEvent::PromotionFinished { state, .. } => Some(state),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(finished, [&FinalState::Succeeded], "{at}: exactly one outcome, a success");
-
-    let Interruption { resumed, unfinished: interrupted } = interruption(&entries, &at);
-    let outcome_written = crashed.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. }));
-    if outcome_written {
-        // The crash came after the outcome was written: the re-run found the build current and wrote nothing.
-        assert_eq!(crashed, entries.as_slice(), "{at}: the re-run of a finished promotion changed the ledger");
-    }
-    if resumed {
-        assert_eq!(record.fencing_tokens.len(), 2, "{at}: one token per run: {:?}", record.fencing_tokens);
-        assert!(record.fencing_tokens[0] < record.fencing_tokens[1], "{at}: {:?}", record.fencing_tokens);
-    }
+    let (record, Interruption { resumed, unfinished: interrupted }) = check_recovered(&entries, crashed, &at);
 
     // Each stage tag is the recorded digest.
     assert_eq!(record.artifacts.len(), SERVICES.len(), "{at}");

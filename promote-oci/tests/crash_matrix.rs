@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use promote_core::SpecRegistry;
-use promote_core::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionState, Step};
+use promote_core::ledger::{LedgerEntry, Step};
 use promote_core::manifest::REVISION_ANNOTATION;
-use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, interruption};
+use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, check_recovered};
 use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
 use promote_oci::{OciLayoutStore, image_manifest};
 use promote_testkit::process::{aborted, child_mode, output, self_command};
@@ -292,31 +292,7 @@ async fn check(dir: &Path, backend: Backend<'_>, point: &'static str, hit: u32, 
         .await
         .unwrap_or_else(|e| panic!("{at}: the ledger does not open: {e}"));
     let entries = ledger.read_since(0).await.unwrap();
-    let mut view = LedgerView::new();
-    view.apply_all(entries.clone());
-    let promotions = view.promotions();
-    assert_eq!(promotions.len(), 1, "{at}: one promotion, resumed rather than started again: {promotions:#?}");
-    let record = &promotions[0];
-    assert_eq!(record.state, PromotionState::Finished(FinalState::Succeeded), "{at}");
-    let finished: Vec<&FinalState> = entries
-        .iter()
-        .filter_map(|entry| match &entry.event {
-            LedgerEvent::PromotionFinished { state, .. } => Some(state),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(finished, [&FinalState::Succeeded], "{at}: exactly one outcome, a success");
-
-    let Interruption { resumed, unfinished: interrupted } = interruption(&entries, &at);
-    let outcome_written = crashed.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. }));
-    if outcome_written {
-        // The crash came after the outcome was written: the re-run found the build current and wrote nothing.
-        assert_eq!(crashed, entries.as_slice(), "{at}: the re-run of a finished promotion changed the ledger");
-    }
-    if resumed {
-        assert_eq!(record.fencing_tokens.len(), 2, "{at}: one token per run: {:?}", record.fencing_tokens);
-        assert!(record.fencing_tokens[0] < record.fencing_tokens[1], "{at}: {:?}", record.fencing_tokens);
-    }
+    let (record, Interruption { resumed, unfinished: interrupted }) = check_recovered(&entries, crashed, &at);
 
     // Each stage tag is the recorded digest, over a complete graph.
     assert_eq!(record.artifacts.len(), SERVICES.len(), "{at}");

@@ -2,7 +2,7 @@
 //! the journal shows after a crash at one, and where each must leave it. The crash matrices of promote-oci
 //! (file ledger) and promote-k8s (in-cluster ledger) check every backend against the same table.
 
-use crate::ledger::{LedgerEntry, LedgerEvent, Step};
+use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionRecord, PromotionState, Step};
 
 /// Every failpoint of a promotion, in the order a promotion passes them first.
 pub const FAILPOINTS: [&str; 9] = [
@@ -101,4 +101,38 @@ pub fn check_interruptions(crashes: &[Crash<'_>], artifacts: usize) {
     assert_eq!(passes("promote::after_gate"), 3, "two entry gates and one verification gate");
     assert_eq!(passes("promote::after_artifact"), artifacts, "one pass per artifact");
     assert_eq!(passes("promote::before_append"), passes("promote::after_append"));
+}
+
+/// Checks the ledger of a promotion that crashed and was run again: `entries` after the re-run, `crashed`
+/// as the crashed run left them. Exactly one promotion, resumed rather than started again, finished as a
+/// success with exactly one outcome; a re-run after the outcome was written changed nothing; a resumed
+/// promotion ran under two increasing fencing tokens. Returns the promotion's record and what the journal
+/// shows of the crash. Panics naming `at`.
+pub fn check_recovered(entries: &[LedgerEntry], crashed: &[LedgerEntry], at: &str) -> (PromotionRecord, Interruption) {
+    let mut view = LedgerView::new();
+    view.apply_all(entries.to_vec());
+    let promotions = view.promotions();
+    assert_eq!(promotions.len(), 1, "{at}: one promotion, resumed rather than started again: {promotions:#?}");
+    let record = promotions[0].clone();
+    assert_eq!(record.state, PromotionState::Finished(FinalState::Succeeded), "{at}");
+    let finished: Vec<&FinalState> = entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            LedgerEvent::PromotionFinished { state, .. } => Some(state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, [&FinalState::Succeeded], "{at}: exactly one outcome, a success");
+
+    let shown = interruption(entries, at);
+    let outcome_written = crashed.iter().any(|entry| matches!(entry.event, LedgerEvent::PromotionFinished { .. }));
+    if outcome_written {
+        // The crash came after the outcome was written: the re-run found the build current and wrote nothing.
+        assert_eq!(crashed, entries, "{at}: the re-run of a finished promotion changed the ledger");
+    }
+    if shown.resumed {
+        assert_eq!(record.fencing_tokens.len(), 2, "{at}: one token per run: {:?}", record.fencing_tokens);
+        assert!(record.fencing_tokens[0] < record.fencing_tokens[1], "{at}: {:?}", record.fencing_tokens);
+    }
+    (record, shown)
 }
