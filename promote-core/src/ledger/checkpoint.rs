@@ -3,7 +3,12 @@
 //!
 //! It is a cache. It names the entry it was taken at (sequence number, hash, and where that line ends), is
 //! used only if that exact line is in the ledger, and is ignored (and later rewritten) when anything about
-//! it does not hold. Deleting it is always safe. It is written to a new temporary file (mode 0600) and
+//! it does not hold. Deleting it is always safe.
+//!
+//! It also carries the BLAKE3 digests of the ledger's bytes before it, one per whole 1 MiB
+//! [segment](super::file::segments), taken of bytes that were checked line by line. An open compares the
+//! file with those instead of hashing each line there; if any differs, the open checks every line and folds
+//! the whole ledger, as without a checkpoint. It is written to a new temporary file (mode 0600) and
 //! renamed into place, and not fsynced: a checkpoint lost in a crash costs one slower open.
 //!
 //! Without a key it carries a sha256 of its summary: that finds damage, not a doctored checkpoint whose
@@ -18,13 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::file::segments::{self, SEGMENT, SegmentDigest};
 use super::summary::LedgerSummary;
 use crate::integrity::IntegrityKey;
 use crate::state_file;
 
 /// Names the layout of the header and of the summary's serialised form; change it when either changes, so
 /// that an older checkpoint is ignored rather than misread.
-const FORMAT: &str = "promote-ledger-checkpoint/1";
+const FORMAT: &str = "promote-ledger-checkpoint/2";
 
 /// The first line of a checkpoint file; the summary's JSON follows on the second.
 #[derive(Serialize, Deserialize)]
@@ -36,6 +42,10 @@ struct Header {
     hash: String,
     /// The byte offset just past that entry's line.
     end: u64,
+    /// The size of the segments `segments` digests.
+    segment_bytes: u64,
+    /// The BLAKE3 digest (hex) of each whole segment of the ledger before `end`, from its start.
+    segments: Vec<String>,
     /// sha256 of the summary line, in a checkpoint written without a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary_sha256: Option<String>,
@@ -51,7 +61,8 @@ const CONTEXT: &[u8] = b"promote ledger checkpoint\n";
 impl Header {
     /// The HMAC input's parts other than the summary: every field of the header but the HMAC itself.
     fn keyed_fields(&self) -> String {
-        format!("{}\n{}\n{}\n{}\n", self.format, self.seq, self.hash, self.end)
+        let segments = self.segments.join(",");
+        format!("{}\n{}\n{}\n{}\n{}\n{segments}\n", self.format, self.seq, self.hash, self.end, self.segment_bytes)
     }
 }
 
@@ -66,6 +77,8 @@ pub(super) struct Checkpoint {
     /// The entry the summary was taken at: its number and hash.
     pub seq: u64,
     pub hash: String,
+    /// The digests of the ledger's whole segments before `end`.
+    pub segments: Vec<SegmentDigest>,
     /// The summary's JSON.
     body: Vec<u8>,
 }
@@ -137,23 +150,34 @@ fn parse(bytes: &[u8], key: Option<&IntegrityKey>) -> Result<Checkpoint, String>
         (Some(_), _, None) => return Err("it is not keyed, and the ledger is".into()),
         _ => return Err("its header carries no hash it can be checked with".into()),
     }
+    if header.segment_bytes != SEGMENT {
+        return Err(format!("its segments are {} bytes, not {SEGMENT}", header.segment_bytes));
+    }
+    let segments = segments::from_hex(&header.segments).ok_or("a segment digest is not 32 bytes of hex")?;
+    if segments.len() as u64 > header.end / SEGMENT {
+        return Err("it has digests of segments past the entry it was taken at".into());
+    }
     Ok(Checkpoint {
         end: header.end,
         bytes: bytes.len() as u64,
         seq: header.seq,
         hash: header.hash,
+        segments,
         body: body.to_vec(),
     })
 }
 
 /// Writes `summary`, taken at the entry whose line ends at byte `end`, as the checkpoint beside `ledger`
-/// (keyed, with `key`). Returns the checkpoint's size.
+/// (keyed, with `key`), with the digests of the ledger's whole segments before `end` (checked line by line
+/// when they were taken). Returns the checkpoint's size.
 pub(super) fn store(
     ledger: &Path,
     end: u64,
+    segments: &[SegmentDigest],
     summary: &LedgerSummary,
     key: Option<&IntegrityKey>,
 ) -> std::io::Result<u64> {
+    debug_assert_eq!(segments.len() as u64, end / SEGMENT, "every whole segment before the end");
     // Several handles (and processes) may write at once; each writes its own temporary file.
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let body = serde_json::to_vec(summary).map_err(std::io::Error::other)?;
@@ -162,6 +186,8 @@ pub(super) fn store(
         seq: summary.head_seq(),
         hash: summary.head_hash().to_owned(),
         end,
+        segment_bytes: SEGMENT,
+        segments: segments::to_hex(segments),
         summary_sha256: None,
         hmac_sha256: None,
     };

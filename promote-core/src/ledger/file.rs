@@ -4,15 +4,18 @@
 //! reads. A last line without its newline is a torn write (a crash mid-append): it is reported as
 //! [`Error::LedgerCorrupt`], never dropped silently; [`FileLedger::recover`] sets it aside on request.
 //!
-//! Opening checks every line's hash and the whole chain, but parses only the entries after the
+//! Opening checks every line and the whole chain, but parses only the entries after the
 //! checkpoint (see `checkpoint.rs`): its summary plus those entries is what `status` reads. The first full
-//! read parses the rest. The fencing tokens the ledger enforces come from that walk over every line, never
-//! from the checkpoint.
+//! read parses the rest. Before the checkpoint, the file's bytes are checked against the checkpoint's
+//! digests of them instead of line by line (see `segments.rs`), and any difference means every line is
+//! checked. The fencing tokens the ledger enforces come from that walk over every line, never from the
+//! checkpoint.
 //!
 //! With an [`IntegrityKey`], each new line's hash (and the checkpoint's) is an HMAC under the key, and every
 //! line after those written before the ledger was keyed must verify under it.
 
 mod lines;
+pub(super) mod segments;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -27,7 +30,8 @@ use super::{ChainTip, GENESIS_HASH, Ledger, LedgerCapabilities, LedgerEntry, Led
 use crate::error::{Error, ErrorClass, Result};
 use crate::integrity::IntegrityKey;
 use crate::state_file;
-use lines::{Checked, Policy, Problem};
+use lines::{Checked, Policy, Problem, Segments};
+use segments::{SEGMENT, SegmentDigest};
 
 /// The environment variable [`FileLedgerOptions::from_env`] reads [`FileLedgerOptions::unkeyed_until`] from.
 pub const UNKEYED_UNTIL_ENV: &str = "PROMOTE_LEDGER_UNKEYED_UNTIL";
@@ -77,6 +81,8 @@ impl FileLedgerOptions {
     /// Writes a new checkpoint once `bytes` of entries (1 MiB by default) were added since the last one,
     /// and never sooner than the last checkpoint's own size, so that checkpoints cost a bounded share of
     /// what is written. `None` writes none (an existing checkpoint is still used while it matches).
+    /// Writing one may read the file again, to digest the segments added since this handle last did (see
+    /// [`FileLedger::open_with`]): about as long as an open that finds a checkpoint.
     pub fn checkpoint_every(mut self, bytes: Option<u64>) -> Self {
         self.checkpoint_every = bytes;
         self
@@ -112,6 +118,9 @@ struct State {
     offsets: Vec<u64>,
     /// Bytes verified so far.
     end: u64,
+    /// The digests of the file's whole segments from its start, taken as they were verified; a checkpoint
+    /// carries those before its end.
+    segments: Vec<SegmentDigest>,
     /// Where things stand as of `tip`: folded from every entry, or from a checkpoint and the entries after it.
     summary: Arc<LedgerSummary>,
     /// The last checkpoint read or written: where the part it covers ends, and its size.
@@ -155,7 +164,9 @@ impl FileLedger {
 
     /// Opens (or creates) the ledger at `path` and verifies every entry in it: each line's hash against its
     /// bytes (under the key, for keyed lines), and the chain from the first line to the last. Entries up to
-    /// a checkpoint that matches the file are not parsed until something reads them.
+    /// a checkpoint that matches the file are not parsed until something reads them, and the bytes before it
+    /// are checked against its digests of them rather than line by line (any difference, and every line is
+    /// checked); the first full read checks each of those lines' hashes too.
     ///
     /// The ledger's directory is created owner-only if missing, and refused ([`Error::UnsafeFile`]) if
     /// someone else may write to it; the file is created with mode 0600, and never opened through a symlink.
@@ -171,10 +182,7 @@ impl FileLedger {
                 let end = this.whole_end(file, state)?;
                 match this.matching_checkpoint(file, end) {
                     Some(checkpoint) => this.verify_with_checkpoint(state, end, &checkpoint)?,
-                    None => {
-                        let entries = this.verify(state, end, 0, 0)?;
-                        state.opened = Some(entries);
-                    }
+                    None => this.verify_all(state, end)?,
                 }
                 this.checkpoint_if_due(state);
                 Ok(())
@@ -212,7 +220,7 @@ impl FileLedger {
     pub async fn checkpoint(&self) -> Result<()> {
         self.locked(Lock::Shared, |this, file, state| {
             this.scan(file, state, u64::MAX)?;
-            this.write_checkpoint(state).map_err(|e| Error::io(checkpoint::path_for(&this.path), e))
+            this.write_checkpoint(state)
         })
         .await
     }
@@ -273,7 +281,7 @@ impl FileLedger {
             // Verify what is whole before touching anything.
             let probe = FileLedger { path: Arc::new(path.clone()), options, state: Arc::default() };
             let mut state = State::default();
-            probe.verify(&mut state, whole, 0, u64::MAX)?;
+            probe.verify(&mut state, whole, 0, u64::MAX, Segments::NONE)?;
             let saved_to = if whole == length {
                 None
             } else {
@@ -307,7 +315,7 @@ impl FileLedger {
         // What `open` parsed no longer reaches the end.
         state.opened = None;
         let covered = state.tip.seq();
-        self.verify(state, end, covered, collect_after)
+        self.verify(state, end, covered, collect_after, Segments::NONE)
     }
 
     /// Where the whole lines past `state.end` end, refusing a torn last record.
@@ -344,51 +352,78 @@ impl FileLedger {
     /// Lines up to `covered` (by the summary) are hash- and chain-checked only; later ones are also parsed
     /// and folded into the summary, and those above `collect_after` are returned. On an error the state is
     /// left as it was.
-    fn verify(&self, state: &mut State, end: u64, covered: u64, collect_after: u64) -> Result<Vec<LedgerEntry>> {
-        let checked = self.check_after_tip(state, end, covered)?;
+    fn verify(
+        &self,
+        state: &mut State,
+        end: u64,
+        covered: u64,
+        collect_after: u64,
+        segments: Segments<'_>,
+    ) -> Result<Vec<LedgerEntry>> {
+        let checked = self.check_after_tip(state, end, covered, segments)?;
         Ok(self.advance(state, end, checked, collect_after))
     }
 
-    /// [`FileLedger::verify`] of a whole file whose `checkpoint` matches it: the checkpoint's summary is
-    /// parsed on its own thread while the lines are checked (both take time on a large ledger), and the
-    /// lines after it are folded in. A summary that does not parse is ignored: the whole ledger is folded.
+    /// Verifies a whole file from its start, with no checkpoint to go by, parsing every entry.
+    fn verify_all(&self, state: &mut State, end: u64) -> Result<()> {
+        // The segments' digests, for the checkpoint written next.
+        let segments = Segments { known: &[], compute: self.options.checkpoint_every.is_some() };
+        state.opened = Some(self.verify(state, end, 0, 0, segments)?);
+        Ok(())
+    }
+
+    /// [`FileLedger::verify`] of a whole file whose `checkpoint` matches it: the bytes before the checkpoint
+    /// are checked against its segment digests, the checkpoint's summary is parsed on its own thread while
+    /// that runs (both take time on a large ledger), and the lines after it are folded in. If the bytes
+    /// differ from the digests, or the summary does not parse, the checkpoint is ignored: every line is
+    /// checked and the whole ledger folded.
     fn verify_with_checkpoint(&self, state: &mut State, end: u64, checkpoint: &Checkpoint) -> Result<()> {
+        let segments = Segments { known: &checkpoint.segments, compute: true };
         let (summary, checked) = std::thread::scope(|scope| {
             let parsing = scope.spawn(|| checkpoint.summary());
-            let checked = self.check_after_tip(state, end, checkpoint.seq);
+            let checked = self.check_after_tip(state, end, checkpoint.seq, segments);
             (parsing.join().expect("checkpoint parser panicked"), checked)
         });
-        let checked = checked?;
-        match summary {
-            Ok(summary) => {
+        let reason = match (summary, checked) {
+            (Ok(summary), Ok(checked)) => {
                 state.summary = Arc::new(summary);
                 (state.checkpoint_end, state.checkpoint_bytes) = (checkpoint.end, checkpoint.bytes);
                 self.advance(state, end, checked, u64::MAX);
                 // The checkpoint's fences are not trusted: the walk over every line found the real ones.
                 let fences = state.tip.fences.iter().map(|(stage, token)| (stage.clone(), *token)).collect();
                 Arc::make_mut(&mut state.summary).replace_fences(fences);
+                return Ok(());
             }
-            Err(reason) => {
-                tracing::warn!(
-                    path = %self.path.display(), reason,
-                    "ignoring the ledger checkpoint; folding the whole ledger"
-                );
-                state.opened = Some(self.verify(state, end, 0, 0)?);
-            }
-        }
-        Ok(())
+            (_, Err(Failed(error))) => return Err(error),
+            (_, Err(Changed)) => "the ledger's bytes before it are not the ones it was taken of".to_owned(),
+            (Err(reason), Ok(_)) => reason,
+        };
+        tracing::warn!(
+            path = %self.path.display(), reason,
+            "ignoring the ledger checkpoint; checking every line and folding the whole ledger"
+        );
+        self.verify_all(state, end)
     }
 
     /// Checks the lines from `state.end` to `end` as following the tip, parsing those above `covered`.
-    fn check_after_tip(&self, state: &State, end: u64, covered: u64) -> Result<Checked> {
+    fn check_after_tip(
+        &self,
+        state: &State,
+        end: u64,
+        covered: u64,
+        segments: Segments<'_>,
+    ) -> std::result::Result<Checked, CheckFailure> {
         let first = state.tip.seq() + 1;
-        self.check(state.end, end, first, Some(state.tip.hash()), covered, state.keyed)
+        self.check(state.end, end, first, Some(state.tip.hash()), covered, state.keyed, segments)
     }
 
     /// Moves the state past `checked` lines ending at `end`, folding their parsed entries into the summary;
     /// returns those above `collect_after`.
     fn advance(&self, state: &mut State, end: u64, checked: Checked, collect_after: u64) -> Vec<LedgerEntry> {
-        let Checked { last, offsets, entries, fences, keyed, .. } = checked;
+        let Checked { last, offsets, entries, fences, keyed, segments, .. } = checked;
+        if state.end == 0 {
+            state.segments = segments;
+        }
         state.offsets.extend(offsets);
         state.keyed |= keyed;
         for (stage, token) in fences {
@@ -410,6 +445,7 @@ impl FileLedger {
         collected
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         start: u64,
@@ -418,12 +454,14 @@ impl FileLedger {
         prev: Option<&str>,
         covered: u64,
         keyed_before: bool,
-    ) -> Result<Checked> {
+        segments: Segments<'_>,
+    ) -> std::result::Result<Checked, CheckFailure> {
         let policy = Policy { key: self.options.key(), unkeyed_until: self.options.unkeyed_until, keyed_before };
-        lines::check(&self.path, start, end, first, prev, covered, &policy).map_err(|problem| match problem {
-            Problem::Io(error) => Error::io(self.path.as_ref(), error),
-            Problem::Line(line, reason) => self.corrupt(line, &reason),
-            Problem::Refused(error) => error,
+        lines::check(&self.path, start, end, first, prev, covered, &policy, segments).map_err(|problem| match problem {
+            Problem::Io(error) => Failed(Error::io(self.path.as_ref(), error)),
+            Problem::Line(line, reason) => Failed(self.corrupt(line, &reason)),
+            Problem::Refused(error) => Failed(error),
+            Problem::Changed => Changed,
         })
     }
 
@@ -443,14 +481,63 @@ impl FileLedger {
         }
     }
 
-    fn write_checkpoint(&self, state: &mut State) -> std::io::Result<()> {
-        state.checkpoint_bytes = checkpoint::store(&self.path, state.end, &state.summary, self.options.key())?;
+    fn write_checkpoint(&self, state: &mut State) -> Result<()> {
+        self.digest_segments(state)?;
+        let whole = (state.end / SEGMENT) as usize;
+        state.checkpoint_bytes =
+            checkpoint::store(&self.path, state.end, &state.segments[..whole], &state.summary, self.options.key())
+                .map_err(|e| Error::io(checkpoint::path_for(&self.path), e))?;
         state.checkpoint_end = state.end;
+        Ok(())
+    }
+
+    /// Brings `state.segments` up to every whole segment before `state.end`. Digests vouch for the bytes in
+    /// a checkpoint, so they are taken only of bytes checked in the same read: the whole file is read again,
+    /// the segments already digested checked against their digests and the lines after them one by one.
+    fn digest_segments(&self, state: &mut State) -> Result<()> {
+        if state.segments.len() as u64 >= state.end / SEGMENT {
+            return Ok(());
+        }
+        let check = |known: &[SegmentDigest]| {
+            let segments = Segments { known, compute: true };
+            self.check(0, state.end, 1, Some(GENESIS_HASH), u64::MAX, false, segments)
+        };
+        let checked = match check(&state.segments) {
+            Err(Changed) => check(&[]),
+            checked => checked,
+        }?;
+        if checked.last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())) != Some((state.tip.seq(), state.tip.hash())) {
+            return Err(self.corrupt(state.tip.seq(), "the ledger's lines changed since this handle read them"));
+        }
+        state.segments = checked.segments;
         Ok(())
     }
 
     fn corrupt(&self, line: u64, reason: &str) -> Error {
         Error::LedgerCorrupt { path: self.path.display().to_string(), line, reason: reason.to_owned() }
+    }
+}
+
+/// Why a check did not pass.
+enum CheckFailure {
+    Failed(Error),
+    /// The bytes before a checkpoint are not the ones its digests were taken of.
+    Changed,
+}
+use CheckFailure::{Changed, Failed};
+
+impl From<CheckFailure> for Error {
+    /// For checks given no digests to compare, which cannot find the bytes changed.
+    fn from(failure: CheckFailure) -> Self {
+        match failure {
+            Failed(error) => error,
+            Changed => Error::Backend {
+                backend: "file-ledger",
+                message: "the ledger's bytes changed under the digests they were checked against".into(),
+                class: ErrorClass::Temporary,
+                source: None,
+            },
+        }
     }
 }
 
@@ -513,7 +600,7 @@ impl Ledger for FileLedger {
                 // Re-read what we have seen before, re-checking each line's hash and the chain.
                 let start = state.offsets[after as usize];
                 let prev = (after == 0).then_some(GENESIS_HASH);
-                entries = this.check(start, state.end, after + 1, prev, 0, false)?.entries;
+                entries = this.check(start, state.end, after + 1, prev, 0, false, Segments::NONE)?.entries;
             }
             entries.extend(this.scan(file, state, after)?);
             Ok(entries)

@@ -4,11 +4,16 @@
 //! never held in memory whole), checks every line's hash against its bytes and that each line follows the
 //! one before, and parses the lines it is asked to. The parts are then joined in order, so damage is
 //! named by its exact line whichever thread found it.
+//!
+//! From the file's start, a check can also digest the file in [segments](super::segments), and compare the
+//! first ones with a checkpoint's digests: a line wholly inside those is not hashed on its own, since the
+//! segment's digest covers its bytes. If any differ, the check says so, and the caller checks every line.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use super::segments::{SEGMENT, SegmentDigest, SegmentHasher};
 use crate::error::Error;
 use crate::integrity::IntegrityKey;
 use crate::ledger::LedgerEntry;
@@ -35,6 +40,31 @@ pub(super) struct Checked {
     pub fences: Vec<(String, u64)>,
     /// Whether any line is keyed.
     pub keyed: bool,
+    /// The digests of every whole segment, when asked for.
+    pub segments: Vec<SegmentDigest>,
+}
+
+/// What a check from the file's start does with [segment](super::segments) digests.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Segments<'a> {
+    /// The first segments' digests, from a checkpoint: the lines wholly inside them are checked by these.
+    pub known: &'a [SegmentDigest],
+    /// Whether to return the digests of every whole segment.
+    pub compute: bool,
+}
+
+impl Segments<'_> {
+    /// Nothing to do with segments.
+    pub(super) const NONE: Segments<'static> = Segments { known: &[], compute: false };
+
+    fn digesting(&self) -> bool {
+        self.compute || !self.known.is_empty()
+    }
+
+    /// Where the bytes the known digests cover end.
+    fn known_end(&self) -> u64 {
+        self.known.len() as u64 * SEGMENT
+    }
 }
 
 /// What the lines' hashes must be.
@@ -56,6 +86,8 @@ pub(super) enum Problem {
     Line(u64, String),
     /// The file could not be opened safely.
     Refused(Error),
+    /// The bytes the known segment digests cover are not the bytes they were taken of.
+    Changed,
 }
 
 impl From<io::Error> for Problem {
@@ -74,6 +106,8 @@ fn note_fence(fences: &mut Vec<(String, u64)>, stage: &str, token: u64) {
 
 /// Checks the whole lines in `start..end` of the file at `path` under `policy`. The first is expected to be
 /// number `first` and, when `prev` is given, to follow that hash. Lines numbered above `covered` are parsed.
+/// With `segments` (only from the file's start), the segments are digested as well.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check(
     path: &Path,
     start: u64,
@@ -82,20 +116,49 @@ pub(super) fn check(
     prev: Option<&str>,
     covered: u64,
     policy: &Policy<'_>,
+    segments: Segments<'_>,
 ) -> Result<Checked, Problem> {
+    debug_assert!(start == 0 || !segments.digesting(), "segments are digested from the file's start");
+    debug_assert!(segments.known_end() <= end, "the known segments lie inside what is checked");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u64).min((end - start) / PER_THREAD);
-    let parts = if threads <= 1 {
-        vec![check_part(path, start, end, end, false, covered, policy)]
+    let reading = Reading { path, start, end, covered, policy, segments };
+    let parts: Vec<_> = if threads <= 1 {
+        vec![reading.part(start, end)]
     } else {
-        let bound = |k: u64| start + (end - start) * k / threads;
+        let bound = |k: u64| match k {
+            0 => start,
+            k if k == threads => end,
+            // Each segment is digested by one thread.
+            k if segments.digesting() => (start + (end - start) * k / threads) / SEGMENT * SEGMENT,
+            k => start + (end - start) * k / threads,
+        };
         std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|k| scope.spawn(move || check_part(path, bound(k), bound(k + 1), end, k > 0, covered, policy)))
-                .collect();
+            let handles: Vec<_> =
+                (0..threads).map(|k| scope.spawn(move || reading.part(bound(k), bound(k + 1)))).collect();
             handles.into_iter().map(|handle| handle.join().expect("ledger checker panicked")).collect()
         })
     };
+    let digests: Vec<SegmentDigest> = parts.iter().flatten().flat_map(|part| part.segments.iter().copied()).collect();
+    // Digests that differ come first: a trusted line's hash was not checked, and its bytes may be anything.
+    // A part that failed has no digests past its failure: then the bytes may have changed too.
+    if !segments.known.is_empty() && (parts.iter().any(Result::is_err) || !digests.starts_with(segments.known)) {
+        return match parts.into_iter().find_map(Result::err) {
+            Some(problem @ (Problem::Io(_) | Problem::Refused(_))) => Err(problem),
+            _ => Err(Problem::Changed),
+        };
+    }
+    let mut joined = join(parts, first, prev, policy)?;
+    joined.segments = digests;
+    Ok(joined)
+}
 
+/// Joins the parts' checks in order: each part must follow the one before.
+fn join(
+    parts: Vec<Result<Part, Problem>>,
+    first: u64,
+    prev: Option<&str>,
+    policy: &Policy<'_>,
+) -> Result<Checked, Problem> {
     let mut joined = Checked::default();
     let mut next = first;
     let mut prev = prev.map(str::to_owned);
@@ -128,8 +191,10 @@ pub(super) fn check(
         next += part.checked.lines;
         joined.lines += part.checked.lines;
         if let Some((seq, hash)) = part.last {
-            // A checked line's own hash is the hex digits it was compared with.
-            let hash = String::from_utf8(hash).expect("a checked hash is hex");
+            // A checked line's own hash is the hex digits it was compared with; a trusted one's, what was
+            // checked when its segment was digested (unless a doctored unkeyed checkpoint vouched for it).
+            let hash =
+                String::from_utf8(hash).map_err(|_| Problem::Line(seq, "the record's hash is not hex".into()))?;
             prev = Some(hash.clone());
             joined.last = Some((seq, hash));
         }
@@ -146,6 +211,8 @@ const UNKEYED_AFTER_KEYED: &str =
 /// One thread's share.
 #[derive(Default)]
 struct Part {
+    /// The digests of the whole segments in the part, when asked for.
+    segments: Vec<SegmentDigest>,
     checked: Checked,
     /// The first line's number and the hash it follows.
     first: Option<(u64, Vec<u8>)>,
@@ -161,10 +228,11 @@ struct Part {
 }
 
 impl Part {
-    /// Checks one line; false (with the failure noted) if it is bad.
-    fn line(&mut self, bytes: &[u8], at: u64, covered: u64, policy: &Policy<'_>) -> bool {
+    /// Checks one line; false (with the failure noted) if it is bad. A `trusted` line's bytes are checked
+    /// by a segment digest: its own hash is not computed.
+    fn line(&mut self, bytes: &[u8], at: u64, trusted: bool, covered: u64, policy: &Policy<'_>) -> bool {
         let index = self.checked.lines;
-        let checked = self.check_line(bytes, at, covered, policy);
+        let checked = self.check_line(bytes, at, trusted, covered, policy);
         if let Err(reason) = checked {
             self.failure = Some((index, reason));
             return false;
@@ -172,8 +240,18 @@ impl Part {
         true
     }
 
-    fn check_line(&mut self, bytes: &[u8], at: u64, covered: u64, policy: &Policy<'_>) -> Result<(), String> {
-        let link = ChainLink::read(bytes, policy.key)?;
+    fn check_line(
+        &mut self,
+        bytes: &[u8],
+        at: u64,
+        trusted: bool,
+        covered: u64,
+        policy: &Policy<'_>,
+    ) -> Result<(), String> {
+        let link = match trusted {
+            true => ChainLink::read_digested(bytes)?,
+            false => ChainLink::read(bytes, policy.key)?,
+        };
         match link.scheme {
             HashScheme::HmacSha256 => self.checked.keyed = true,
             _ if policy.key.is_some() && link.seq > policy.unkeyed_until => {
@@ -225,60 +303,81 @@ impl Part {
     }
 }
 
-/// Checks the lines that start in `from..to`, reading on to `end` to finish the last of them. With
-/// `align`, `from` may fall inside a line, which then belongs to the part before.
-fn check_part(
-    path: &Path,
-    from: u64,
-    to: u64,
+/// What every part of one check shares.
+#[derive(Clone, Copy)]
+struct Reading<'a> {
+    path: &'a Path,
+    /// Where the check starts: a line starts there.
+    start: u64,
+    /// Where the check ends: no part reads past it.
     end: u64,
-    align: bool,
+    /// Lines numbered above this are parsed.
     covered: u64,
-    policy: &Policy<'_>,
-) -> Result<Part, Problem> {
-    let mut part = Part::default();
-    let mut file = state_file::open(path, state_file::options().read(true)).map_err(Problem::Refused)?;
-    // The buffer holds the file's bytes from `base`; `done..filled` are yet to be looked at.
-    let mut base = if align { from - 1 } else { from };
-    file.seek(SeekFrom::Start(base))?;
-    let mut buffer = vec![0; BUFFER];
-    let (mut done, mut filled) = (0, 0);
-    // Starting just before `from`, the first newline seen ends the line that straddles it.
-    let mut skip_one = align;
-    loop {
-        if let Some(length) = memchr::memchr(b'\n', &buffer[done..filled]) {
-            let at = base + done as u64;
-            let line = &buffer[done..done + length];
-            done += length + 1;
-            if std::mem::take(&mut skip_one) {
+    policy: &'a Policy<'a>,
+    segments: Segments<'a>,
+}
+
+impl Reading<'_> {
+    /// Checks the lines that start in `from..to`, reading on to `end` to finish the last of them. A part
+    /// that does not start at the check's start may begin inside a line, which then belongs to the part
+    /// before. When digesting, `from` is a segment boundary, and so is `to` unless it is `end`.
+    fn part(&self, from: u64, to: u64) -> Result<Part, Problem> {
+        let align = from > self.start;
+        let mut part = Part::default();
+        let mut file = state_file::open(self.path, state_file::options().read(true)).map_err(Problem::Refused)?;
+        // The buffer holds the file's bytes from `base`; `done..filled` are yet to be looked at.
+        let mut base = if align { from - 1 } else { from };
+        file.seek(SeekFrom::Start(base))?;
+        let mut buffer = vec![0; BUFFER];
+        let (mut done, mut filled) = (0, 0);
+        // Starting just before `from`, the first newline seen ends the line that straddles it.
+        let mut skip_one = align;
+        let mut hasher = self.segments.digesting().then(|| SegmentHasher::new(from));
+        let trusted_below = self.segments.known_end();
+        loop {
+            if let Some(length) = memchr::memchr(b'\n', &buffer[done..filled]) {
+                let at = base + done as u64;
+                let line = &buffer[done..done + length];
+                done += length + 1;
+                if std::mem::take(&mut skip_one) {
+                    continue;
+                }
+                let trusted = base + done as u64 <= trusted_below;
+                if at >= to || !part.line(line, at, trusted, self.covered, self.policy) {
+                    break;
+                }
                 continue;
             }
-            if at >= to || !part.line(line, at, covered, policy) {
+            let read_to = base + filled as u64;
+            if read_to >= self.end {
                 break;
             }
-            continue;
+            // Keep the unfinished line, at the front; a line longer than the buffer grows it.
+            buffer.copy_within(done..filled, 0);
+            base += done as u64;
+            filled -= done;
+            done = 0;
+            if filled == buffer.len() {
+                buffer.resize(buffer.len() * 2, 0);
+            }
+            let want = usize::try_from(self.end - read_to).unwrap_or(usize::MAX).min(buffer.len() - filled);
+            file.read_exact(&mut buffer[filled..filled + want])?;
+            if let Some(hasher) = &mut hasher {
+                // The part's own bytes, `from..to`, as they arrive.
+                let (low, high) = (read_to.max(from), (read_to + want as u64).min(to));
+                if low < high {
+                    hasher.feed(&buffer[(low - base) as usize..(high - base) as usize]);
+                }
+            }
+            filled += want;
         }
-        let read_to = base + filled as u64;
-        if read_to >= end {
-            break;
+        for (stage, token) in std::mem::take(&mut part.raw_fences) {
+            let stage = decode_string(&stage).expect("checked when first seen");
+            note_fence(&mut part.checked.fences, &stage, token);
         }
-        // Keep the unfinished line, at the front; a line longer than the buffer grows it.
-        buffer.copy_within(done..filled, 0);
-        base += done as u64;
-        filled -= done;
-        done = 0;
-        if filled == buffer.len() {
-            buffer.resize(buffer.len() * 2, 0);
-        }
-        let want = usize::try_from(end - read_to).unwrap_or(usize::MAX).min(buffer.len() - filled);
-        file.read_exact(&mut buffer[filled..filled + want])?;
-        filled += want;
+        part.segments = hasher.map(SegmentHasher::finish).unwrap_or_default();
+        Ok(part)
     }
-    for (stage, token) in std::mem::take(&mut part.raw_fences) {
-        let stage = decode_string(&stage).expect("checked when first seen");
-        note_fence(&mut part.checked.fences, &stage, token);
-    }
-    Ok(part)
 }
 
 /// Where the whole lines after `from` end: the file's length, or, if the last line has no newline (a torn
