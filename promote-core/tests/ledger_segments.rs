@@ -176,6 +176,18 @@ async fn doctored_digests_are_refused_under_a_key_and_caught_by_the_full_read_wi
         if keyed {
             let opened = FileLedger::open_with(&path, options()).await.map(|_| ());
             assert!(refused(&opened), "keyed: {opened:?}");
+            // Nor does an unkeyed checkpoint forged beside a keyed ledger let it open without the key.
+            let (first, rest) = text.split_once('\n').unwrap();
+            let mut forged: serde_json::Value = serde_json::from_str(first).unwrap();
+            forged.as_object_mut().unwrap().remove("hmac_sha256");
+            let summary = rest.trim_end().as_bytes();
+            forged["summary_sha256"] = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(summary)).into();
+            std::fs::write(&path, &good).unwrap();
+            std::fs::write(checkpoint_of(&path), format!("{forged}\n{rest}")).unwrap();
+            match FileLedger::open_with(&path, FileLedgerOptions::default()).await {
+                Err(Error::LedgerCorrupt { line: 1, reason, .. }) => assert!(reason.contains("key"), "{reason}"),
+                other => panic!("a keyed ledger opened without its key must be refused at line 1, got {other:?}"),
+            }
         } else {
             let ledger = FileLedger::open_with(&path, options()).await.expect("unkeyed, the checkpoint is taken");
             let read = ledger.read_since(0).await.map(|_| ());

@@ -605,14 +605,18 @@ impl<'a> ChainLink<'a> {
 
     /// [`ChainLink::read`] of a line whose bytes are vouched for by other means (the file ledger's segment
     /// digests, taken when the line was read with [`ChainLink::read`]): its hash is taken as it stands, not
-    /// computed.
-    pub(crate) fn read_digested(line: &'a [u8]) -> std::result::Result<Self, String> {
+    /// computed. A keyed line still needs a `key`, as it does there: a ledger is not read as keyed without
+    /// one, whatever vouches for its bytes.
+    pub(crate) fn read_digested(line: &'a [u8], key: Option<&IntegrityKey>) -> std::result::Result<Self, String> {
         let mut cursor = Cursor(line);
         let head = cursor.head();
         let scheme = match head.is_some() && cursor.eat(KEYED_MARK) {
             true => HashScheme::HmacSha256,
             false => HashScheme::Sha256,
         };
+        if scheme == HashScheme::HmacSha256 && key.is_none() {
+            return Err(KEY_MISSING.into());
+        }
         let (_, hash) = stored_hash(line)?;
         Self::assemble(head, cursor, hash, scheme)
     }

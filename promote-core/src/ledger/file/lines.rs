@@ -249,7 +249,7 @@ impl Part {
         policy: &Policy<'_>,
     ) -> Result<(), String> {
         let link = match trusted {
-            true => ChainLink::read_digested(bytes)?,
+            true => ChainLink::read_digested(bytes, policy.key)?,
             false => ChainLink::read(bytes, policy.key)?,
         };
         match link.scheme {
