@@ -17,7 +17,9 @@ pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// Parsing follows docker's normalisation: a first path component counts as a registry only when it
 /// contains a `.` or a `:`, or is `localhost`; otherwise the registry is `docker.io`, and a single-component
 /// repository on docker.io gets the `library/` prefix. A reference with neither a tag nor a digest means
-/// the `latest` tag.
+/// the `latest` tag. A registry must be a host name or a bracketed IPv6 address, with an optional port, and
+/// one given to a constructor must read back as a registry (with a dot, a port, or `localhost`): anything
+/// else is [`Error::InvalidInput`] naming the registry.
 ///
 /// ```
 /// use promote_core::ArtifactRef;
@@ -62,6 +64,7 @@ impl ArtifactRef {
             }
             _ => (DEFAULT_REGISTRY.to_owned(), name.to_owned()),
         };
+        validate_registry(&registry).map_err(|reason| invalid(&reason))?;
         let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -77,6 +80,7 @@ impl ArtifactRef {
 
     /// A reference to `digest` in `registry/repository`, with no tag.
     pub fn by_digest(registry: &str, repository: &str, digest: Digest) -> Result<Self> {
+        validate_registry(registry).map_err(|reason| Error::invalid("registry", registry, reason))?;
         validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         Ok(ArtifactRef {
             registry: registry.to_owned(),
@@ -88,6 +92,7 @@ impl ArtifactRef {
 
     /// A reference to `tag` in `registry/repository`.
     pub fn by_tag(registry: &str, repository: &str, tag: &str) -> Result<Self> {
+        validate_registry(registry).map_err(|reason| Error::invalid("registry", registry, reason))?;
         validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         validate_tag(tag).map_err(|reason| Error::invalid("tag", tag, reason))?;
         Ok(ArtifactRef {
@@ -140,6 +145,7 @@ impl ArtifactRef {
 
     /// The same tag and digest in another registry and repository.
     pub fn in_repository(&self, registry: &str, repository: &str) -> Result<ArtifactRef> {
+        validate_registry(registry).map_err(|reason| Error::invalid("registry", registry, reason))?;
         validate_repository(repository).map_err(|reason| Error::invalid("repository", repository, reason))?;
         Ok(ArtifactRef {
             registry: registry.to_owned(),
@@ -153,6 +159,60 @@ impl ArtifactRef {
     pub fn same_repository(&self, other: &ArtifactRef) -> bool {
         self.registry == other.registry && self.repository == other.repository
     }
+}
+
+/// A registry as the distribution reference grammar writes one: a host name (dot-separated labels of letters,
+/// digits and inner hyphens) or a bracketed IPv6 address, then an optional port. It must also read back as a
+/// registry from a printed reference: with a dot, a port, or `localhost`.
+fn validate_registry(registry: &str) -> std::result::Result<(), String> {
+    let (host, port) = match registry.strip_prefix('[') {
+        Some(bracketed) => {
+            let (address, after) = bracketed.split_once(']').ok_or("the registry's IPv6 address has no `]`")?;
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("registry `{registry}`: `{address}` is not an IPv6 address"));
+            }
+            match after {
+                "" => (None, None),
+                _ => (
+                    None,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or("the registry's IPv6 address is followed by neither a port nor the path")?,
+                    ),
+                ),
+            }
+        }
+        None => match registry.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(registry), None),
+        },
+    };
+    if let Some(host) = host {
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(format!(
+                "registry `{registry}` is not a host name: dot-separated labels of letters, digits and inner hyphens"
+            ));
+        }
+        if port.is_none() && !host.contains('.') && host != "localhost" {
+            return Err(format!(
+                "registry `{registry}` has no dot, no port and is not `localhost`, so a reference would read it as \
+                 a docker.io repository"
+            ));
+        }
+    }
+    if let Some(port) = port
+        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|port| port > 0))
+    {
+        return Err(format!("registry `{registry}`: `{port}` is not a port number (1-65535)"));
+    }
+    Ok(())
 }
 
 fn validate_repository(repository: &str) -> std::result::Result<(), String> {
@@ -246,6 +306,40 @@ mod tests {
         let digest = Digest::sha256_of(b"x");
         roundtrip(&format!("ghcr.io/acme/web@{digest}"), &format!("ghcr.io/acme/web@{digest}"));
         roundtrip(&format!("ghcr.io/acme/web:v1@{digest}"), &format!("ghcr.io/acme/web:v1@{digest}"));
+        roundtrip("[::1]:5000/web:dev", "[::1]:5000/web:dev");
+        roundtrip("Registry.Example.com:443/web", "Registry.Example.com:443/web:latest");
+        roundtrip(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1",
+        );
+    }
+
+    #[test]
+    fn refuses_registries_that_are_not_hosts() {
+        for bad in [
+            "ex ample.com/web",
+            "http://ghcr.io/web",
+            "ghcr.io:http/web",
+            "ghcr.io:0/web",
+            "ghcr.io:65536/web",
+            "-ghcr.io/web",
+            "ghcr..io/web",
+            "gh_cr.io/web",
+            "[::1/web",
+            "[not-v6]:5000/web",
+            "[::1]x/web",
+        ] {
+            let error = ArtifactRef::parse(bad).expect_err(bad);
+            assert!(error.to_string().contains("registry"), "{bad}: {error}");
+        }
+        let digest = Digest::sha256_of(b"x");
+        for bad in ["", "registry", "exa mple.com", "ghcr.io:", "ghcr.io/extra"] {
+            assert!(ArtifactRef::by_digest(bad, "web", digest.clone()).is_err(), "{bad:?}");
+            assert!(ArtifactRef::by_tag(bad, "web", "v1").is_err(), "{bad:?}");
+        }
+        let good = ArtifactRef::by_tag("localhost", "web", "v1").unwrap();
+        assert_eq!(ArtifactRef::parse(&good.to_string()).unwrap(), good, "a constructed reference reads back");
+        assert!(good.in_repository("registry", "web").is_err());
     }
 
     #[test]
