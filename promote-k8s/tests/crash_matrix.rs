@@ -39,7 +39,9 @@ use kube::discovery::ApiResource;
 use promote_core::backend::{check_exists_args, check_promote_args};
 use promote_core::ledger::{LedgerEntry, Step};
 use promote_core::manifest::{ManifestSummary, OCI_MANIFEST, REVISION_ANNOTATION};
-use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, check_recovered};
+use promote_core::testing::crash::{
+    Crash, FAILPOINTS, Interruption, abort_where_the_parent_says, check_interruptions, check_recovered, crash_child,
+};
 use promote_core::{
     Artifact, ArtifactRef, ArtifactStore, BuildRequest, Deployer, Digest, Error, Ledger, Resource, SpecRegistry,
     StoreCapabilities,
@@ -274,17 +276,7 @@ async fn child(dir: PathBuf) {
             .unwrap();
         }
     }
-    let passes = Arc::new(AtomicU32::new(0));
-    if let Ok(point) = std::env::var("PROMOTE_CRASH_POINT") {
-        let hit: u32 = std::env::var("PROMOTE_CRASH_HIT").expect("PROMOTE_CRASH_HIT").parse().unwrap();
-        let seen = passes.clone();
-        fail::cfg_callback(point, move || {
-            if seen.fetch_add(1, Ordering::SeqCst) + 1 == hit {
-                std::process::abort();
-            }
-        })
-        .unwrap();
-    }
+    let passes = abort_where_the_parent_says();
     match pipeline.promote(&build.id, "dev", "ci").await {
         Ok(record) => println!("promoted {}", record.id),
         Err(error) => println!("error {error}"),
@@ -350,10 +342,8 @@ fn prepare(cluster: &Cluster, case: &str) -> tempfile::TempDir {
 
 fn run(dir: &Path, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
     let mut command = self_command(CHILD, dir);
-    command.env_remove(FAKE).env_remove(CENSUS).env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS");
-    if let Some((point, hit)) = crash {
-        command.env("PROMOTE_CRASH_POINT", point).env("PROMOTE_CRASH_HIT", hit.to_string());
-    }
+    command.env_remove(FAKE).env_remove(CENSUS);
+    crash_child(&mut command, crash);
     let (status, stdout, stderr) = output(&mut command);
     if !aborted(status) && !status.success() {
         panic!("the command failed ({status}): {stdout}{stderr}");
@@ -387,7 +377,8 @@ fn matrix() {
     // How many times a promotion passes each failpoint: one cell per pass.
     let census = prepare(&cluster, "census");
     let mut command = self_command(CHILD, census.path());
-    command.env(CENSUS, "1").env_remove("PROMOTE_CRASH_POINT");
+    command.env(CENSUS, "1");
+    crash_child(&mut command, None);
     let (status, out, err) = output(&mut command);
     assert!(status.success() && out.contains("promoted "), "the census run: {out}{err}");
     let mut work: Vec<(&'static str, u32)> = Vec::new();

@@ -28,13 +28,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use promote_core::SpecRegistry;
 use promote_core::ledger::{LedgerEntry, Step};
 use promote_core::manifest::REVISION_ANNOTATION;
-use promote_core::testing::crash::{Crash, FAILPOINTS, Interruption, check_interruptions, check_recovered};
+use promote_core::testing::crash::{
+    Crash, FAILPOINTS, Interruption, abort_where_the_parent_says, check_interruptions, check_recovered, crash_child,
+};
 use promote_core::{ArtifactStore, ArtifactStoreExt, BuildRequest, Deployer, DirectoryDeployer, FileLedger, Ledger};
 use promote_oci::{OciLayoutStore, image_manifest};
 use promote_testkit::process::{aborted, child_mode, output, self_command};
@@ -120,17 +121,7 @@ async fn child(dir: PathBuf) {
     }
     let build = pipeline.register(request, "ci").await.expect("register the build");
 
-    let passes = Arc::new(AtomicU32::new(0));
-    if let Ok(point) = std::env::var("PROMOTE_CRASH_POINT") {
-        let hit: u32 = std::env::var("PROMOTE_CRASH_HIT").expect("PROMOTE_CRASH_HIT").parse().unwrap();
-        let seen = passes.clone();
-        fail::cfg_callback(point, move || {
-            if seen.fetch_add(1, Ordering::SeqCst) + 1 == hit {
-                std::process::abort();
-            }
-        })
-        .unwrap();
-    }
+    let passes = abort_where_the_parent_says();
     match pipeline.promote(&build.id, "dev", "ci").await {
         Ok(record) => println!("promoted {}", record.id),
         Err(error) => println!("error {error}"),
@@ -191,13 +182,11 @@ async fn write_images(dir: &Path) {
 
 fn run(dir: &Path, backend: Backend<'_>, crash: Option<(&str, u32)>) -> (ExitStatus, String) {
     let mut command = self_command(CHILD, dir);
-    command.env_remove("PROMOTE_CRASH_POINT").env_remove("FAILPOINTS").env_remove("PROMOTE_CRASH_REGISTRY");
+    command.env_remove("PROMOTE_CRASH_REGISTRY");
     if let Backend::Registry(host) = backend {
         command.env("PROMOTE_CRASH_REGISTRY", host);
     }
-    if let Some((point, hit)) = crash {
-        command.env("PROMOTE_CRASH_POINT", point).env("PROMOTE_CRASH_HIT", hit.to_string());
-    }
+    crash_child(&mut command, crash);
     let (status, stdout, stderr) = output(&mut command);
     if !aborted(status) && !status.success() {
         panic!("the command failed ({status}): {stdout}{stderr}");

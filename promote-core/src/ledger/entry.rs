@@ -590,17 +590,10 @@ impl<'a> ChainLink<'a> {
     /// chain header. The body is serialised in a fixed field order (see `Body`), so the header is the line's
     /// first fields: `seq`, `prev`, a keyed line's `scheme`, then `at` and `actor`, skipped, and `fence`.
     pub(crate) fn read(line: &'a [u8], key: Option<&IntegrityKey>) -> std::result::Result<Self, String> {
-        let mut cursor = Cursor(line);
-        let head = cursor.head();
-        let scheme = match head.is_some() && cursor.eat(KEYED_MARK) {
-            true => HashScheme::HmacSha256,
-            false => HashScheme::Sha256,
-        };
-        let hash = match scheme {
-            HashScheme::Sha256 => checked_hash(line)?,
-            HashScheme::HmacSha256 => checked_mac(line, key)?,
-        };
-        Self::assemble(head, cursor, hash, scheme)
+        Self::parse(line, |scheme| match scheme {
+            HashScheme::Sha256 => checked_hash(line),
+            HashScheme::HmacSha256 => checked_mac(line, key),
+        })
     }
 
     /// [`ChainLink::read`] of a line whose bytes are vouched for by other means (the file ledger's segment
@@ -608,25 +601,24 @@ impl<'a> ChainLink<'a> {
     /// computed. A keyed line still needs a `key`, as it does there: a ledger is not read as keyed without
     /// one, whatever vouches for its bytes.
     pub(crate) fn read_digested(line: &'a [u8], key: Option<&IntegrityKey>) -> std::result::Result<Self, String> {
+        Self::parse(line, |scheme| match scheme {
+            HashScheme::HmacSha256 if key.is_none() => Err(KEY_MISSING.into()),
+            _ => stored_hash(line).map(|(_, hash)| hash),
+        })
+    }
+
+    /// Reads the chain header, the line's own hash given by `hash` for the line's scheme.
+    fn parse(
+        line: &'a [u8],
+        hash: impl FnOnce(HashScheme) -> std::result::Result<&'a [u8], String>,
+    ) -> std::result::Result<Self, String> {
         let mut cursor = Cursor(line);
         let head = cursor.head();
         let scheme = match head.is_some() && cursor.eat(KEYED_MARK) {
             true => HashScheme::HmacSha256,
             false => HashScheme::Sha256,
         };
-        if scheme == HashScheme::HmacSha256 && key.is_none() {
-            return Err(KEY_MISSING.into());
-        }
-        let (_, hash) = stored_hash(line)?;
-        Self::assemble(head, cursor, hash, scheme)
-    }
-
-    fn assemble(
-        head: Option<(u64, &'a [u8])>,
-        mut cursor: Cursor<'a>,
-        hash: &'a [u8],
-        scheme: HashScheme,
-    ) -> std::result::Result<Self, String> {
+        let hash = hash(scheme)?;
         let (seq, prev) =
             head.ok_or("the record does not start with its sequence number and previous hash".to_owned())?;
         let fence = cursor.fence().ok_or("the record's fields are not in the order promote writes them".to_owned())?;

@@ -507,7 +507,10 @@ impl FileLedger {
             checked => checked,
         }?;
         if checked.last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())) != Some((state.tip.seq(), state.tip.hash())) {
-            return Err(self.corrupt(state.tip.seq(), "the ledger's lines changed since this handle read them"));
+            return Err(self.corrupt(
+                state.tip.seq(),
+                "the ledger's lines changed since this handle read them; open it again to have every line checked",
+            ));
         }
         state.segments = checked.segments;
         Ok(())

@@ -2,7 +2,41 @@
 //! the journal shows after a crash at one, and where each must leave it. The crash matrices of promote-oci
 //! (file ledger) and promote-k8s (in-cluster ledger) check every backend against the same table.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::ledger::{FinalState, LedgerEntry, LedgerEvent, LedgerView, PromotionRecord, PromotionState, Step};
+
+/// In a crash test's child process: the failpoint to abort at ...
+pub const POINT_ENV: &str = "PROMOTE_CRASH_POINT";
+/// ... and on which of its passes (1 for the first).
+pub const HIT_ENV: &str = "PROMOTE_CRASH_HIT";
+
+/// Sets `command` (a crash test's child) to abort at pass `hit` of `point`, or, with `None`, not at all.
+pub fn crash_child(command: &mut std::process::Command, crash: Option<(&str, u32)>) {
+    command.env_remove(POINT_ENV).env_remove(HIT_ENV).env_remove("FAILPOINTS");
+    if let Some((point, hit)) = crash {
+        command.env(POINT_ENV, point).env(HIT_ENV, hit.to_string());
+    }
+}
+
+/// In a crash test's child: arms the failpoint [`POINT_ENV`] names, if set, to abort the process on pass
+/// [`HIT_ENV`]. Returns the count of its passes so far, which the child prints when the promotion ends.
+pub fn abort_where_the_parent_says() -> Arc<AtomicU32> {
+    let passes = Arc::new(AtomicU32::new(0));
+    if let Ok(point) = std::env::var(POINT_ENV) {
+        let hit: u32 =
+            std::env::var(HIT_ENV).ok().and_then(|hit| hit.parse().ok()).expect("PROMOTE_CRASH_HIT: a number");
+        let seen = passes.clone();
+        fail::cfg_callback(point, move || {
+            if seen.fetch_add(1, Ordering::SeqCst) + 1 == hit {
+                std::process::abort();
+            }
+        })
+        .expect("arm the failpoint");
+    }
+    passes
+}
 
 /// Every failpoint of a promotion, in the order a promotion passes them first.
 pub const FAILPOINTS: [&str; 9] = [
